@@ -1,0 +1,97 @@
+"""The `ArchiveAdapter` interface every archive back end implements.
+
+Owns: the contract (method names, argument shapes, idempotency and ordering
+guarantees) and the shared error types. Must not: contain back-end code,
+caching, or anything about Raft and actors.
+
+Shapes
+------
+An *event* is the dict the API emits: ``seq`` (int >= 1), ``type``,
+``payload`` (dict), ``actor``, ``producer_id``, ``producer_seq``, ``source``,
+``metadata`` (dict), ``refs`` (dict), ``idempotency_key``, ``inserted_at``
+(ISO-8601 UTC string). Adapters store and return it unchanged (JSON
+round-trip), keyed by ``(session_id, seq)``.
+
+A *session record* is ``{id, title, metadata, last_seq, created_at,
+updated_at, creator_principal?}``; ``metadata.tenant_id`` (when present) is
+the tenant used for fencing.
+"""
+
+import abc
+import base64
+
+
+class ArchiveUnavailable(Exception):
+    """The archive could not be reached or answered with an error; retry later."""
+
+
+class ArchiveConfigError(Exception):
+    """The adapter's configuration is unusable (missing bucket, bad URL...)."""
+
+
+def encode_session_id(session_id: str) -> str:
+    """base64url (no padding) of the session id: safe in object keys and cursors."""
+    return base64.urlsafe_b64encode(session_id.encode()).rstrip(b"=").decode()
+
+
+def decode_session_id(encoded: str) -> str:
+    pad = "=" * (-len(encoded) % 4)
+    return base64.urlsafe_b64decode(encoded + pad).decode()
+
+
+def session_matches(record: dict, tenant_id, metadata_filters: dict) -> bool:
+    """True when ``record`` belongs to ``tenant_id`` (None: any) and every filter holds exactly."""
+    meta = record.get("metadata") or {}
+    if tenant_id is not None and meta.get("tenant_id") != tenant_id:
+        return False
+    return all(key in meta and _filter_value(meta[key]) == value for key, value in metadata_filters.items())
+
+
+def _filter_value(value) -> str:
+    """Metadata filters arrive as query strings: compare on the string form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class ArchiveAdapter(abc.ABC):
+    """Durable archive of committed events and of session records.
+
+    Every method may raise `ArchiveUnavailable`; none may raise anything else
+    for I/O trouble. All methods are safe to call from several greenlets.
+    """
+
+    @abc.abstractmethod
+    def write_events(self, session_id: str, events: list) -> int:
+        """Store ``events`` (ascending, contiguous seqs) idempotently.
+
+        Re-writing events already stored changes nothing and is not an error.
+        Returns how many of ``events`` were newly stored.
+        """
+
+    @abc.abstractmethod
+    def read_events(self, session_id: str, from_seq: int, to_seq: int) -> list:
+        """Events with ``from_seq <= seq <= to_seq``, ascending by seq (missing ones omitted)."""
+
+    @abc.abstractmethod
+    def upsert_session(self, record: dict) -> None:
+        """Insert or replace the session record ``record['id']``."""
+
+    @abc.abstractmethod
+    def get_session(self, session_id: str):
+        """The session record, or None."""
+
+    @abc.abstractmethod
+    def list_sessions(self, limit: int, cursor=None, tenant_id=None, metadata_filters=None):
+        """One page of session records ordered by id.
+
+        Returns ``(records, next_cursor)``; ``next_cursor`` is an opaque string or
+        None when there are no more. ``cursor`` is a value previously returned.
+        Walking the cursors yields every matching session exactly once.
+        """
+
+    def check(self) -> None:
+        """Raise `ArchiveConfigError`/`ArchiveUnavailable` if the archive is unusable at start-up."""
+
+    def close(self) -> None:
+        """Release connections."""
