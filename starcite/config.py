@@ -145,6 +145,8 @@ _SETTINGS = [
      ["STARCITE_AUTH_PRINCIPAL_TOKEN_MAX_TTL_SECONDS"], _int, 900, "Maximum principal token TTL"),
     ("tail_catchup_interval_ms", "tail.catchup_interval_ms", ["STARCITE_TAIL_CATCHUP_INTERVAL_MS"], _int, 5000,
      "Period of the tail catch-up check"),
+    ("access_log", "http.access_log", ["STARCITE_ACCESS_LOG"], parse_bool, True,
+     "Write one access log line per request to stdout (access_token redacted)"),
     ("log_level", "node.log_level", ["STARCITE_LOG_LEVEL"], _str, "info", "debug, info, warning, error"),
 ]
 

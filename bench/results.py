@@ -1,0 +1,150 @@
+"""Result rows, the ratios to the peers, the printed table and the JSON file.
+
+Owns: `Row` (one measured point or one "not available" line), the
+generator-ceiling check, the ratio rules (Starcite ÷ Redis-always, ÷ Postgres,
+÷ hello ceiling; replay: ÷ Redis XREAD, ÷ Postgres scan), text formatting and
+`bench/results/<timestamp>.json`. Must not: measure anything.
+"""
+
+import dataclasses
+import json
+import os
+
+from bench.stats import summarize
+
+OK, NOT_AVAILABLE, NOT_YET, FAILED = "ok", "not available", "not yet", "failed"
+CEILING_SYSTEM = "loadgen-ceiling"
+CEILING_WARN_FRACTION = 0.7
+
+# (Starcite system, peer system, label) pairs the ratio table compares, per workload.
+RATIO_PEERS = {
+    "append": [("redis-always", "÷redis-always"), ("postgres", "÷postgres"), ("hello", "÷hello")],
+    "replay": [("redis-xread", "÷redis-xread"), ("postgres-scan", "÷postgres-scan")],
+}
+
+
+@dataclasses.dataclass
+class Row:
+    workload: str                 # append | replay | fanout | idle
+    system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
+    clients: int = None           # concurrent clients (tails for fanout/idle)
+    status: str = OK
+    note: str = ""
+    figures: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def measured(cls, workload, system, clients, measurement, note="", **extra):
+        figures = summarize(measurement)
+        if measurement.errors:
+            note = (note + "; " if note else "") + f"first error: {measurement.first_error}"
+        return cls(workload, system, clients, OK, note, {**figures, **extra})
+
+    def get(self, key):
+        return self.figures.get(key) if self.status == OK else None
+
+
+def flag_generator_bound(rows: list):
+    """Note append rows whose throughput comes near the generator's ceiling at the same concurrency."""
+    ceiling = {r.clients: r.get("ops_per_s") for r in rows if r.workload == "append" and r.system == CEILING_SYSTEM}
+    for row in rows:
+        top = ceiling.get(row.clients)
+        ops = row.get("ops_per_s")
+        if row.workload == "append" and row.system != CEILING_SYSTEM and top and ops and ops >= CEILING_WARN_FRACTION * top:
+            row.note = (row.note + "; " if row.note else "") + f"{ops / top:.0%} of generator ceiling"
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def ratios(rows: list) -> list:
+    """Starcite ÷ peer for every Starcite row of a workload with peers (ops/s or events/s, and p99)."""
+    index = {(r.workload, r.system, r.clients): r for r in rows}
+    out = []
+    for row in rows:
+        peers = RATIO_PEERS.get(row.workload)
+        if not peers or not row.system.startswith("starcite"):
+            continue
+        rate_key = "events_per_s" if row.workload == "replay" else "ops_per_s"
+        entry = {"workload": row.workload, "system": row.system, "clients": row.clients, "status": row.status}
+        for peer, label in peers:
+            other = index.get((row.workload, peer, row.clients))
+            entry[label] = {"rate": _ratio(row.get(rate_key), other and other.get(rate_key)),
+                            "p99": _ratio(row.get("p99_ms"), other and other.get("p99_ms"))}
+        out.append(entry)
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _mib(value):
+    return None if value is None else f"{value / 2**20:.1f} MiB"
+
+
+def _figure(key, transform=None):
+    return lambda row: (transform or _fmt)(row.get(key))
+
+
+def _note(row):
+    return row.note if row.status == OK else f"{row.status.upper()}: {row.note}"
+
+
+_LATENCY = [("p50 ms", _figure("p50_ms")), ("p99 ms", _figure("p99_ms")), ("p999 ms", _figure("p999_ms"))]
+_SECTIONS = [
+    ("append", "Append-to-ack (closed loop; latency per operation)",
+     [("clients", lambda r: _fmt(r.clients)), ("ops", _figure("ops")), ("errors", _figure("errors")),
+      ("ops/s", _figure("ops_per_s")), *_LATENCY]),
+    ("replay", "Replay from cursor 0 (batch_size 1000; latency per batch)",
+     [("events", _figure("events")), ("passes", _figure("passes")), ("events/s", _figure("events_per_s")),
+      *_LATENCY]),
+    ("fanout", "Fan-out (latency from append ack to receipt at each tail)",
+     [("tails", lambda r: _fmt(r.clients)), ("appends", _figure("appends")), ("deliveries", _figure("ops")),
+      ("missing", _figure("missing")), *_LATENCY]),
+    ("idle", "Idle tails (RSS of the node and its children)",
+     [("tails", lambda r: _fmt(r.clients)), ("rss 0", _figure("rss_0", _mib)), ("rss N", _figure("rss_n", _mib)),
+      ("bytes/tail", _figure("bytes_per_tail"))]),
+]
+
+
+def _table(title: str, header: list, lines: list) -> str:
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(header)]
+    fmt_line = lambda cells: "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
+                                       for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return "\n".join([title, fmt_line(header), fmt_line(["-" * w for w in widths]), *map(fmt_line, lines)])
+
+
+def render(rows: list, ratio_rows: list) -> str:
+    blocks = []
+    for workload, title, columns in _SECTIONS:
+        section = [r for r in rows if r.workload == workload]
+        if section:
+            header = ["system", *(h for h, _ in columns), "note"]
+            blocks.append(_table(title, header, [[r.system, *(f(r) for _, f in columns), _note(r)] for r in section]))
+    if ratio_rows:
+        labels = sorted({k for e in ratio_rows for k in e if k.startswith("÷")},
+                        key=lambda k: [p for peers in RATIO_PEERS.values() for _, p in peers].index(k))
+        lines = [[f"{e['workload']} {e['system']}", _fmt(e["clients"]),
+                  *(f"{_fmt((e.get(k) or {}).get('rate'))} / {_fmt((e.get(k) or {}).get('p99'))}"
+                    if k in e else "" for k in labels),
+                  "" if e["status"] == OK else e["status"]] for e in ratio_rows]
+        blocks.append(_table("Ratios, Starcite ÷ peer (throughput ratio / p99 ratio; >1 throughput is better, "
+                             "<1 p99 is better)", ["starcite row", "clients", *labels, "note"], lines))
+    return "\n\n".join(blocks)
+
+
+def write_json(path: str, run: dict, machine: dict, rows: list, ratio_rows: list):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"run": run, "machine": machine, "rows": [dataclasses.asdict(r) for r in rows],
+                   "ratios": ratio_rows}, f, indent=2, ensure_ascii=False)
+        f.write("\n")

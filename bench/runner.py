@@ -1,0 +1,114 @@
+"""The `run` command: which workloads run, in which order, and what happens
+around them.
+
+Owns: the workload list, the scratch directory and the supervisor (so every
+started process is stopped, also on Ctrl-C or an exception), turning a
+workload's exception into a "not available"/"failed" row, machine facts, and
+the final table and JSON file. Must not: contain workload logic.
+"""
+
+import dataclasses
+import datetime
+import functools
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+from bench import results
+from bench.context import FULL, QUICK, Context
+from bench.procs import StartError, Supervisor
+from bench.targets import REPO_ROOT
+from bench.targets import postgres as pg_target
+from bench.targets import redis as redis_target
+from bench.workloads import append, fanout, idle, replay
+
+RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    workload: str
+    system: str
+    run: object  # Context -> list[Row]
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload}:{self.system}"
+
+
+SPECS = [
+    Spec("append", results.CEILING_SYSTEM, append.generator_ceiling),
+    Spec("append", "hello", append.hello),
+    Spec("append", "redis-always", functools.partial(append.redis, fsync="always")),
+    Spec("append", "redis-everysec", functools.partial(append.redis, fsync="everysec")),
+    Spec("append", "postgres", append.postgres),
+    Spec("append", "starcite", append.starcite_single),
+    Spec("append", "starcite-3node", append.starcite_cluster),
+    Spec("replay", "redis-xread", replay.redis),
+    Spec("replay", "postgres-scan", replay.postgres),
+    Spec("replay", "starcite", replay.starcite),
+    Spec("fanout", "starcite", fanout.starcite),
+    Spec("idle", "starcite", idle.starcite),
+]
+
+
+def _run_spec(ctx, spec: Spec) -> list:
+    started = time.monotonic()
+    ctx.log(f"-- {spec.key}")
+    try:
+        rows = spec.run(ctx)
+    except StartError as exc:
+        rows = [results.Row(spec.workload, spec.system, None, results.NOT_AVAILABLE, str(exc)[:500])]
+    except Exception as exc:  # a broken workload must not lose the others' results
+        rows = [results.Row(spec.workload, spec.system, None, results.FAILED, f"{type(exc).__name__}: {exc}"[:500])]
+    for row in rows:
+        if row.status != results.OK:
+            ctx.log(f"{spec.key}: {row.status}: {row.note}")
+    ctx.log(f"-- {spec.key} done in {time.monotonic() - started:.1f}s")
+    return rows
+
+
+def _machine() -> dict:
+    facts = {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(), "python": sys.version.split()[0],
+             "platform": platform.platform()}
+    for name, probe in (("redis_server", redis_target.version), ("postgres", pg_target.settings)):
+        try:
+            facts[name] = probe()
+        except Exception as exc:  # a missing peer is reported by its rows; the facts just say so
+            facts[name] = f"unavailable: {exc}"
+    return facts
+
+
+def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR) -> int:
+    profile = QUICK if quick else FULL
+    specs = [s for s in SPECS if not only or any(o in s.key for o in only)]
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    work_dir = tempfile.mkdtemp(prefix="starcite-bench-")
+    rows, interrupted, started = [], False, time.monotonic()
+    machine = _machine()
+    try:
+        with Supervisor(work_dir) as sup:
+            ctx = Context(profile, sup, work_dir, procs)
+            ctx.log(f"profile {profile.name}, {len(specs)} workloads, generator processes {procs}")
+            for spec in specs:
+                rows += _run_spec(ctx, spec)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: everything started was stopped; partial results follow", file=sys.stderr)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    duration = round(time.monotonic() - started, 1)
+    results.flag_generator_bound(rows)
+    ratio_rows = results.ratios(rows)
+    print(results.render(rows, ratio_rows))
+    path = os.path.join(out_dir, stamp.strftime("%Y%m%dT%H%M%SZ") + ".json")
+    run_facts = {"started_at": stamp.isoformat(timespec="seconds"), "duration_s": duration, "interrupted": interrupted,
+                 "generator_processes": procs, "profile": dataclasses.asdict(profile), "argv": sys.argv}
+    results.write_json(path, run_facts, machine, rows, ratio_rows)
+    print(f"\n{len(rows)} rows in {duration}s; JSON: {os.path.relpath(path, REPO_ROOT)}")
+    if interrupted:
+        return 130
+    return 1 if any(r.status == results.FAILED for r in rows) else 0

@@ -1,0 +1,104 @@
+"""A minimal WebSocket client for tails (RFC 6455, receive side).
+
+Owns: the upgrade handshake, frame parsing (fragmented messages, ping/pong,
+close), and handing each complete text/binary message with its receipt time
+(`time.perf_counter_ns`, CLOCK_MONOTONIC: comparable across processes) to a
+callback. Must not: decode the messages (callers decide what they need).
+"""
+
+import asyncio
+import base64
+import os
+import struct
+import time
+
+from bench.wire.base import FramedProtocol, ProtocolError, open_connection
+from bench.wire.http import parse_head
+
+_OP_CONT, _OP_TEXT, _OP_BIN, _OP_CLOSE, _OP_PING = 0, 1, 2, 8, 9
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """A masked client frame (payloads here are control frames: < 126 bytes)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+class WsProtocol(FramedProtocol):
+    """Calls ``on_frame(payload_bytes, received_ns)`` for every complete data message."""
+
+    def __init__(self, on_frame):
+        super().__init__()
+        self.on_frame = on_frame
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self._fragments = []
+
+    def parse(self, buf, start):
+        if not self.upgraded.done():
+            head = parse_head(buf, start)
+            if head is None:
+                return None
+            status, head_lower, end = head
+            return ("head", status, bytes(buf[end:]) if status != 101 else b""), (end if status == 101 else len(buf))
+        if len(buf) - start < 2:
+            return None
+        b0, b1 = buf[start], buf[start + 1]
+        if b1 & 0x80:
+            raise ProtocolError("server frames must not be masked")
+        size, pos = b1 & 0x7F, start + 2
+        if size == 126:
+            if len(buf) < pos + 2:
+                return None
+            size, pos = struct.unpack_from("!H", buf, pos)[0], pos + 2
+        elif size == 127:
+            if len(buf) < pos + 8:
+                return None
+            size, pos = struct.unpack_from("!Q", buf, pos)[0], pos + 8
+        if len(buf) < pos + size:
+            return None
+        return (b0 & 0x80, b0 & 0x0F, bytes(buf[pos:pos + size])), pos + size
+
+    def on_message(self, message):
+        if message[0] == "head":
+            _, status, body = message
+            if status == 101:
+                self.upgraded.set_result(True)
+            else:
+                self.upgraded.set_exception(ProtocolError(f"upgrade refused: {status} {body[:200]!r}"))
+                self.close()
+            return
+        fin, opcode, payload = message
+        if opcode == _OP_PING:
+            self.transport.write(_client_frame(0xA, payload))
+        elif opcode == _OP_CLOSE:
+            self.transport.write(_client_frame(_OP_CLOSE, payload[:2]))
+            self.close()
+        elif opcode in (_OP_TEXT, _OP_BIN, _OP_CONT):
+            if not fin:
+                self._fragments.append(payload)
+            else:
+                if self._fragments:
+                    payload = b"".join(self._fragments) + payload
+                    self._fragments.clear()
+                self.on_frame(payload, time.perf_counter_ns())
+
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError(f"closed before upgrade: {exc}"))
+
+
+async def connect(port: int, path: str, on_frame, timeout: float = 10.0) -> WsProtocol:
+    """Open a WebSocket to ``ws://127.0.0.1:port{path}``; frames go to ``on_frame``."""
+    proto = await open_connection(lambda: WsProtocol(on_frame), port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    proto.transport.write((
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    try:
+        await asyncio.wait_for(asyncio.shield(proto.upgraded), timeout)
+    except BaseException:
+        proto.close()
+        raise
+    return proto

@@ -1,0 +1,128 @@
+"""Append-to-ack: one ~200-byte event to a random session among 1,000, timed
+until the system acknowledges it durably, at 1, 16 and 64 clients.
+
+Systems: the load generator's own ceiling (trivial endpoint), the Falcon +
+gunicorn gevent "hello" ceiling, Redis Streams XADD (appendfsync always and
+everysec), the Postgres one-statement append, Starcite single node, and the
+Starcite 3-node cluster (not built yet).
+
+Owns: one client factory per system and one workload function per system.
+"""
+
+import random
+
+from bench.loadgen import Client
+from bench.targets import hello as hello_target
+from bench.targets import postgres as pg_target
+from bench.targets import redis as redis_target
+from bench.targets import starcite as starcite_target
+from bench.targets import trivial as trivial_target
+from bench.procs import free_port
+from bench.workloads import PAYLOAD, not_yet, session_ids, sweep
+from bench.wire.base import ProtocolError
+from bench.wire.http import HttpClient
+from bench.wire.pg import AsyncPg
+from bench.wire.resp import RedisClient
+
+# What the trivial and hello endpoints receive: a Starcite-shaped append body, so request sizes match.
+_HTTP_BODY = starcite_target.append_body(PAYLOAD, "p1", 1)
+
+
+def _http_post(port: int, path: str):
+    async def factory(_index):
+        client = HttpClient(port)
+
+        async def op():
+            await client.post_json(path, _HTTP_BODY)
+        return Client(op, client.close)
+    return factory
+
+
+def _redis_xadd(port: int, sessions: int):
+    keys = [b"bench:s:%d" % i for i in range(sessions)]
+
+    async def factory(index):
+        client, pick = await RedisClient.connect(port), random.Random(index).randrange
+
+        async def op():
+            await client.call(b"XADD", keys[pick(sessions)], b"*", b"data", PAYLOAD)
+        return Client(op, client.close)
+    return factory
+
+
+def _pg_append(schema_name: str, ids: list):
+    payload = PAYLOAD.decode()
+
+    async def factory(index):
+        pg = await AsyncPg.connect(pg_target.DSN, pg_target.session_setup(schema_name))
+        pick = random.Random(index).randrange
+
+        async def op():
+            if not await pg.execute(pg_target.APPEND_SQL, (ids[pick(len(ids))], payload)):
+                raise ProtocolError("append matched no session")
+        return Client(op, pg.close)
+    return factory
+
+
+def starcite_appender(port: int, ids: list, producer_prefix: str):
+    """Client factory: each client appends to random sessions of ``ids`` as its own producer
+    (``<prefix>-c<index>``), keeping producer_seq exactly 1, 2, 3... per session."""
+    paths = [starcite_target.append_path(s) for s in ids]
+
+    async def factory(index):
+        client, pick = HttpClient(port), random.Random(index).randrange
+        producer, last_seq = f"{producer_prefix}-c{index}", [0] * len(ids)
+
+        async def op():
+            s = pick(len(ids))
+            await client.post_json(paths[s], starcite_target.append_body(PAYLOAD, producer, last_seq[s] + 1))
+            last_seq[s] += 1
+        return Client(op, client.close)
+    return factory
+
+
+def generator_ceiling(ctx) -> list:
+    port = free_port()
+    child = trivial_target.start(ctx.sup, port)
+    try:
+        return sweep(ctx, "append", "loadgen-ceiling", lambda _c: _http_post(port, "/append"))
+    finally:
+        ctx.sup.stop(child)
+
+
+def hello(ctx) -> list:
+    port = free_port()
+    child = hello_target.start(ctx.sup, port)
+    try:
+        return sweep(ctx, "append", "hello", lambda _c: _http_post(port, "/hello"))
+    finally:
+        ctx.sup.stop(child)
+
+
+def redis(ctx, fsync: str) -> list:
+    port = free_port()
+    child = redis_target.start(ctx.sup, port, fsync, ctx.work_dir)
+    try:
+        return sweep(ctx, "append", f"redis-{fsync}", lambda _c: _redis_xadd(port, ctx.profile.sessions))
+    finally:
+        ctx.sup.stop(child)
+
+
+def postgres(ctx) -> list:
+    ids = session_ids(ctx.profile.sessions)
+    with pg_target.schema(ids) as name:
+        return sweep(ctx, "append", "postgres", lambda _c: _pg_append(name, ids))
+
+
+def starcite_single(ctx) -> list:
+    ids = session_ids(ctx.profile.sessions)
+    node = starcite_target.Node(ctx.sup, ctx.work_dir).start()
+    try:
+        ctx.run_async(node.create_sessions(ids))
+        return sweep(ctx, "append", "starcite", lambda clients: starcite_appender(node.port, ids, f"b{clients}"))
+    finally:
+        node.stop()
+
+
+def starcite_cluster(ctx) -> list:
+    return not_yet(ctx, "append", "starcite-3node", "3-node loopback cluster not built yet")

@@ -1,0 +1,174 @@
+"""Replay: read one session of N events from cursor 0 to its end in batches of
+1,000, decoding every event to a dict, as a resuming consumer would.
+
+Systems: Redis `XREAD COUNT 1000` (its own redis-server, appendfsync
+everysec: durability does not matter for reads), a Postgres ordered page
+scan (``seq > cursor ORDER BY seq LIMIT 1000``), Starcite hot (events in
+memory) and Starcite cold (after archiving: the node restarted with a short
+archive flush interval, waited until the archive drained, read cache empty).
+
+Latency is per batch: the time from the previous batch (or the start) to
+this one's arrival; events/s is events over the timed passes' wall time.
+Owns: the timed-pass driver and one batch reader per system.
+"""
+
+import array
+import asyncio
+import contextlib
+import json
+import time
+
+from bench import loadgen
+from bench.procs import StartError, free_port, wait_until
+from bench.results import NOT_AVAILABLE, Row
+from bench.stats import Measurement
+from bench.targets import postgres as pg_target
+from bench.targets import redis as redis_target
+from bench.targets import starcite as starcite_target
+from bench.wire import ws
+from bench.wire.base import ProtocolError
+from bench.wire.pg import AsyncPg
+from bench.wire.resp import RedisClient
+from bench.workloads import PAYLOAD
+from bench.workloads.append import starcite_appender
+
+SESSION = "replay-0"
+_COLD_FLUSH_MS = 200
+_HOT_FLUSH_MS = 3_600_000  # nothing is archived (so nothing evicted) during the hot phase
+
+
+async def _timed_passes(open_batches, total: int, passes: int, warm_passes: int) -> Measurement:
+    """Run ``warm_passes + passes`` full replays; time the last ``passes``.
+
+    ``open_batches()`` returns an async iterator of per-batch event counts for one replay from cursor 0.
+    """
+    latencies, wall_ns, clock = array.array("q"), 0, time.perf_counter_ns
+    for number in range(warm_passes + passes):
+        timed = number >= warm_passes
+        seen, started = 0, clock()
+        previous = started
+        async with contextlib.aclosing(open_batches()) as batches:
+            async for count in batches:
+                now = clock()
+                if timed:
+                    latencies.append(now - previous)
+                previous, seen = now, seen + count
+                if seen >= total:
+                    break
+        if seen != total:
+            raise ProtocolError(f"replay returned {seen} events, expected {total}")
+        if timed:
+            wall_ns += previous - started
+    return Measurement(latencies, wall_ns / 1e9)
+
+
+def _measure(ctx, system: str, open_batches, passes: int, warm_passes: int = 1, note: str = "") -> Row:
+    """Replay ``passes`` times (after ``warm_passes`` untimed) and make the row."""
+    total = ctx.profile.replay_events
+    m = ctx.run_async(_timed_passes(open_batches, total, passes, warm_passes))
+    row = Row.measured("replay", system, None, m, note, events=total, passes=passes,
+                       events_per_s=round(total * passes / m.wall_s) if m.wall_s else None)
+    ctx.log(f"replay {system}: {row.figures['events_per_s']} events/s, batch p50 {row.figures['p50_ms']} ms")
+    return row
+
+
+def redis(ctx) -> list:
+    p, port = ctx.profile, free_port()
+    child = redis_target.start(ctx.sup, port, "everysec", ctx.work_dir)
+    key = b"bench:replay"
+
+    async def fill():
+        client = await RedisClient.connect(port)
+        for start in range(0, p.replay_events, 1000):
+            await client.pipeline([(b"XADD", key, b"*", b"data", PAYLOAD)] * min(1000, p.replay_events - start))
+        await client.close()
+
+    async def batches():
+        client, cursor = await RedisClient.connect(port), b"0-0"
+        try:
+            while True:
+                reply = await client.call(b"XREAD", b"COUNT", p.replay_batch, b"STREAMS", key, cursor)
+                entries = reply[0][1] if reply else []
+                if not entries:
+                    return
+                for _id, fields in entries:
+                    json.loads(fields[1])
+                cursor = entries[-1][0]
+                yield len(entries)
+        finally:
+            await client.close()
+
+    try:
+        ctx.run_async(fill())
+        return [_measure(ctx, "redis-xread", batches, p.replay_passes)]
+    finally:
+        ctx.sup.stop(child)
+
+
+def postgres(ctx) -> list:
+    p = ctx.profile
+    with pg_target.schema([SESSION], events=(SESSION, p.replay_events, PAYLOAD.decode())) as name:
+        async def batches():
+            pg, cursor = await AsyncPg.connect(pg_target.DSN, pg_target.session_setup(name)), 0
+            try:
+                while True:
+                    rows = await pg.execute(pg_target.PAGE_SQL, (SESSION, cursor, p.replay_batch))
+                    if not rows:
+                        return
+                    cursor = rows[-1][0]
+                    yield len(rows)
+            finally:
+                await pg.close()
+
+        return [_measure(ctx, "postgres-scan", batches, p.replay_passes)]
+
+
+def _tail_batches(port: int, batch_size: int):
+    """Replay reader over a Starcite tail: each frame is a JSON array of events."""
+    async def batches():
+        frames = asyncio.Queue()
+        sock = await ws.connect(port, starcite_target.tail_path(SESSION, 0, batch_size),
+                                lambda payload, _t: frames.put_nowait(payload))
+        try:
+            expected = 1
+            while True:
+                events = json.loads(await frames.get())
+                if events and events[0]["seq"] != expected:
+                    raise ProtocolError(f"tail gap: expected seq {expected}, got {events[0]['seq']}")
+                expected += len(events)
+                yield len(events)
+        finally:
+            sock.close()
+    return batches
+
+
+def _fill_starcite(ctx, node):
+    """Append ``replay_events`` to one session from 16 producers (untimed)."""
+    ctx.run_async(node.create_sessions([SESSION]))
+    loadgen.run(starcite_appender(node.port, [SESSION], "fill"), 16, ctx.profile.replay_events,
+                timeout=ctx.profile.timeout_s * 4, procs=ctx.procs)
+
+
+def _wait_archived(ctx, node, total: int):
+    def drained():
+        return (node.metric("starcite_archive_pending_rows") == 0
+                and node.metric("starcite_archive_inserted_total") >= total)
+    wait_until(drained, ctx.profile.timeout_s, "archive drain", interval=0.25, alive=node.child.alive)
+    time.sleep(3 * _COLD_FLUSH_MS / 1000)  # the eviction (ack_archived through Raft) follows the flush
+
+
+def starcite(ctx) -> list:
+    p = ctx.profile
+    node = starcite_target.Node(ctx.sup, ctx.work_dir).start({"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": str(_HOT_FLUSH_MS)})
+    try:
+        _fill_starcite(ctx, node)
+        rows = [_measure(ctx, "starcite-hot", _tail_batches(node.port, p.replay_batch), p.replay_passes)]
+        node.restart({"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": str(_COLD_FLUSH_MS)})
+        try:
+            _wait_archived(ctx, node, p.replay_events)
+        except StartError as exc:
+            return rows + [Row("replay", "starcite-cold", None, NOT_AVAILABLE, str(exc))]
+        return rows + [_measure(ctx, "starcite-cold", _tail_batches(node.port, p.replay_batch), 1, 0,
+                                "first replay after archive drain + restart")]
+    finally:
+        node.stop()

@@ -1,0 +1,189 @@
+"""Logic shared by the archive adapters: chunk math, key layout, NDJSON, merge-by-seq, paging.
+
+Owns: the archive's on-disk/object layout (``events/v1/<b64 id>/<chunk_start>.ndjson``
+holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``), the one
+NDJSON and JSON encoding every adapter uses, the idempotent merge of events by
+seq, the opaque list cursor, and the page-taking loop over session records.
+Must not: do any I/O, locking or caching, or know which back end is in use.
+"""
+
+import json
+
+from starcite.adapters.base import decode_session_id, encode_session_id, session_matches
+
+CHUNK_SIZE = 256
+EVENTS_DIR = "events/v1"
+SESSIONS_DIR = "sessions/v1"
+SESSION_SUFFIX = ".json"
+CHUNK_SUFFIX = ".ndjson"
+
+
+class InvalidCursor(ValueError):
+    """A list cursor that no adapter could have produced (the API answers 400)."""
+
+
+# -- chunk math ---------------------------------------------------------------
+
+def chunk_start(seq: int) -> int:
+    """First seq of the chunk holding ``seq``: 1, 257, 513, ..."""
+    return ((seq - 1) // CHUNK_SIZE) * CHUNK_SIZE + 1
+
+
+def chunk_end(start: int) -> int:
+    return start + CHUNK_SIZE - 1
+
+
+def clamp_range(from_seq: int, to_seq: int):
+    """``(from, to)`` with ``from >= 1``, or None when the range holds no seq."""
+    from_seq = max(1, int(from_seq))
+    to_seq = int(to_seq)
+    return None if to_seq < from_seq else (from_seq, to_seq)
+
+
+def chunk_starts(from_seq: int, to_seq: int) -> list:
+    """Every chunk start overlapping ``[from_seq, to_seq]`` (already clamped)."""
+    return list(range(chunk_start(from_seq), to_seq + 1, CHUNK_SIZE))
+
+
+def group_by_chunk(events: list) -> dict:
+    """``{chunk_start: [events...]}`` in ascending chunk order."""
+    groups = {}
+    for event in events:
+        groups.setdefault(chunk_start(event["seq"]), []).append(event)
+    return dict(sorted(groups.items()))
+
+
+def is_complete_chunk(start: int, events: list) -> bool:
+    """True when ``events`` (one chunk's content, sorted) holds every seq of the chunk."""
+    return len(events) == CHUNK_SIZE and events[0]["seq"] == start and events[-1]["seq"] == chunk_end(start)
+
+
+def in_range(events: list, from_seq: int, to_seq: int) -> list:
+    return [e for e in events if from_seq <= e["seq"] <= to_seq]
+
+
+# -- merge ----------------------------------------------------------------------
+
+def merge_by_seq(existing: list, new: list):
+    """Union of two event lists keyed by seq; stored events win (they are immutable).
+
+    Returns ``(merged sorted by seq, number of seqs taken from new)``.
+    """
+    by_seq = {event["seq"]: event for event in existing}
+    added = 0
+    for event in new:
+        if event["seq"] not in by_seq:
+            by_seq[event["seq"]] = event
+            added += 1
+    return [by_seq[seq] for seq in sorted(by_seq)], added
+
+
+def check_events(events: list) -> None:
+    """Reject events that cannot be keyed (a programming error, not an I/O one)."""
+    for event in events:
+        seq = event.get("seq") if isinstance(event, dict) else None
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ValueError(f"archive event needs an integer seq >= 1, got {seq!r}")
+
+
+def check_record(record: dict) -> str:
+    session_id = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(session_id, str) or not session_id:
+        raise ValueError("session record needs a non-empty string id")
+    return session_id
+
+
+# -- encoding ---------------------------------------------------------------------
+
+def encode_json(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_json(data: bytes):
+    return json.loads(data)
+
+
+def encode_ndjson(events: list) -> bytes:
+    """One JSON object per line, in the given (seq) order, newline-terminated."""
+    return b"".join(encode_json(event) + b"\n" for event in events)
+
+
+def decode_ndjson(data: bytes) -> list:
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+# -- layout -------------------------------------------------------------------------
+
+def session_events_dir(session_id: str) -> str:
+    return f"{EVENTS_DIR}/{encode_session_id(session_id)}"
+
+
+def chunk_key(session_id: str, start: int) -> str:
+    return f"{session_events_dir(session_id)}/{start}{CHUNK_SUFFIX}"
+
+
+def chunk_start_from_name(name: str):
+    """``"257.ndjson"`` (or a full key ending so) -> 257; None for anything else."""
+    base = name.rsplit("/", 1)[-1]
+    if not base.endswith(CHUNK_SUFFIX):
+        return None
+    digits = base[: -len(CHUNK_SUFFIX)]
+    return int(digits) if digits.isdigit() else None
+
+
+def session_key(session_id: str) -> str:
+    return f"{SESSIONS_DIR}/{encode_session_id(session_id)}{SESSION_SUFFIX}"
+
+
+def session_id_from_name(name: str):
+    """``"<b64>.json"`` (or a full key ending so) -> session id; None for anything else."""
+    base = name.rsplit("/", 1)[-1]
+    if not base.endswith(SESSION_SUFFIX) or base.startswith("."):
+        return None
+    try:
+        return decode_session_id(base[: -len(SESSION_SUFFIX)])
+    except ValueError:
+        return None
+
+
+# -- listing ----------------------------------------------------------------------
+
+def encode_cursor(session_id: str) -> str:
+    return encode_session_id(session_id)
+
+
+def decode_cursor(cursor) -> str:
+    """The session id a cursor points after; `InvalidCursor` when it is not one of ours."""
+    if not isinstance(cursor, str) or not cursor:
+        raise InvalidCursor("cursor must be a non-empty string")
+    try:
+        session_id = decode_session_id(cursor)
+    except ValueError:
+        raise InvalidCursor(f"invalid cursor {cursor!r}") from None
+    if not session_id or encode_session_id(session_id) != cursor:
+        raise InvalidCursor(f"invalid cursor {cursor!r}")
+    return session_id
+
+
+def take_page(records, limit: int, tenant_id=None, metadata_filters=None, max_scan=None):
+    """One page from ``records`` (an iterable in list order, already past the cursor).
+
+    Returns ``(page, next_cursor)``. The cursor is None only when no further
+    record matches; when ``max_scan`` records were examined without filling
+    the page, the page may be short and the cursor resumes after the last one
+    examined (so a walk still yields every match exactly once).
+    """
+    if limit < 1:
+        raise ValueError("limit must be >= 1")
+    filters = metadata_filters or {}
+    page, scanned = [], 0
+    for record in records:
+        scanned += 1
+        if session_matches(record, tenant_id, filters):
+            if len(page) == limit:
+                return page, encode_cursor(page[-1]["id"])
+            page.append(record)
+        if max_scan is not None and scanned >= max_scan:
+            last = page[-1]["id"] if len(page) == limit else record["id"]
+            return page, encode_cursor(last)
+    return page, None

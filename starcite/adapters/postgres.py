@@ -1,0 +1,349 @@
+"""`PostgresArchiveAdapter`: the archive in Postgres tables, through psycopg2.
+
+Owns: the schema (versioned in ``starcite_schema_version``, migrated idempotently
+under an advisory lock on first use), the ``events`` table (one row per event,
+primary key ``(session_id, seq)``, batch ``INSERT ... ON CONFLICT DO NOTHING``)
+so operators can ``SELECT * FROM events WHERE session_id = $1 ORDER BY seq``,
+the ``sessions`` table (``tenant_id`` column, ``metadata`` jsonb with a GIN
+index, id-ordered cursor pages), a bounded connection pool that waits
+cooperatively under gevent, and mapping every database failure to
+`ArchiveUnavailable`. Must not: cache event data, hold a connection across
+calls, or block the gevent hub inside libpq (it installs gevent's wait
+callback when the process is monkey-patched).
+
+Round trip: an event's columns are typed for operators; values a column cannot
+hold exactly (the original ``inserted_at`` string, keys outside the known
+shape, a non-string ``actor``...) are kept in the ``extra`` jsonb and laid back
+over the columns on read. Events or records Postgres jsonb cannot store at all
+(a ``\\u0000`` in a string) are kept whole as JSON text in ``raw``.
+"""
+
+import contextlib
+import datetime
+import itertools
+import json
+import re
+import sys
+import threading
+import zlib
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import psycopg2.pool
+
+from starcite.adapters import chunks
+from starcite.adapters.base import ArchiveAdapter, ArchiveConfigError, ArchiveUnavailable
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_CONNECT_TIMEOUT_S = 5
+_POOL_WAIT_S = 10.0
+
+# (version, statements): append only; every statement must be safe to re-run.
+MIGRATIONS = [
+    (1, [
+        """CREATE TABLE IF NOT EXISTS events (
+               session_id text COLLATE "C" NOT NULL,
+               seq bigint NOT NULL,
+               type text,
+               payload jsonb,
+               actor text,
+               producer_id text,
+               producer_seq bigint,
+               source text,
+               metadata jsonb,
+               refs jsonb,
+               idempotency_key text,
+               inserted_at timestamptz,
+               extra jsonb,
+               raw text,
+               archived_at timestamptz NOT NULL DEFAULT now(),
+               PRIMARY KEY (session_id, seq))""",
+        """CREATE TABLE IF NOT EXISTS sessions (
+               id text COLLATE "C" PRIMARY KEY,
+               tenant_id text COLLATE "C",
+               metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+               record jsonb,
+               raw text,
+               created_at timestamptz,
+               updated_at timestamptz,
+               archived_at timestamptz NOT NULL DEFAULT now())""",
+        "CREATE INDEX IF NOT EXISTS sessions_tenant_id_idx ON sessions (tenant_id, id)",
+        "CREATE INDEX IF NOT EXISTS sessions_metadata_idx ON sessions USING gin (metadata jsonb_path_ops)",
+    ]),
+]
+
+# event key -> (column, python type the column holds exactly; None: jsonb holds anything)
+_EVENT_COLUMNS = [("type", str), ("payload", None), ("actor", str), ("producer_id", str),
+                  ("producer_seq", int), ("source", str), ("metadata", None), ("refs", None),
+                  ("idempotency_key", str)]
+_EVENT_KEYS = {"seq", "inserted_at", *(key for key, _ in _EVENT_COLUMNS)}
+_INSERT_EVENTS = (f"INSERT INTO events (session_id, seq, {', '.join(k for k, _ in _EVENT_COLUMNS)}, "
+                  "inserted_at, extra, raw) VALUES %s ON CONFLICT (session_id, seq) DO NOTHING RETURNING seq")
+_SELECT_EVENTS = (f"SELECT seq, {', '.join(k for k, _ in _EVENT_COLUMNS)}, extra, raw FROM events "
+                  "WHERE session_id = %s AND seq BETWEEN %s AND %s ORDER BY seq")
+_UPSERT_SESSION = """
+    INSERT INTO sessions (id, tenant_id, metadata, record, raw, created_at, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, metadata = EXCLUDED.metadata,
+        record = EXCLUDED.record, raw = EXCLUDED.raw, created_at = EXCLUDED.created_at,
+        updated_at = EXCLUDED.updated_at, archived_at = now()"""
+
+
+class PostgresArchiveAdapter(ArchiveAdapter):
+    def __init__(self, url, pool_size=10, schema=None, connect_timeout_s=_CONNECT_TIMEOUT_S):
+        if not url:
+            raise ArchiveConfigError("DATABASE_URL (postgres.url): required when archive adapter is postgres")
+        if schema is not None and not _SCHEMA_RE.match(schema):
+            raise ArchiveConfigError(f"postgres schema {schema!r}: use lower-case letters, digits and _")
+        self.schema = schema
+        self.connect_timeout_s = connect_timeout_s
+        options = "-c statement_timeout=60000" + (f" -c search_path={schema}" if schema else "")
+        _install_gevent_wait_callback(connect_timeout_s)
+        try:
+            self._pool = psycopg2.pool.ThreadedConnectionPool(
+                0, max(1, pool_size), url, connect_timeout=connect_timeout_s, options=options,
+                keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                application_name="starcite-archive")
+        except psycopg2.Error as exc:  # a malformed URL is detected here
+            raise ArchiveConfigError(f"DATABASE_URL (postgres.url): {exc}") from None
+        self._slots = threading.BoundedSemaphore(max(1, pool_size))
+        self._keys = itertools.count()
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.postgres_url, pool_size=config.db_pool_size)
+
+    # -- events ---------------------------------------------------------------
+
+    def write_events(self, session_id, events):
+        chunks.check_events(events)
+        if not events:
+            return 0
+        rows = [_event_row(session_id, event) for event in events]
+        return len(self._run(lambda cur: psycopg2.extras.execute_values(
+            cur, _INSERT_EVENTS, rows, page_size=1000, fetch=True)))
+
+    def read_events(self, session_id, from_seq, to_seq):
+        bounds = chunks.clamp_range(from_seq, to_seq)
+        if bounds is None:
+            return []
+        rows = self._run(lambda cur: _fetchall(cur, _SELECT_EVENTS, (session_id, *bounds)))
+        return [_event_from_row(row) for row in rows]
+
+    # -- sessions -------------------------------------------------------------
+
+    def upsert_session(self, record):
+        session_id = chunks.check_record(record)
+        metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+        tenant_id = metadata.get("tenant_id")
+        record_json, raw = _jsonb_or_raw(record)
+        params = (session_id, tenant_id if isinstance(tenant_id, str) else None,
+                  _json(metadata if raw is None else {}), record_json, raw,
+                  _parse_timestamp(record.get("created_at")), _parse_timestamp(record.get("updated_at")))
+        self._run(lambda cur: cur.execute(_UPSERT_SESSION, params))
+
+    def get_session(self, session_id):
+        rows = self._run(lambda cur: _fetchall(cur, "SELECT record, raw FROM sessions WHERE id = %s",
+                                               (session_id,)))
+        return _from_jsonb_or_raw(*rows[0]) if rows else None
+
+    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        where, params = ["TRUE"], []
+        if cursor is not None:
+            where.append("id > %s")
+            params.append(chunks.decode_cursor(cursor))
+        if tenant_id is not None:
+            where.append("tenant_id = %s")
+            params.append(tenant_id)
+        for key, value in (metadata_filters or {}).items():
+            candidates = _filter_candidates(key, str(value))
+            # the @> terms let the GIN index find candidates; ->> keeps session_matches' exact semantics
+            where.append(f"({' OR '.join(['metadata @> %s'] * len(candidates))}) AND metadata ->> %s = %s")
+            params.extend([*candidates, key, str(value)])
+        sql = f"SELECT record, raw FROM sessions WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
+        rows = self._run(lambda cur: _fetchall(cur, sql, (*params, limit + 1)))
+        records = [_from_jsonb_or_raw(*row) for row in rows]
+        if len(records) > limit:
+            return records[:limit], chunks.encode_cursor(records[limit - 1]["id"])
+        return records, None
+
+    # -- connections and schema ----------------------------------------------
+
+    def check(self):
+        self._ensure_schema()
+
+    def migrate(self):
+        """Bring the schema to the latest version (idempotent; safe from several nodes at once)."""
+        lock_key = zlib.crc32(f"starcite-schema:{self.schema or 'default'}".encode())
+        with self._connection() as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+                if self.schema:
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                cur.execute("CREATE TABLE IF NOT EXISTS starcite_schema_version ("
+                            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                cur.execute("SELECT coalesce(max(version), 0) FROM starcite_schema_version")
+                current = cur.fetchone()[0]
+                for version, statements in MIGRATIONS:
+                    if version > current:
+                        for statement in statements:
+                            cur.execute(statement)
+                        cur.execute("INSERT INTO starcite_schema_version (version) VALUES (%s)", (version,))
+            conn.commit()
+
+    def _ensure_schema(self):
+        if self._schema_ready:
+            return
+        with self._schema_lock:
+            if not self._schema_ready:
+                self.migrate()
+                self._schema_ready = True
+
+    def _run(self, work):
+        """``work(cursor)`` in its own transaction, committed; retried once on a fresh connection
+        when the connection broke (a pooled connection outlived a server restart)."""
+        self._ensure_schema()
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:
+                    with conn.cursor() as cur:
+                        result = work(cur)
+                    conn.commit()
+                    return result
+            except ArchiveUnavailable as exc:
+                cause = exc.__cause__
+                retry = (isinstance(cause, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                         and not isinstance(cause, psycopg2.extensions.QueryCanceledError))
+                if attempt == 2 or not retry:
+                    raise
+
+    @contextlib.contextmanager
+    def _connection(self):
+        """A pooled connection; waits (cooperatively) for a free slot; database errors -> ArchiveUnavailable."""
+        if not self._slots.acquire(timeout=_POOL_WAIT_S):
+            raise ArchiveUnavailable(f"postgres: no free connection in the pool after {_POOL_WAIT_S:.0f}s")
+        key, conn, broken = next(self._keys), None, False
+        try:
+            conn = self._pool.getconn(key)
+            yield conn
+        except psycopg2.Error as exc:
+            broken = True
+            raise ArchiveUnavailable(f"postgres: {str(exc).strip() or type(exc).__name__}") from exc
+        except BaseException:
+            broken = True
+            raise
+        finally:
+            if conn is not None:
+                self._pool.putconn(conn, key, close=broken or bool(conn.closed))
+            self._slots.release()
+
+    def close(self):
+        self._pool.closeall()
+
+
+# -- row mapping ---------------------------------------------------------------
+
+def _fetchall(cur, sql, params):
+    cur.execute(sql, params)
+    return cur.fetchall()
+
+
+def _json(value):
+    return psycopg2.extras.Json(value, dumps=lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+
+
+def _jsonb_or_raw(value):
+    """``(Json(value), None)``, or ``(None, json text)`` when jsonb cannot hold it (a NUL character)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return (None, text) if "\\u0000" in text else (_json(value), None)
+
+
+def _from_jsonb_or_raw(value, raw):
+    return json.loads(raw) if raw is not None else value
+
+
+def _event_row(session_id, event):
+    _doc, raw = _jsonb_or_raw(event)
+    if raw is not None:
+        return (session_id, event["seq"], *([None] * len(_EVENT_COLUMNS)), None, None, raw)
+    extra = {key: value for key, value in event.items() if key not in _EVENT_KEYS}
+    columns = []
+    for key, kind in _EVENT_COLUMNS:
+        value = event.get(key)
+        if kind is None:
+            columns.append(_json(value))
+        elif value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+            columns.append(value)
+        else:
+            columns.append(None)
+            extra[key] = value
+    if "inserted_at" in event:
+        extra["inserted_at"] = event["inserted_at"]
+    return (session_id, event["seq"], *columns, _parse_timestamp(event.get("inserted_at")),
+            _json(extra) if extra else None, None)
+
+
+def _event_from_row(row):
+    seq, *columns, extra, raw = row
+    if raw is not None:
+        return json.loads(raw)
+    event = {"seq": seq, **{key: value for (key, _), value in zip(_EVENT_COLUMNS, columns)}}
+    event.update(extra or {})
+    return event
+
+
+def _parse_timestamp(value):
+    """ISO-8601 string -> aware datetime (naive: UTC); None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def _filter_candidates(key, value):
+    """jsonb documents ``{key: v}`` whose text form could be ``value`` (a string, or a JSON scalar)."""
+    candidates = [json.dumps({key: value})]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, (bool, int, float)) and json.dumps(parsed) == value:
+        candidates.append(json.dumps({key: parsed}))
+    return candidates
+
+
+# -- gevent --------------------------------------------------------------------
+
+def _install_gevent_wait_callback(connect_timeout_s):
+    """Make libpq calls yield to the gevent hub when the process is monkey-patched."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is None or not gevent_monkey.is_module_patched("socket"):
+        return
+    from gevent.socket import wait_read, wait_write
+
+    def wait(conn):
+        # libpq ignores connect_timeout on this (async) path: bound the connection phase here
+        timeout = connect_timeout_s if conn.status == psycopg2.extensions.STATUS_SETUP else None
+        while True:
+            state = conn.poll()
+            try:
+                if state == psycopg2.extensions.POLL_OK:
+                    return
+                if state == psycopg2.extensions.POLL_READ:
+                    wait_read(conn.fileno(), timeout=timeout)
+                elif state == psycopg2.extensions.POLL_WRITE:
+                    wait_write(conn.fileno(), timeout=timeout)
+                else:
+                    raise psycopg2.OperationalError(f"bad poll state {state!r}")
+            except OSError as exc:  # socket.timeout from gevent
+                raise psycopg2.OperationalError(f"connection timed out after {timeout}s") from exc
+
+    psycopg2.extensions.set_wait_callback(wait)

@@ -1,0 +1,74 @@
+"""The Falcon application: routes, middleware, error rendering.
+
+Owns: `create_app(node, config)`, wiring each route of SPEC.md §2 to its
+resource, and two middleware: `AccessMiddleware` (turns the bearer token of
+every `/v1` request into an `Access`) and `MetricsMiddleware` (request
+latency histogram by route template). Must not: contain endpoint logic.
+"""
+
+import time
+
+import falcon
+
+from starcite.api import errors, ops
+from starcite.api.access import OPEN, build_gate
+from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
+                                    MetricsResource, OpenApiResource, SessionResource, SessionsResource)
+from starcite.api.tail import TailResource
+
+
+def bearer_token(req):
+    header = req.get_header("Authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return req.get_param("access_token") or None
+
+
+class AccessMiddleware:
+    def __init__(self, gate):
+        self.gate = gate
+
+    def process_request(self, req, resp):
+        req.context.access = OPEN
+        req.context.upgraded = False
+        if req.path.startswith("/v1/"):
+            req.context.access = self.gate.access(bearer_token(req))
+
+
+class MetricsMiddleware:
+    def __init__(self, metrics):
+        self.histogram = metrics.request_latency
+
+    def process_request(self, req, resp):
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req, resp, resource, req_succeeded):
+        started = req.context.get("started")
+        if started is None or req.context.get("upgraded"):
+            return
+        route = req.uri_template or "unmatched"
+        self.histogram.labels(route, req.method, resp.status[:3] if isinstance(resp.status, str)
+                              else str(resp.status)).observe(time.perf_counter() - started)
+
+
+def create_app(node, config):
+    gate = build_gate(config)
+    app = falcon.App(middleware=[MetricsMiddleware(node.metrics), AccessMiddleware(gate)],
+                     cors_enable=False)
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
+    errors.install(app)
+    max_body = config.max_body_bytes
+    app.add_route("/v1/sessions", SessionsResource(node, max_body))
+    app.add_route("/v1/sessions/{session_id}", SessionResource(node))
+    app.add_route("/v1/sessions/{session_id}/append", AppendResource(node, max_body))
+    app.add_route("/v1/sessions/{session_id}/tail", TailResource(node, gate))
+    app.add_route("/v1/auth/issue", AuthIssueResource(gate, max_body))
+    app.add_route("/health/live", HealthLiveResource())
+    app.add_route("/health/ready", HealthReadyResource(node))
+    app.add_route("/metrics", MetricsResource(node))
+    app.add_route("/openapi.json", OpenApiResource())
+    ops.add_routes(app, node)
+    return app

@@ -1,0 +1,503 @@
+"""JWT authentication and authorization policy for `STARCITE_AUTH_MODE=jwt`.
+
+Owns: reading a bearer token from a request, verifying service JWTs against
+a cached JWKS (asymmetric algorithms only), minting and verifying Starcite's
+own principal tokens (`POST /v1/auth/issue`), the `AuthContext` every
+resource receives, the policy checks (scope, session lock, tenant, actor)
+that raise `AuthError`, and redaction of `access_token` in logged URLs.
+
+Must not: import the web framework, touch sessions or storage, read the
+environment (everything comes from `Config`), or fetch the JWKS on the
+request path except for one rate-limited refetch on an unknown `kid`. It must
+not depend on gevent; under gevent's monkey patching the refresh thread and
+the blocking `urllib` call simply become cooperative.
+
+Token kinds. A *service* token is issued by the customer's identity provider
+and verified with a JWKS key chosen by `kid`. A *principal* token is minted by
+`Authenticator.issue_principal_token`: HS256 under a key derived from
+`secret_key_base` and `principal_token_salt`, header `typ` =
+`PRINCIPAL_TYP`, fixed `iss`/`aud` of our own. The `typ` header only picks
+the verification path: a principal-path token must carry our HMAC signature
+and issuer/audience, a service-path token must carry an RSA/EC signature from
+the JWKS, so neither kind can pass as the other.
+
+Policy helpers take the `AuthContext` of the request. With auth disabled the
+middleware passes `NO_AUTH`, which every helper allows; `None` (no context at
+all) is refused with 401 so a wiring mistake fails closed.
+"""
+
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+import urllib.request
+
+from jose import jwk, jws, jwt
+from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
+
+log = logging.getLogger("starcite.auth")
+
+SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
+# A principal token can never hold auth:issue: only service tokens mint tokens.
+PRINCIPAL_SCOPES = SCOPES - {"auth:issue"}
+PRINCIPAL_TYPES = ("user", "agent")
+PRINCIPAL_TYP = "starcite-principal+jwt"
+PRINCIPAL_ISSUER = "starcite"
+PRINCIPAL_AUDIENCE = "starcite-principal"
+_PRINCIPAL_ALG = "HS256"
+
+# Accepted service-token algorithms -> (JWK kty, EC curve). python-jose has no
+# PS256/EdDSA, so those are refused like every symmetric algorithm and "none".
+_SERVICE_ALGS = {
+    "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
+    "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
+}
+_MAX_JWKS_BYTES = 1024 * 1024
+_ISSUE_FIELDS = frozenset({"principal", "scopes", "session_ids", "ttl_seconds"})
+_PRINCIPAL_FIELDS = frozenset({"tenant_id", "id", "type"})
+_ACCESS_TOKEN_RE = re.compile(r"(access_token=)[^&#\s\"']*", re.IGNORECASE)
+
+
+class AuthError(Exception):
+    """An auth failure the API turns into `{"error": code, "message": message}`.
+
+    status: 401 (no/invalid/expired token), 403 (policy denial), 400 (bad
+    `/v1/auth/issue` body), 503 (principal tokens not configured).
+    """
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def __repr__(self):
+        return f"AuthError({self.status}, {self.code!r}, {self.message!r})"
+
+
+def _invalid(message: str) -> AuthError:
+    return AuthError(401, "invalid_token", message)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthContext:
+    """Who is calling. kind: "service", "principal", or "none" (auth off).
+
+    subject: the service token's `sub`, or the principal's id.
+    principal_type: None for service tokens, "user"/"agent" for principals.
+    session_ids: None = any session of the tenant, else the only ones allowed.
+    expires_at: the token's `exp` (epoch seconds; None with auth off).
+    """
+
+    kind: str
+    tenant_id: str | None
+    subject: str | None
+    principal_type: str | None
+    scopes: frozenset
+    session_ids: frozenset | None
+    expires_at: int | None
+
+    @property
+    def actor(self) -> str | None:
+        """`user:<id>` / `agent:<id>` for principals, `service:<sub>` for
+        service tokens (informational: service appends keep the requested
+        actor), None with auth off."""
+        if self.kind == "principal":
+            return f"{self.principal_type}:{self.subject}"
+        return f"service:{self.subject}" if self.kind == "service" else None
+
+
+Principal = AuthContext
+NO_AUTH = AuthContext("none", None, None, None, SCOPES, None, None)
+
+
+# ---------------------------------------------------------------- requests
+
+def extract_token(headers_get, query_params) -> str | None:
+    """The bearer token of a request, or None.
+
+    headers_get: callable name -> value or None (e.g. falcon `req.get_header`).
+    query_params: mapping (e.g. `req.params`); a repeated param's first value
+    is used. `Authorization: Bearer <t>` (any case) wins over `access_token`.
+    """
+    parts = (headers_get("Authorization") or "").split(None, 1)
+    if len(parts) == 2 and parts[0].lower() == "bearer" and parts[1].strip():
+        return parts[1].strip()
+    value = query_params.get("access_token")
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    return value or None
+
+
+def redact(text: str) -> str:
+    """Replace every `access_token=<value>` in a URL or query string."""
+    return _ACCESS_TOKEN_RE.sub(r"\1[REDACTED]", text)
+
+
+# ---------------------------------------------------------------- JWKS
+
+class JwksCache:
+    """Public signing keys of the identity provider, by `kid`.
+
+    `start()` fetches once (a failure only logs: the node still starts) and
+    then refreshes every `refresh_ms` in a daemon thread. A failed refresh
+    keeps the keys already cached. `get_key` never waits for the periodic
+    refresh; an unknown `kid` triggers at most one refetch per refresh
+    interval (so forged kids cannot hammer the endpoint; a genuinely new key
+    arriving right after such a refetch is picked up by the next periodic
+    refresh at the latest).
+    """
+
+    def __init__(self, url: str, refresh_ms: int, fetch_timeout: float = 3.0, clock=time.monotonic):
+        if not url:
+            raise ValueError("JWKS url is required (auth.jwks_url / STARCITE_AUTH_JWKS_URL)")
+        self.url = url
+        self.interval = max(refresh_ms, 1) / 1000.0
+        self.fetch_timeout = fetch_timeout
+        self._clock = clock
+        self._keys = {}
+        self._last_error = None
+        self._last_refetch = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread = None
+
+    @property
+    def key_ids(self) -> list:
+        return sorted(self._keys, key=str)
+
+    def start(self):
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="jwks-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0):
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self):
+        while not self._stopping.wait(self.interval):
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Fetch the JWKS now; True on success. Never raises."""
+        with self._lock:
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.fetch_timeout) as response:
+                body = response.read(_MAX_JWKS_BYTES + 1)
+            if len(body) > _MAX_JWKS_BYTES:
+                raise ValueError("JWKS document larger than 1 MiB")
+            self._keys = _parse_jwks(json.loads(body))
+        except Exception as exc:  # noqa: BLE001 - the refresher must survive anything
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("JWKS fetch from %s failed (%s); %d cached key(s) stay in use",
+                        self.url, self._last_error, len(self._keys))
+            return False
+        self._last_error = None
+        return True
+
+    def _lookup(self, kid):
+        if kid is None:
+            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
+        return self._keys.get(kid)
+
+    def _may_refetch(self) -> bool:
+        now = self._clock()
+        if self._last_refetch is not None and now - self._last_refetch < self.interval:
+            return False
+        self._last_refetch = now
+        return True
+
+    def get_key(self, kid: str | None) -> dict:
+        """The JWK for `kid` (None: the only key of the set), or AuthError 401."""
+        if kid is None and len(self._keys) > 1:
+            raise _invalid("token has no 'kid' header and the JWKS holds several keys")
+        key = self._lookup(kid)
+        if key is None:
+            with self._lock:  # one refetch at a time; waiters see its result
+                key = self._lookup(kid)
+                if key is None and self._may_refetch():
+                    self._refresh_locked()
+                    key = self._lookup(kid)
+        if key is not None:
+            return key
+        if not self._keys:
+            why = " (JWKS endpoint unavailable)" if self._last_error else ""
+            raise AuthError(401, "unauthorized", f"cannot verify token: no signing keys available{why}")
+        raise _invalid("token has no 'kid' header" if kid is None else f"unknown signing key id {kid!r}")
+
+
+def _parse_jwks(document) -> dict:
+    """kid -> JWK for every RSA/EC signing key; symmetric keys are ignored."""
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("JWKS document has no 'keys' list")
+    keys = {}
+    for entry in document["keys"]:
+        if (isinstance(entry, dict) and entry.get("kty") in ("RSA", "EC") and entry.get("use", "sig") == "sig"
+                and isinstance(entry.get("kid"), (str, type(None)))):
+            keys.setdefault(entry.get("kid"), entry)
+    return keys
+
+
+# ---------------------------------------------------------------- claims
+
+def _string(value, what: str, error) -> str:
+    if not isinstance(value, str) or not value:
+        raise error(f"{what} must be a non-empty string")
+    return value
+
+
+def _strings(value, what: str, error) -> frozenset:
+    if not isinstance(value, list) or not value:
+        raise error(f"{what} must be a non-empty list of strings")
+    return frozenset(_string(item, f"each of {what}", error) for item in value)
+
+
+def _bad_request(message: str) -> AuthError:
+    return AuthError(400, "invalid_request", message)
+
+
+def _service_scopes(claims) -> frozenset:
+    scope, scopes = claims.get("scope"), claims.get("scopes")
+    if scope is not None and not isinstance(scope, str):
+        raise _invalid("claim 'scope' must be a space-delimited string")
+    if scopes is not None and not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
+        raise _invalid("claim 'scopes' must be a list of strings")
+    return frozenset((scope or "").split()) | frozenset(scopes or ())
+
+
+def _optional_sessions(value, what, error) -> frozenset | None:
+    return None if value is None else _strings(value, what, error)
+
+
+def _iso(epoch: int) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def derive_principal_key(secret_key_base: str, salt: str) -> bytes:
+    """HMAC-SHA256(secret_key_base, salt): the principal-token signing key."""
+    return hmac.new(secret_key_base.encode(), salt.encode(), hashlib.sha256).digest()
+
+
+# ---------------------------------------------------------------- authenticator
+
+class Authenticator:
+    """Verifies bearer tokens and mints principal tokens for one node.
+
+    Without `secret_key_base` principal tokens are disabled (issue -> 503,
+    principal tokens -> 401) and a warning is logged.
+    """
+
+    def __init__(self, config, jwks_cache: JwksCache | None = None):
+        self.issuer = config.auth_issuer
+        self.audience = config.auth_audience
+        self.leeway = config.auth_leeway_seconds
+        self.max_ttl = config.principal_token_max_ttl
+        self.default_ttl = min(config.principal_token_default_ttl, self.max_ttl)
+        self.jwks = jwks_cache or JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms)
+        self._principal_key = None
+        if config.secret_key_base:
+            secret = derive_principal_key(config.secret_key_base, config.principal_token_salt)
+            self._principal_key = jwk.construct(secret, _PRINCIPAL_ALG)
+        else:
+            log.warning("SECRET_KEY_BASE is not set: principal tokens (/v1/auth/issue) are disabled")
+
+    def start(self):
+        self.jwks.start()
+
+    def stop(self):
+        self.jwks.stop()
+
+    def authenticate(self, token: str | None) -> AuthContext:
+        """Verify a bearer token; AuthError 401 unless it is valid."""
+        if not token:
+            raise AuthError(401, "unauthorized", "missing bearer token")
+        try:
+            header = jws.get_unverified_header(token)
+        except (JOSEError, TypeError, ValueError):
+            raise _invalid("malformed token") from None
+        if header.get("typ") == PRINCIPAL_TYP:
+            return self._principal_context(token)
+        return self._service_context(token, header)
+
+    def _decode(self, token, key, alg, issuer, audience) -> dict:
+        options = {"leeway": self.leeway, "require_exp": True, "require_iss": True,
+                   "require_aud": True, "require_sub": True}
+        try:
+            return jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=issuer, options=options)
+        except ExpiredSignatureError:
+            raise AuthError(401, "token_expired", "token has expired") from None
+        except JWTClaimsError as exc:
+            raise _invalid(f"invalid claims: {exc}") from None
+        except (JOSEError, TypeError, ValueError):
+            raise _invalid("invalid token signature or encoding") from None
+
+    def _service_context(self, token, header) -> AuthContext:
+        alg, kid = header.get("alg"), header.get("kid")
+        if alg not in _SERVICE_ALGS:
+            raise _invalid(f"algorithm {alg!r} is not accepted (use RS256/384/512 or ES256/384/512)")
+        if kid is not None and not isinstance(kid, str):
+            raise _invalid("header 'kid' must be a string")
+        key = self.jwks.get_key(kid)
+        kty, crv = _SERVICE_ALGS[alg]
+        if key.get("kty") != kty or key.get("crv") != crv or key.get("alg", alg) != alg:
+            raise _invalid(f"algorithm {alg} does not match the signing key")
+        try:
+            key_object = jwk.construct(key, alg)
+        except (JOSEError, TypeError, ValueError):
+            raise _invalid("signing key in the JWKS is unusable") from None
+        claims = self._decode(token, key_object, alg, self.issuer, self.audience)
+        session = claims.get("session_id")
+        return AuthContext(
+            kind="service",
+            tenant_id=_string(claims.get("tenant_id"), "claim 'tenant_id'", _invalid),
+            subject=_string(claims.get("sub"), "claim 'sub'", _invalid),
+            principal_type=None,
+            scopes=_service_scopes(claims),
+            session_ids=None if session is None else frozenset({_string(session, "claim 'session_id'", _invalid)}),
+            expires_at=int(claims["exp"]),
+        )
+
+    def _principal_context(self, token) -> AuthContext:
+        if self._principal_key is None:
+            raise _invalid("principal tokens are not enabled on this node")
+        claims = self._decode(token, self._principal_key, _PRINCIPAL_ALG, PRINCIPAL_ISSUER, PRINCIPAL_AUDIENCE)
+        principal_type = claims.get("principal_type")
+        scopes = _strings(claims.get("scopes"), "claim 'scopes'", _invalid)
+        if principal_type not in PRINCIPAL_TYPES or not scopes <= PRINCIPAL_SCOPES:
+            raise _invalid("invalid principal token claims")
+        return AuthContext(
+            kind="principal",
+            tenant_id=_string(claims.get("tenant_id"), "claim 'tenant_id'", _invalid),
+            subject=_string(claims.get("sub"), "claim 'sub'", _invalid),
+            principal_type=principal_type,
+            scopes=scopes,
+            session_ids=_optional_sessions(claims.get("session_ids"), "claim 'session_ids'", _invalid),
+            expires_at=int(claims["exp"]),
+        )
+
+    def issue_principal_token(self, ctx: AuthContext, body, now: float | None = None) -> dict:
+        """`POST /v1/auth/issue`: `{"token": ..., "expires_at": "<ISO-8601 UTC>"}`.
+
+        Body: `{principal: {tenant_id, id, type: user|agent}, scopes: [...],
+        session_ids?: [...], ttl_seconds?: 1..max}`. Unknown fields and a TTL
+        above the maximum are 400 (not clamped: a client asking for more than
+        it gets should learn so). The granted scopes must be held by the
+        service token and its session lock must cover `session_ids`.
+        """
+        require_service(ctx)
+        require_scope(ctx, "auth:issue")
+        if self._principal_key is None:
+            raise AuthError(503, "auth_unavailable", "principal tokens are disabled: SECRET_KEY_BASE is not set")
+        principal, scopes, session_ids, ttl = self._parse_issue(body)
+        require_tenant(ctx, principal["tenant_id"])
+        if not scopes <= ctx.scopes:
+            raise AuthError(403, "forbidden_scope",
+                            f"cannot grant scopes the service token lacks: {', '.join(sorted(scopes - ctx.scopes))}")
+        if ctx.session_ids is not None and not (session_ids and session_ids <= ctx.session_ids):
+            raise AuthError(403, "forbidden_session", "session_ids must lie within the service token's session")
+        issued_at = int(time.time() if now is None else now)
+        claims = {"iss": PRINCIPAL_ISSUER, "aud": PRINCIPAL_AUDIENCE, "sub": principal["id"],
+                  "tenant_id": principal["tenant_id"], "principal_type": principal["type"],
+                  "scopes": sorted(scopes), "iat": issued_at, "exp": issued_at + ttl}
+        if session_ids is not None:
+            claims["session_ids"] = sorted(session_ids)
+        token = jwt.encode(claims, self._principal_key, algorithm=_PRINCIPAL_ALG, headers={"typ": PRINCIPAL_TYP})
+        return {"token": token, "expires_at": _iso(claims["exp"])}
+
+    def _parse_issue(self, body):
+        if not isinstance(body, dict):
+            raise _bad_request("body must be a JSON object")
+        principal = body.get("principal")
+        if not isinstance(principal, dict):
+            raise _bad_request("principal must be an object {tenant_id, id, type}")
+        for fields, given, where in ((_ISSUE_FIELDS, body, "body"), (_PRINCIPAL_FIELDS, principal, "principal")):
+            if set(given) - fields:
+                raise _bad_request(f"unknown field(s) in {where}: {', '.join(sorted(set(given) - fields))}")
+        for field in ("tenant_id", "id"):
+            _string(principal.get(field), f"principal.{field}", _bad_request)
+        if principal.get("type") not in PRINCIPAL_TYPES:
+            raise _bad_request("principal.type must be 'user' or 'agent'")
+        scopes = _strings(body.get("scopes"), "scopes", _bad_request)
+        if not scopes <= PRINCIPAL_SCOPES:
+            raise _bad_request(f"scopes not grantable to a principal: {', '.join(sorted(scopes - PRINCIPAL_SCOPES))}"
+                               f" (allowed: {', '.join(sorted(PRINCIPAL_SCOPES))})")
+        session_ids = _optional_sessions(body.get("session_ids"), "session_ids", _bad_request)
+        ttl = body.get("ttl_seconds")
+        if ttl is None:
+            ttl = self.default_ttl
+        elif isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.max_ttl:
+            raise _bad_request(f"ttl_seconds must be an integer from 1 to {self.max_ttl}")
+        return principal, scopes, session_ids, ttl
+
+
+def issue_principal_token(ctx: AuthContext, body, authenticator: Authenticator, now: float | None = None) -> dict:
+    """Module-level form of `Authenticator.issue_principal_token`."""
+    return authenticator.issue_principal_token(ctx, body, now)
+
+
+# ---------------------------------------------------------------- policy
+
+def _restricted(ctx: AuthContext | None) -> bool:
+    """True when `ctx` is a real token (checks apply), False for NO_AUTH."""
+    if ctx is None:
+        raise AuthError(401, "unauthorized", "missing bearer token")
+    return ctx.kind != "none"
+
+
+def require_service(ctx: AuthContext):
+    """403 `forbidden` for principal tokens (service-only endpoints)."""
+    if _restricted(ctx) and ctx.kind != "service":
+        raise AuthError(403, "forbidden", "this endpoint needs a service token")
+
+
+def require_scope(ctx: AuthContext, scope: str):
+    if _restricted(ctx) and scope not in ctx.scopes:
+        raise AuthError(403, "forbidden_scope", f"token lacks scope {scope}")
+
+
+def require_session(ctx: AuthContext, session_id: str):
+    if _restricted(ctx) and ctx.session_ids is not None and session_id not in ctx.session_ids:
+        raise AuthError(403, "forbidden_session", "token is not valid for this session")
+
+
+def require_tenant(ctx: AuthContext, tenant_id: str | None):
+    """403 unless `tenant_id` (e.g. a session's metadata.tenant_id) is the token's."""
+    if _restricted(ctx) and tenant_id != ctx.tenant_id:
+        raise AuthError(403, "forbidden_tenant", "tenant does not match the token's tenant")
+
+
+def fence_create_metadata(ctx: AuthContext, metadata: dict | None) -> dict:
+    """A copy of (already validated) create metadata with the token's tenant."""
+    metadata = dict(metadata or {})
+    if _restricted(ctx):
+        require_tenant(ctx, metadata.setdefault("tenant_id", ctx.tenant_id))
+    return metadata
+
+
+def resolve_actor(ctx: AuthContext, requested: str | None) -> str | None:
+    """The actor to record: the principal itself for principal tokens (a
+    different requested actor is 403 `forbidden_actor`); the requested value
+    (possibly None) for service tokens and with auth off."""
+    if not _restricted(ctx) or ctx.kind == "service":
+        return requested
+    if requested and requested != ctx.actor:
+        raise AuthError(403, "forbidden_actor", f"actor must be {ctx.actor} for this token")
+    return ctx.actor
+
+
+def creator_principal(ctx: AuthContext) -> dict | None:
+    """`{tenant_id, id, type}` for a session's creator; type "service" for
+    service tokens, None with auth off."""
+    if not _restricted(ctx):
+        return None
+    return {"tenant_id": ctx.tenant_id, "id": ctx.subject, "type": ctx.principal_type or "service"}

@@ -1,0 +1,162 @@
+"""Falcon resources: one small class per route of SPEC.md §2.
+
+Owns: request parsing (bounded bodies, JSON, query parameters), calling the
+`Node`, and rendering JSON responses. Errors are raised (`ApiError`,
+`RuleError`, ...) and rendered by `starcite.api.errors`. Must not: decide
+session rules or talk to actors directly.
+"""
+
+import json
+
+import falcon
+
+from starcite.api.errors import ApiError
+from starcite.rules import validate_append, validate_create
+
+
+def send_json(resp, status, body):
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def read_json(req, max_bytes: int):
+    """The request body as JSON (None when empty) and its size; 413/400 on bad bodies."""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes")
+    if not raw.strip():
+        return None, 0
+    try:
+        return json.loads(raw), len(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"Malformed JSON body: {exc}") from None
+
+
+def int_param(req, name, default, low, high, code="invalid_request"):
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, code, f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, code, f"{name} must be between {low} and {high}")
+    return value
+
+
+class SessionsResource:
+    def __init__(self, node, max_body):
+        self.node, self.max_body = node, max_body
+
+    def on_post(self, req, resp):
+        access = req.context.access
+        access.scope("session:create")
+        body, _ = read_json(req, self.max_body)
+        spec = validate_create(body)
+        access.create_session_id(spec["id"])
+        spec["metadata"] = access.create_metadata(spec["metadata"])
+        record = self.node.create_session(spec, access.creator())
+        send_json(resp, falcon.HTTP_201, record)
+
+    def on_get(self, req, resp):
+        access = req.context.access
+        access.scope("session:read")
+        limit = int_param(req, "limit", 100, 1, 1000)
+        cursor = req.get_param("cursor") or None
+        filters = {}
+        for key, value in req.params.items():
+            if key.startswith("metadata."):
+                if isinstance(value, list):
+                    raise ApiError(400, "invalid_request", f"{key} given more than once")
+                if not key[len("metadata."):]:
+                    raise ApiError(400, "invalid_request", "metadata filter needs a key")
+                filters[key[len("metadata."):]] = value
+            elif key not in ("limit", "cursor"):
+                raise ApiError(400, "invalid_request", f"unknown query parameter {key!r}")
+        locked = access.locked_sessions()
+        records, next_cursor = self.node.list_sessions(limit, cursor, access.tenant(), filters)
+        if locked is not None:
+            records = [r for r in records if r["id"] in locked]
+        send_json(resp, falcon.HTTP_200, {"sessions": records, "next_cursor": next_cursor})
+
+
+class SessionResource:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp, session_id):
+        access = req.context.access
+        access.scope("session:read")
+        record = self.node.require_session(session_id)
+        access.session(record)
+        send_json(resp, falcon.HTTP_200, record)
+
+
+class AppendResource:
+    def __init__(self, node, max_body):
+        self.node, self.max_body = node, max_body
+
+    def on_post(self, req, resp, session_id):
+        access = req.context.access
+        access.scope("session:append")
+        body, nbytes = read_json(req, self.max_body)
+        append = validate_append(body)
+        if access.enabled:
+            access.session(self.node.require_session(session_id))
+            append["actor"] = access.actor(append["actor"])
+        send_json(resp, falcon.HTTP_201, self.node.append(session_id, append, nbytes))
+
+
+class AuthIssueResource:
+    def __init__(self, gate, max_body):
+        self.gate, self.max_body = gate, max_body
+
+    def on_post(self, req, resp):
+        access = req.context.access
+        if not access.enabled:
+            raise ApiError(404, "auth_disabled", "Token issuing needs STARCITE_AUTH_MODE=jwt")
+        body, _ = read_json(req, self.max_body)
+        from starcite.api.auth import issue_principal_token
+        send_json(resp, falcon.HTTP_201, issue_principal_token(access.ctx, body, self.gate.authenticator))
+
+
+class HealthLiveResource:
+    def on_get(self, req, resp):
+        send_json(resp, falcon.HTTP_200, {"status": "ok"})
+
+
+class HealthReadyResource:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        ready, reason = self.node.readiness()
+        if ready:
+            send_json(resp, falcon.HTTP_200, {"status": "ok", "mode": self.node.mode})
+        else:
+            send_json(resp, falcon.HTTP_503, {"status": "starting", "mode": self.node.mode, "reason": reason})
+
+
+class MetricsResource:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp):
+        from prometheus_client import CONTENT_TYPE_LATEST
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = self.node.metrics.render()
+
+
+class OpenApiResource:
+    def __init__(self):
+        from starcite.api.openapi import SPEC
+        self.body = json.dumps(SPEC)
+
+    def on_get(self, req, resp):
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = self.body

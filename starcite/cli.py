@@ -1,0 +1,95 @@
+"""The `starcite` command: `serve` starts a node, `ops` talks to a running one.
+
+Owns: argument parsing, turning configuration errors into one clear line and
+exit status 2, and the ops console client (`status`, `ready-nodes`,
+`drain [node]`, `undrain [node]`, `wait-ready <ms>`, `wait-drained <ms>`),
+which sends its commands to the node's loopback-only `/ops` routes, where
+they become messages to the node's actors. Must not: contain node logic.
+"""
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from starcite.config import ConfigError, load_config
+
+
+def _serve(args):
+    try:
+        config = load_config(args.config)
+        if config.archive_adapter != "local":
+            from starcite.adapters import build_adapter
+            adapter = build_adapter(config)
+            adapter.check()
+            adapter.close()
+    except ConfigError as exc:
+        print(f"starcite: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # archive check failed: one clear line, not a traceback
+        print(f"starcite: archive check failed: {exc}", file=sys.stderr)
+        return 2
+    from starcite.api.server import StarciteApplication
+    StarciteApplication(config).run()
+    return 0
+
+
+def _call(url, method="GET", timeout=5.0):
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _wait(url, predicate, timeout_ms):
+    deadline = time.monotonic() + timeout_ms / 1000.0
+    while True:
+        try:
+            status, body = _call(url)
+            if predicate(status, body):
+                return 0, body
+        except (urllib.error.URLError, OSError, ValueError):
+            body = None
+        if time.monotonic() >= deadline:
+            return 1, body
+        time.sleep(0.2)
+
+
+def _ops(args):
+    base = args.url.rstrip("/")
+    command = args.command
+    if command in ("status", "ready-nodes"):
+        status, body = _call(f"{base}/ops/{command}")
+        code = 0 if status == 200 else 1
+    elif command in ("drain", "undrain"):
+        target = f"?node={args.arg}" if args.arg else ""
+        status, body = _call(f"{base}/ops/{command}{target}", method="POST")
+        code = 0 if status == 200 else 1
+    elif command == "wait-ready":
+        code, body = _wait(f"{base}/health/ready", lambda s, b: s == 200, int(args.arg or 60000))
+    else:  # wait-drained
+        code, body = _wait(f"{base}/ops/status", lambda s, b: s == 200 and b.get("observer", {}).get(
+            b.get("node")) == "draining", int(args.arg or 30000))
+    print(json.dumps(body, indent=2))
+    return code
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="starcite", description="Durable, ordered session streams")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="start a node")
+    serve.add_argument("--config", help="TOML config file (see conf/starcite.toml)")
+    ops = sub.add_parser("ops", help="operate a running node")
+    ops.add_argument("command", choices=["status", "ready-nodes", "drain", "undrain", "wait-ready", "wait-drained"])
+    ops.add_argument("arg", nargs="?", help="node name (drain/undrain) or timeout in ms (wait-*)")
+    ops.add_argument("--url", default="http://127.0.0.1:4000", help="the node's HTTP address (loopback)")
+    args = parser.parse_args(argv)
+    return _serve(args) if args.cmd == "serve" else _ops(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Prometheus metrics of a node.
+
+Owns: every metric's name, type and help text, and the scrape-time collector
+that reads live gauges (pending rows, hot size) from the node. Counters and
+histograms are updated by the code paths that do the work; gauges that
+describe state are computed when scraped, so they can never drift.
+
+Must not: be imported for side effects elsewhere than through `Metrics`, or
+use the global default registry (tests start several nodes per process).
+
+One gunicorn worker per node (the data plane lives in it), so a per-process
+registry is the whole node's view.
+"""
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _StateCollector:
+    def __init__(self, snapshot):
+        self.snapshot = snapshot
+
+    def collect(self):
+        snap = self.snapshot()
+        for name, help_, value in (
+            ("starcite_archive_pending_rows", "Committed events waiting to be archived", snap["pending_rows"]),
+            ("starcite_archive_pending_sessions", "Sessions with events waiting to be archived",
+             snap["pending_sessions"]),
+            ("starcite_archive_lag", "Largest per-session archive lag, in events (last_seq - archived_seq)",
+             snap["lag"]),
+            ("starcite_archive_tail_size", "Events held in the hot (in-memory) tier", snap["hot_events"]),
+            ("starcite_event_store_bytes", "Bytes held in the hot (in-memory) tier", snap["hot_bytes"]),
+            ("starcite_archive_read_cache_bytes", "Bytes held by the archive read cache", snap["cache_bytes"]),
+            ("starcite_tails", "Open WebSocket tails", snap["tails"]),
+        ):
+            family = GaugeMetricFamily(name, help_)
+            family.add_metric([], value)
+            yield family
+
+
+class Metrics:
+    def __init__(self, snapshot):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.append_total = Counter("starcite_events_append_total", "Appended events (committed, not deduped)",
+                                    registry=r)
+        self.payload_bytes = Counter("starcite_events_payload_bytes", "Payload bytes of appended events",
+                                     registry=r)
+        self.flush_duration = Histogram("starcite_archive_flush_duration_ms", "Archive flush cycle duration (ms)",
+                                        buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+                                        registry=r)
+        self.archive_attempted = Counter("starcite_archive_attempted_total", "Rows the archiver tried to write",
+                                         registry=r)
+        self.archive_inserted = Counter("starcite_archive_inserted_total", "Rows the archiver wrote",
+                                        registry=r)
+        self.archive_bytes_attempted = Counter("starcite_archive_bytes_attempted_total",
+                                               "Bytes the archiver tried to write", registry=r)
+        self.archive_bytes_inserted = Counter("starcite_archive_bytes_inserted_total",
+                                              "Bytes the archiver wrote", registry=r)
+        self.archive_trimmed = Counter("starcite_archive_trimmed_total", "Rows evicted from memory after archiving",
+                                       registry=r)
+        self.archive_errors = Counter("starcite_archive_errors_total", "Failed archive writes", registry=r)
+        self.backpressure = Counter("starcite_event_store_backpressure_total",
+                                    "Appends refused because the hot store is full", registry=r)
+        self.request_latency = Histogram("starcite_http_request_duration_seconds", "HTTP request latency",
+                                         ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        r.register(_StateCollector(snapshot))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,363 @@
+"""`Node`: one Starcite node's data plane, assembled, and the calls the edge makes on it.
+
+Owns: building the in-process actor system (Thespian simpleSystemBase, driven
+inline from greenlets), the Raft groups this node replicates and their
+actors, the archiver, the observer, the archive adapter and read cache, the
+node's timers (archive tick, tail catch-up, cache cleanup), readiness, and
+graceful shutdown. Every edge call becomes a message with its own reply
+future, so no reply can reach another caller.
+
+Must not: parse HTTP, know about auth, or decide session rules.
+"""
+
+import datetime
+import logging
+import os
+import secrets
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.queue import Queue
+from thespian.actors import ActorExitRequest, ActorSystem
+
+from starcite.actors import messages as m
+from starcite.actors.archiver import ArchiverActor, flush_cycle
+from starcite.actors.observer import ObserverActor
+from starcite.actors.raft_group import RaftGroup, RaftGroupActor, RaftUnavailable
+from starcite.actors.tail import TailActor
+from starcite.adapters import ArchiveUnavailable, build_adapter
+from starcite.metrics import Metrics
+from starcite.placement import group_for, replicas_for
+from starcite.rules import RuleError, encode_event, parse_result
+
+log = logging.getLogger("starcite.node")
+
+
+class ArchiveReadError(Exception):
+    """Cold events could not be read (archive down or a gap): never serve a gap."""
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class TailHandle:
+    """What the WebSocket greenlet holds: its TailActor's address and its outbox."""
+
+    def __init__(self, node, session_id, address, outbox):
+        self.node, self.session_id, self.address, self.outbox = node, session_id, address, outbox
+
+    def go_live(self, cursor):
+        self.node.tell(self.address, m.GoLive(cursor))
+
+    def close(self):
+        self.node.close_tail(self)
+
+
+class Node:
+    def __init__(self, config):
+        self.config = config
+        self.name = config.node_name
+        self.write_nodes = config.write_node_ids or [self.name]
+        self.mode = "write_node" if self.name in self.write_nodes else "router_node"
+        self.draining = False
+        self.stopping = False
+        self.stopped = False
+        self.tails = set()
+        self.unindexed = set()
+        self.adapter = build_adapter(config)
+        self.adapter.check()
+        self.blocking_io = getattr(self.adapter, "blocking_io", False)
+        self.cold = self._build_read_cache()
+        self.metrics = Metrics(self.snapshot)
+        self.asys = ActorSystem("simpleSystemBase")
+        self.observer = self.asys.createActor(ObserverActor)
+        for node in self.write_nodes:
+            self.tell(self.observer, m.NodeSeen(node, True))
+        self.groups = {}
+        self.group_actors = {}
+        for group_id in range(config.num_groups):
+            replicas = replicas_for(group_id, self.write_nodes, config.replication_factor)
+            if self.name in replicas:
+                self._start_group(group_id, replicas)
+        self.archiver = self.asys.createActor(ArchiverActor)
+        self.tell(self.archiver, m.StartArchiver(self))
+        self._timers = [
+            gevent.spawn(self._every, config.archive_flush_interval_ms, self._archive_tick),
+            gevent.spawn(self._every, config.tail_catchup_interval_ms, self._catch_up_tick),
+            gevent.spawn(self._every, config.read_cache_cleanup_interval_ms, self._cache_cleanup),
+        ]
+
+    # -- assembly -------------------------------------------------------------
+
+    def _build_read_cache(self):
+        try:
+            from starcite.adapters.read_cache import ArchiveReadCache
+        except ImportError:
+            return self.adapter
+        return ArchiveReadCache.from_config(self.config, self.adapter)
+
+    def _start_group(self, group_id, replicas):
+        address = self.asys.createActor(RaftGroupActor)
+
+        def on_committed(session_id, entries, group=None):
+            if session_id in self.groups[group_id].watched:
+                self.tell(address, m.Committed(session_id, entries))
+
+        def on_trimmed(session_id, count):
+            self.metrics.archive_trimmed.inc(count)
+
+        peers = [p for p in replicas if p != self.name]
+        self_addr = f"local-{group_id}" if not peers else None  # cluster transport: not in this build
+        group = RaftGroup(group_id, self_addr, peers, self.config.raft_data_dir, self.config, on_committed,
+                          on_trimmed)
+        self.groups[group_id] = group
+        self.group_actors[group_id] = address
+        self.tell(address, m.StartGroup(group, group_id))
+
+    def tell(self, address, message):
+        self.asys.tell(address, message)
+
+    def _ask(self, address, message, timeout=None):
+        self.tell(address, message)
+        try:
+            return message.reply.get(timeout=timeout)
+        except gevent.Timeout:
+            raise RaftUnavailable("raft_timeout", "Timed out waiting for the Raft commit") from None
+
+    def _group_actor(self, session_id):
+        group_id = group_for(session_id, self.config.num_groups)
+        address = self.group_actors.get(group_id)
+        if address is None:
+            raise RaftUnavailable("raft_unavailable", f"Group {group_id} is not served by this node")
+        return address
+
+    @property
+    def command_timeout(self):
+        return self.config.raft_timeout_ms / 1000.0
+
+    def run_io(self, fn, *args):
+        """Run blocking archive I/O off the hub when the adapter needs it (local disk)."""
+        if self.blocking_io:
+            return gevent.get_hub().threadpool.apply(fn, args)
+        return fn(*args)
+
+    # -- sessions -------------------------------------------------------------
+
+    def create_session(self, spec: dict, creator_principal=None) -> dict:
+        session_id = spec.get("id") or f"ses_{secrets.token_urlsafe(12)}"
+        now = now_iso()
+        msg = m.CreateSession(session_id, spec.get("title"), spec.get("metadata") or {}, now, creator_principal,
+                              AsyncResult())
+        record = parse_result(self._ask(self._group_actor(session_id), msg, self.command_timeout))[1]
+        self._index_session(record)
+        return record
+
+    def _index_session(self, record):
+        try:
+            self.run_io(self.adapter.upsert_session, record)
+            self.unindexed.discard(record["id"])
+        except ArchiveUnavailable as exc:
+            log.warning("session index upsert deferred for %s: %s", record["id"], exc)
+            self.unindexed.add(record["id"])
+
+    def get_session(self, session_id: str):
+        group_id = group_for(session_id, self.config.num_groups)
+        address = self.group_actors.get(group_id)
+        if address is None:
+            return None
+        return self._ask(address, m.GetSession(session_id, AsyncResult()))
+
+    def require_session(self, session_id: str) -> dict:
+        record = self.get_session(session_id)
+        if record is None:
+            raise RuleError(404, "session_not_found", f"Session {session_id} not found")
+        return record
+
+    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
+        try:
+            records, next_cursor = self.adapter.list_sessions(limit, cursor, tenant_id, metadata_filters or {})
+        except ArchiveUnavailable as exc:
+            raise ArchiveReadError(f"Session index unavailable: {exc}") from None
+        live = [self.get_session(record["id"]) or record for record in records]
+        return live, next_cursor
+
+    # -- appends --------------------------------------------------------------
+
+    def hot_bytes(self) -> int:
+        return sum(group.state.hot_bytes for group in self.groups.values())
+
+    def check_backpressure(self):
+        limit = self.config.event_store_max_bytes
+        if self.hot_bytes() < limit:
+            return
+        reclaim = getattr(self.cold, "reclaim", None)
+        if reclaim is not None:
+            reclaim(self.cold.size_bytes)
+        self.metrics.backpressure.inc()
+        raise RuleError(429, "event_store_backpressure",
+                        "Hot event store is full; retry after the archiver catches up")
+
+    def append(self, session_id: str, append: dict, nbytes: int) -> dict:
+        self.check_backpressure()
+        msg = m.Append(session_id, append, now_iso(), nbytes, AsyncResult())
+        result = parse_result(self._ask(self._group_actor(session_id), msg, self.command_timeout)[0])
+        _ok, seq, last_seq, deduped = result
+        if not deduped:
+            self.metrics.append_total.inc()
+            self.metrics.payload_bytes.inc(nbytes)
+        return {"seq": seq, "last_seq": last_seq, "deduped": deduped}
+
+    def ack_archived(self, session_id: str, upto_seq: int):
+        msg = m.AckArchived(session_id, upto_seq, AsyncResult())
+        return parse_result(self._ask(self._group_actor(session_id), msg, self.command_timeout))
+
+    # -- reads ----------------------------------------------------------------
+
+    def read_hot(self, session_id, after_seq, limit):
+        return self._ask(self._group_actor(session_id), m.ReadHot(session_id, after_seq, limit, AsyncResult()))
+
+    def pending_archive(self, group_id):
+        return self._ask(self.group_actors[group_id], m.PendingArchive(AsyncResult()))
+
+    def local_groups(self):
+        return sorted(self.groups)
+
+    def read_events(self, session_id: str, after_seq: int, limit: int) -> list:
+        """Up to ``limit`` committed ``(seq, json)`` after ``after_seq``, cold then hot, gap-free."""
+        hot = self.read_hot(session_id, after_seq, limit)
+        if hot is None:
+            raise RuleError(404, "session_not_found", f"Session {session_id} not found")
+        archived_seq, last_seq, entries = hot
+        if after_seq >= archived_seq:
+            return [(seq, event_json) for seq, event_json, _n in entries]
+        upto = min(archived_seq, after_seq + limit)
+        try:
+            cold = self.run_io(self.cold.read_events, session_id, after_seq + 1, upto)
+        except ArchiveUnavailable as exc:
+            raise ArchiveReadError(f"Archive unavailable: {exc}") from None
+        merged = {}
+        for event in cold:
+            merged.setdefault(event["seq"], encode_event(event))
+        for seq, event_json, _n in entries:
+            merged.setdefault(seq, event_json)
+        out = []
+        expected = after_seq + 1
+        for seq in sorted(merged):
+            if seq < expected:
+                continue
+            if seq != expected:
+                raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
+            out.append((seq, merged[seq]))
+            expected += 1
+            if len(out) == limit:
+                break
+        if not out and after_seq < last_seq:
+            raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
+        return out
+
+    # -- tails ----------------------------------------------------------------
+
+    def open_tail(self, session_id: str, cursor: int) -> TailHandle:
+        outbox = Queue()
+        address = self.asys.createActor(TailActor)
+        handle = TailHandle(self, session_id, address, outbox)
+        self.tails.add(handle)
+        self.tell(address, m.TailStart(session_id, cursor, outbox, self._group_actor(session_id)))
+        return handle
+
+    def close_tail(self, handle: TailHandle):
+        if handle in self.tails:
+            self.tails.discard(handle)
+            self.tell(handle.address, m.TailStop())
+
+    # -- timers ---------------------------------------------------------------
+
+    def _every(self, interval_ms, fn):
+        while not self.stopping:
+            gevent.sleep(interval_ms / 1000.0)
+            try:
+                fn()
+            except Exception:
+                log.exception("timer %s failed", fn.__name__)
+
+    def _archive_tick(self):
+        for session_id in list(self.unindexed):
+            record = self.get_session(session_id)
+            if record is not None:
+                self._index_session(record)
+        self.tell(self.archiver, m.ArchiveTick())
+
+    def _catch_up_tick(self):
+        for handle in list(self.tails):
+            self.tell(handle.address, m.CatchUpCheck())
+
+    def _cache_cleanup(self):
+        cleanup = getattr(self.cold, "cleanup", None)
+        if cleanup is not None:
+            cleanup()
+
+    # -- health, ops, metrics -------------------------------------------------
+
+    def readiness(self):
+        """``(ready, reason)``: ready once every local group has a leader and has applied its log."""
+        if self.draining or self.stopping:
+            return False, "draining"
+        if not all(group.ready() for group in self.groups.values()):
+            return False, "raft_sync"
+        return True, None
+
+    def status(self) -> dict:
+        groups = [self._ask(addr, m.GroupStatus(AsyncResult())) for addr in self.group_actors.values()]
+        ready, reason = self.readiness()
+        return {"node": self.name, "mode": self.mode, "ready": ready, "reason": reason,
+                "write_nodes": self.write_nodes, "observer": self.observer_statuses(),
+                "groups": groups, "tails": len(self.tails), "hot_bytes": self.hot_bytes()}
+
+    def observer_statuses(self) -> dict:
+        return self._ask(self.observer, m.ObserverQuery(AsyncResult()))
+
+    def set_drain(self, node, draining):
+        if node == self.name:
+            self.draining = draining
+        return self._ask(self.observer, m.SetDrain(node, draining, AsyncResult()))
+
+    def snapshot(self) -> dict:
+        pending_rows = pending_sessions = lag = hot_events = 0
+        for group in self.groups.values():
+            for state in group.state.sessions.values():
+                behind = state.last_seq - state.archived_seq
+                if behind:
+                    pending_rows += behind
+                    pending_sessions += 1
+                    lag = max(lag, behind)
+                hot_events += len(state.hot)
+        return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
+                "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
+                "cache_bytes": getattr(self.cold, "size_bytes", 0), "tails": len(self.tails)}
+
+    # -- shutdown -------------------------------------------------------------
+
+    def begin_shutdown(self):
+        """First step of a graceful stop: not ready any more, tails closed with a normal close."""
+        self.stopping = True
+        for handle in list(self.tails):
+            handle.outbox.put(("close", 1000, "server_shutdown"))
+
+    def shutdown(self, flush_timeout=5.0):
+        """Last step, once in-flight requests are done: flush what can be flushed, sync journals."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.begin_shutdown()
+        with gevent.Timeout(flush_timeout, False):
+            flush_cycle(self)
+        gevent.killall(self._timers, block=False)
+        for group in self.groups.values():
+            group.stop()
+        for address in list(self.group_actors.values()) + [self.archiver, self.observer]:
+            self.tell(address, ActorExitRequest())
+        try:
+            self.adapter.close()
+        except Exception:
+            log.exception("closing archive adapter")

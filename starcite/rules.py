@@ -1,0 +1,282 @@
+"""The session rules: validation, seq assignment, producer dedupe, expected_seq, archive progress.
+
+Owns: every decision about what an append, a create or an archive ack does to
+a group's state, and the shapes of session records and events. It is pure:
+no I/O, no clock, no actors, no Raft. The Raft state machine calls it with
+commands that already carry their timestamps, so every replica computes the
+same result from the same log.
+
+Must not: read the time, touch files or sockets, or know which node it runs
+on. Anything non-deterministic belongs to the caller.
+"""
+
+import hashlib
+import json
+
+SEQ_LIMIT = 2**63 - 1
+_EVENT_FIELDS = ("type", "payload", "actor", "source", "metadata", "refs", "idempotency_key")
+_APPEND_KEYS = frozenset(("type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata",
+                          "refs", "idempotency_key", "expected_seq"))
+_CREATE_KEYS = frozenset(("id", "title", "metadata"))
+
+
+class RuleError(Exception):
+    """A request the rules refuse: carries the HTTP status, error code and message."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def as_tuple(self):
+        return ("error", self.status, self.code, self.message)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _non_empty_str(value) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _optional(body, key, check, code, message):
+    value = body.get(key)
+    if value is not None and not check(value):
+        raise RuleError(400, code, message)
+    return value
+
+
+def validate_refs(refs):
+    if refs is None:
+        return None
+    if not isinstance(refs, dict):
+        raise RuleError(400, "invalid_refs", "refs must be an object")
+    for key in ("to_seq", "step"):
+        value = refs.get(key)
+        if value is not None and not (_is_int(value) and 0 <= value <= SEQ_LIMIT):
+            raise RuleError(400, "invalid_refs", f"refs.{key} must be a non-negative integer")
+    for key in ("request_id", "sequence_id"):
+        value = refs.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RuleError(400, "invalid_refs", f"refs.{key} must be a string")
+    return refs
+
+
+def validate_append(body) -> dict:
+    """Check an append body; return the normalised append input (no seq, no time yet)."""
+    if not isinstance(body, dict):
+        raise RuleError(400, "invalid_event", "body must be a JSON object")
+    unknown = sorted(set(body) - _APPEND_KEYS)
+    if unknown:
+        raise RuleError(400, "invalid_event", f"unknown field {unknown[0]!r}")
+    if not _non_empty_str(body.get("type")):
+        raise RuleError(400, "invalid_event", "type is required and must be a non-empty string")
+    if not isinstance(body.get("payload"), dict):
+        raise RuleError(400, "invalid_event", "payload is required and must be an object")
+    if not _non_empty_str(body.get("producer_id")):
+        raise RuleError(400, "invalid_event", "producer_id is required and must be a non-empty string")
+    producer_seq = body.get("producer_seq")
+    if not (_is_int(producer_seq) and 1 <= producer_seq <= SEQ_LIMIT):
+        raise RuleError(400, "invalid_event", "producer_seq is required and must be an integer >= 1")
+    _optional(body, "actor", _non_empty_str, "invalid_event", "actor must be a non-empty string")
+    _optional(body, "source", _non_empty_str, "invalid_event", "source must be a non-empty string")
+    _optional(body, "metadata", lambda v: isinstance(v, dict), "invalid_metadata", "metadata must be an object")
+    _optional(body, "idempotency_key", lambda v: isinstance(v, str), "invalid_event",
+              "idempotency_key must be a string")
+    _optional(body, "expected_seq", lambda v: _is_int(v) and 0 <= v <= SEQ_LIMIT, "invalid_event",
+              "expected_seq must be an integer >= 0")
+    validate_refs(body.get("refs"))
+    return {
+        "type": body["type"],
+        "payload": body["payload"],
+        "actor": body.get("actor"),
+        "producer_id": body["producer_id"],
+        "producer_seq": producer_seq,
+        "source": body.get("source"),
+        "metadata": body.get("metadata") or {},
+        "refs": body.get("refs") or {},
+        "idempotency_key": body.get("idempotency_key"),
+        "expected_seq": body.get("expected_seq"),
+    }
+
+
+def validate_create(body) -> dict:
+    """Check a create body; return ``{id|None, title, metadata}``."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise RuleError(400, "invalid_session", "body must be a JSON object")
+    unknown = sorted(set(body) - _CREATE_KEYS)
+    if unknown:
+        raise RuleError(400, "invalid_session", f"unknown field {unknown[0]!r}")
+    session_id = _optional(body, "id", _non_empty_str, "invalid_session", "id must be a non-empty string")
+    if session_id is not None and (len(session_id) > 256 or not session_id.isprintable()):
+        raise RuleError(400, "invalid_session", "id must be at most 256 printable characters")
+    title = _optional(body, "title", lambda v: isinstance(v, str), "invalid_session", "title must be a string")
+    metadata = _optional(body, "metadata", lambda v: isinstance(v, dict), "invalid_metadata",
+                         "metadata must be an object")
+    return {"id": session_id, "title": title, "metadata": metadata or {}}
+
+
+def encode_event(event: dict) -> str:
+    """The one JSON encoding of an event: stored in the hot tier, sent on tails."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(append: dict) -> bytes:
+    """Digest of the content a producer retry must repeat exactly."""
+    content = json.dumps([append.get(k) for k in _EVENT_FIELDS], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(content.encode(), digest_size=16).digest()
+
+
+class SessionState:
+    """One session inside a group: its record, producer cursors and hot events.
+
+    ``hot`` holds ``(seq, event_json, nbytes)`` for committed events that are not
+    yet archived; ``hot[0]`` has seq ``archived_seq + 1`` once anything is hot.
+    """
+
+    __slots__ = ("id", "title", "metadata", "created_at", "updated_at", "creator_principal",
+                 "last_seq", "archived_seq", "producers", "hot", "hot_bytes")
+
+    def __init__(self, session_id, title, metadata, created_at, creator_principal=None):
+        self.id = session_id
+        self.title = title
+        self.metadata = metadata
+        self.created_at = created_at
+        self.updated_at = created_at
+        self.creator_principal = creator_principal
+        self.last_seq = 0
+        self.archived_seq = 0
+        self.producers = {}  # producer_id -> (producer_seq, seq, fingerprint)
+        self.hot = []
+        self.hot_bytes = 0
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+    def record(self) -> dict:
+        rec = {"id": self.id, "title": self.title, "metadata": self.metadata, "last_seq": self.last_seq,
+               "created_at": self.created_at, "updated_at": self.updated_at}
+        if self.creator_principal is not None:
+            rec["creator_principal"] = self.creator_principal
+        return rec
+
+    def hot_range(self, after_seq: int, limit: int) -> list:
+        """Hot ``(seq, json, nbytes)`` entries with seq > after_seq, at most ``limit``."""
+        if not self.hot:
+            return []
+        start = max(0, after_seq + 1 - self.hot[0][0])
+        return self.hot[start:start + limit]
+
+
+class GroupState:
+    """All sessions of one Raft group; the only object the state machine replicates."""
+
+    def __init__(self):
+        self.sessions = {}
+        self.hot_bytes = 0
+
+    # -- commands ---------------------------------------------------------
+
+    def create_session(self, session_id, title, metadata, created_at, creator_principal=None):
+        """Returns ``("ok", record)`` or an error tuple."""
+        if session_id in self.sessions:
+            return RuleError(409, "session_exists", f"Session {session_id} already exists").as_tuple()
+        state = SessionState(session_id, title, metadata, created_at, creator_principal)
+        self.sessions[session_id] = state
+        return ("ok", state.record())
+
+    def append_event(self, session_id, append: dict, inserted_at: str, nbytes: int):
+        """Apply one validated append. Returns ``("ok", seq, last_seq, deduped, event_json|None)`` or an error."""
+        state = self.sessions.get(session_id)
+        if state is None:
+            return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
+        producer_id = append["producer_id"]
+        producer_seq = append["producer_seq"]
+        known = state.producers.get(producer_id)
+        digest = fingerprint(append)
+        if known is not None and producer_seq == known[0]:
+            if digest == known[2]:
+                return ("ok", known[1], state.last_seq, True, None)
+            return RuleError(409, "producer_replay_conflict",
+                             f"producer_seq {producer_seq} of producer {producer_id} was already used "
+                             f"with different content").as_tuple()
+        expected = 1 if known is None else known[0] + 1
+        if producer_seq != expected:
+            return RuleError(409, "producer_seq_conflict",
+                             f"Expected producer_seq {expected} for producer {producer_id}, "
+                             f"got {producer_seq}").as_tuple()
+        expected_seq = append.get("expected_seq")
+        if expected_seq is not None and expected_seq != state.last_seq:
+            return RuleError(409, "expected_seq_conflict",
+                             f"Expected seq {expected_seq}, current seq is {state.last_seq}").as_tuple()
+        seq = state.last_seq + 1
+        event = {
+            "seq": seq,
+            "type": append["type"],
+            "payload": append["payload"],
+            "actor": append.get("actor"),
+            "producer_id": producer_id,
+            "producer_seq": producer_seq,
+            "source": append.get("source"),
+            "metadata": append.get("metadata") or {},
+            "refs": append.get("refs") or {},
+            "idempotency_key": append.get("idempotency_key"),
+            "inserted_at": inserted_at,
+        }
+        event_json = encode_event(event)
+        state.last_seq = seq
+        state.updated_at = inserted_at
+        state.producers[producer_id] = (producer_seq, seq, digest)
+        state.hot.append((seq, event_json, nbytes))
+        state.hot_bytes += nbytes
+        self.hot_bytes += nbytes
+        return ("ok", seq, seq, False, event_json)
+
+    def append_events(self, items):
+        """Apply ``[(session_id, append, inserted_at, nbytes), ...]`` in order; one result each."""
+        return [self.append_event(*item) for item in items]
+
+    def ack_archived(self, session_id, upto_seq: int):
+        """Record that events up to ``upto_seq`` are archived and evict them from the hot tier.
+
+        Returns ``("ok", archived_seq, trimmed_count)``. Acks never move backwards and
+        never pass ``last_seq``.
+        """
+        state = self.sessions.get(session_id)
+        if state is None:
+            return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
+        upto = min(upto_seq, state.last_seq)
+        if upto <= state.archived_seq:
+            return ("ok", state.archived_seq, 0)
+        hot = state.hot
+        cut = 0
+        freed = 0
+        while cut < len(hot) and hot[cut][0] <= upto:
+            freed += hot[cut][2]
+            cut += 1
+        del hot[:cut]
+        state.hot_bytes -= freed
+        self.hot_bytes -= freed
+        state.archived_seq = upto
+        return ("ok", upto, cut)
+
+    # -- queries ----------------------------------------------------------
+
+    def pending(self):
+        """``[(session_id, archived_seq, last_seq)]`` for sessions with unarchived events."""
+        return [(s.id, s.archived_seq, s.last_seq) for s in self.sessions.values() if s.last_seq > s.archived_seq]
+
+
+def parse_result(result):
+    """Raise `RuleError` for an error tuple; return the tuple otherwise."""
+    if result and result[0] == "error":
+        raise RuleError(result[1], result[2], result[3])
+    return result
