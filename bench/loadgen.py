@@ -7,7 +7,9 @@ just before its request is written to just after its reply is parsed
 With ``procs > 1`` the clients are split over forked processes (one asyncio
 loop each) that start together at a barrier; their latencies are merged and
 the wall time runs from the earliest start to the latest end (the clock is
-CLOCK_MONOTONIC, shared by all processes).
+CLOCK_MONOTONIC, shared by all processes). The generator's own CPU time in
+the timed phase is recorded too: cores it kept busy, next to the ceiling,
+tell whether it, rather than the system measured, set the pace.
 
 Owns: the client/operation contract (`Client`, a `ClientFactory`), splitting
 work, timing, error counting, the time bound of a run. Must not: know any
@@ -65,15 +67,15 @@ async def _drive(factory: ClientFactory, ids, counts, warmups, barrier, timeout:
         if barrier is not None:
             barrier.wait()
         latencies = array.array("q")
-        started = time.perf_counter_ns()
+        cpu_started, started = time.process_time(), time.perf_counter_ns()
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(_loop(c, n, latencies) for c, n in zip(clients, counts))), timeout)
-        ended = time.perf_counter_ns()
+        ended, cpu_s = time.perf_counter_ns(), time.process_time() - cpu_started
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
     errors = sum(e for e, _ in outcomes)
     first_error = next((m for _, m in outcomes if m), "")
-    return latencies.tobytes(), errors, first_error, started, ended
+    return latencies.tobytes(), errors, first_error, started, ended, cpu_s
 
 
 def _measurement(results: list) -> Measurement:
@@ -81,7 +83,8 @@ def _measurement(results: list) -> Measurement:
     for raw, *_ in results:
         latencies.frombytes(raw)
     wall_s = (max(r[4] for r in results) - min(r[3] for r in results)) / 1e9
-    return Measurement(latencies, wall_s, sum(r[1] for r in results), next((r[2] for r in results if r[2]), ""))
+    return Measurement(latencies, wall_s, sum(r[1] for r in results), next((r[2] for r in results if r[2]), ""),
+                       client_cpu_s=sum(r[5] for r in results), client_procs=len(results))
 
 
 def run(factory: ClientFactory, clients: int, ops: int, *, warmup: int = 0, timeout: float = 120.0,

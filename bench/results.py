@@ -15,6 +15,8 @@ from bench.stats import summarize
 OK, NOT_AVAILABLE, NOT_YET, FAILED = "ok", "not available", "not yet", "failed"
 CEILING_SYSTEM = "loadgen-ceiling"
 CEILING_WARN_FRACTION = 0.7
+GENERATOR_BUSY_FRACTION = 0.85
+HTTP_SYSTEMS = ("hello", "starcite", "starcite-3node")  # driven by the same HTTP client as the ceiling
 
 # (Starcite system, peer system, label) pairs the ratio table compares, per workload.
 RATIO_PEERS = {
@@ -44,13 +46,19 @@ class Row:
 
 
 def flag_generator_bound(rows: list):
-    """Note append rows whose throughput comes near the generator's ceiling at the same concurrency."""
+    """Note rows the load generator may have limited: it kept its processes' cores nearly busy, or
+    (HTTP systems, whose client is the one the ceiling measures) the rate came near the ceiling."""
     ceiling = {r.clients: r.get("ops_per_s") for r in rows if r.workload == "append" and r.system == CEILING_SYSTEM}
     for row in rows:
-        top = ceiling.get(row.clients)
-        ops = row.get("ops_per_s")
-        if row.workload == "append" and row.system != CEILING_SYSTEM and top and ops and ops >= CEILING_WARN_FRACTION * top:
-            row.note = (row.note + "; " if row.note else "") + f"{ops / top:.0%} of generator ceiling"
+        notes = []
+        cores, procs = row.get("client_cores"), row.get("client_procs") or 1
+        if cores is not None and cores >= GENERATOR_BUSY_FRACTION * procs:
+            notes.append(f"generator busy ({cores} cores of {procs})")
+        top, ops = ceiling.get(row.clients), row.get("ops_per_s")
+        if row.system in HTTP_SYSTEMS and row.workload == "append" and top and ops and ops >= CEILING_WARN_FRACTION * top:
+            notes.append(f"{ops / top:.0%} of generator ceiling")
+        if notes:
+            row.note = "; ".join(filter(None, [row.note, *notes]))
 
 
 def _ratio(a, b):
@@ -103,16 +111,18 @@ _LATENCY = [("p50 ms", _figure("p50_ms")), ("p99 ms", _figure("p99_ms")), ("p999
 _SECTIONS = [
     ("append", "Append-to-ack (closed loop; latency per operation)",
      [("clients", lambda r: _fmt(r.clients)), ("ops", _figure("ops")), ("errors", _figure("errors")),
-      ("ops/s", _figure("ops_per_s")), *_LATENCY]),
+      ("ops/s", _figure("ops_per_s")), *_LATENCY, ("gen cores", _figure("client_cores"))]),
     ("replay", "Replay from cursor 0 (batch_size 1000; latency per batch)",
      [("events", _figure("events")), ("passes", _figure("passes")), ("events/s", _figure("events_per_s")),
       *_LATENCY]),
-    ("fanout", "Fan-out (latency from append ack to receipt at each tail)",
-     [("tails", lambda r: _fmt(r.clients)), ("appends", _figure("appends")), ("deliveries", _figure("ops")),
-      ("missing", _figure("missing")), *_LATENCY]),
+    ("fanout", "Fan-out (latency from append ack to receipt at each tail; send->receipt p50/p99 too)",
+     [("tails", lambda r: _fmt(r.clients)), ("appends", _figure("appends")),
+      ("appends/s", _figure("appends_per_s")), ("deliveries", _figure("ops")),
+      ("missing", _figure("missing")), *_LATENCY, ("send p50", _figure("send_p50_ms")),
+      ("send p99", _figure("send_p99_ms"))]),
     ("idle", "Idle tails (RSS of the node and its children)",
-     [("tails", lambda r: _fmt(r.clients)), ("rss 0", _figure("rss_0", _mib)), ("rss N", _figure("rss_n", _mib)),
-      ("bytes/tail", _figure("bytes_per_tail"))]),
+     [("tails", lambda r: _fmt(r.clients)), ("open", _figure("open")), ("rss 0", _figure("rss_0", _mib)),
+      ("rss N", _figure("rss_n", _mib)), ("bytes/tail", _figure("bytes_per_tail"))]),
 ]
 
 
@@ -130,15 +140,16 @@ def render(rows: list, ratio_rows: list) -> str:
         if section:
             header = ["system", *(h for h, _ in columns), "note"]
             blocks.append(_table(title, header, [[r.system, *(f(r) for _, f in columns), _note(r)] for r in section]))
-    if ratio_rows:
-        labels = sorted({k for e in ratio_rows for k in e if k.startswith("÷")},
-                        key=lambda k: [p for peers in RATIO_PEERS.values() for _, p in peers].index(k))
-        lines = [[f"{e['workload']} {e['system']}", _fmt(e["clients"]),
-                  *(f"{_fmt((e.get(k) or {}).get('rate'))} / {_fmt((e.get(k) or {}).get('p99'))}"
-                    if k in e else "" for k in labels),
-                  "" if e["status"] == OK else e["status"]] for e in ratio_rows]
-        blocks.append(_table("Ratios, Starcite ÷ peer (throughput ratio / p99 ratio; >1 throughput is better, "
-                             "<1 p99 is better)", ["starcite row", "clients", *labels, "note"], lines))
+    for workload, peers in RATIO_PEERS.items():
+        entries = [e for e in ratio_rows if e["workload"] == workload]
+        if entries:
+            labels = [label for _, label in peers]
+            lines = [[e["system"], _fmt(e["clients"]),
+                      *(f"{_fmt(e[k]['rate'])} / {_fmt(e[k]['p99'])}" for k in labels),
+                      "" if e["status"] == OK else e["status"]] for e in entries]
+            blocks.append(_table(f"Ratios, {workload}: Starcite ÷ peer as throughput / p99 "
+                                 "(throughput above 1 and p99 below 1 favour Starcite)",
+                                 ["system", "clients", *labels, "note"], lines))
     return "\n\n".join(blocks)
 
 

@@ -64,9 +64,8 @@ def _run_spec(ctx, spec: Spec) -> list:
         rows = [results.Row(spec.workload, spec.system, None, results.NOT_AVAILABLE, str(exc)[:500])]
     except Exception as exc:  # a broken workload must not lose the others' results
         rows = [results.Row(spec.workload, spec.system, None, results.FAILED, f"{type(exc).__name__}: {exc}"[:500])]
-    for row in rows:
-        if row.status != results.OK:
-            ctx.log(f"{spec.key}: {row.status}: {row.note}")
+    for status, note in dict.fromkeys((r.status, r.note) for r in rows if r.status != results.OK):
+        ctx.log(f"{spec.key}: {status}: {note}")
     ctx.log(f"-- {spec.key} done in {time.monotonic() - started:.1f}s")
     return rows
 
@@ -82,8 +81,10 @@ def _machine() -> dict:
     return facts
 
 
-def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR) -> int:
+def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: int = None) -> int:
     profile = QUICK if quick else FULL
+    if ops:
+        profile = dataclasses.replace(profile, ops=ops)
     specs = [s for s in SPECS if not only or any(o in s.key for o in only)]
     stamp = datetime.datetime.now(datetime.timezone.utc)
     work_dir = tempfile.mkdtemp(prefix="starcite-bench-")

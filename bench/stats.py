@@ -15,14 +15,12 @@ class Measurement:
     wall_s: float              # first operation start to last operation end
     errors: int = 0
     first_error: str = ""
+    client_cpu_s: float = None  # CPU the load generator used while timing (None: not recorded)
+    client_procs: int = 1       # load generator processes that shared the clients
 
     @property
     def ops(self) -> int:
         return len(self.latencies_ns) + self.errors
-
-    def merge(self, other: "Measurement", wall_s: float) -> "Measurement":
-        return Measurement(self.latencies_ns + other.latencies_ns, wall_s, self.errors + other.errors,
-                           self.first_error or other.first_error)
 
 
 def percentile(sorted_values, fraction: float):
@@ -41,8 +39,12 @@ def latency_summary(latencies_ns) -> dict:
 
 
 def summarize(m: Measurement) -> dict:
-    """The figures a result row carries: ops, errors, seconds, ops/s and percentiles."""
+    """The figures a result row carries: ops, errors, seconds, ops/s, percentiles, generator cores busy."""
     done = len(m.latencies_ns)
-    return {"ops": m.ops, "errors": m.errors, "seconds": round(m.wall_s, 3),
-            "ops_per_s": round(done / m.wall_s, 1) if m.wall_s > 0 else None,
-            **latency_summary(m.latencies_ns)}
+    figures = {"ops": m.ops, "errors": m.errors, "seconds": round(m.wall_s, 3),
+               "ops_per_s": round(done / m.wall_s, 1) if m.wall_s > 0 else None,
+               **latency_summary(m.latencies_ns)}
+    if m.client_cpu_s is not None and m.wall_s > 0:
+        figures["client_cores"] = round(m.client_cpu_s / m.wall_s, 2)
+        figures["client_procs"] = m.client_procs
+    return figures

@@ -63,6 +63,7 @@ class Node:
         self.draining = False
         self.stopping = False
         self.stopped = False
+        self.inflight = 0
         self.tails = set()
         self.unindexed = set()
         self.adapter = build_adapter(config)

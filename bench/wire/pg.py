@@ -18,21 +18,18 @@ async def _wait(conn):
         state = conn.poll()
         if state == ext.POLL_OK:
             return
-        future = loop.create_future()
         if state == ext.POLL_READ:
-            loop.add_reader(fd, future.set_result, None)
-            try:
-                await future
-            finally:
-                loop.remove_reader(fd)
+            watch, unwatch = loop.add_reader, loop.remove_reader
         elif state == ext.POLL_WRITE:
-            loop.add_writer(fd, future.set_result, None)
-            try:
-                await future
-            finally:
-                loop.remove_writer(fd)
+            watch, unwatch = loop.add_writer, loop.remove_writer
         else:
             raise psycopg2.OperationalError(f"bad poll state {state}")
+        future = loop.create_future()
+        watch(fd, future.set_result, None)
+        try:
+            await future
+        finally:
+            unwatch(fd)
 
 
 class AsyncPg:

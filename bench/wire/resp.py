@@ -20,43 +20,45 @@ def encode(*args) -> bytes:
     return b"".join(out)
 
 
-def _parse(buf, pos):
-    """``(value, end)`` of the reply at ``pos``; raises IndexError when incomplete."""
-    line_end = buf.index(b"\r\n", pos)  # ValueError when incomplete
+def _parse(buf: bytes, pos: int):
+    """``(value, end)`` of the reply at ``pos``; raises IndexError or ValueError when incomplete."""
+    line_end = buf.index(b"\r\n", pos)
     kind = buf[pos]
-    line = bytes(buf[pos + 1:line_end])
-    pos = line_end + 2
-    if kind == 43:  # +
-        return line, pos
-    if kind == 45:  # -
-        return RedisError(line.decode(errors="replace")), pos
-    if kind == 58:  # :
-        return int(line), pos
-    if kind == 36:  # $
-        size = int(line)
+    if kind == 36:  # $ bulk string
+        size = int(buf[pos + 1:line_end])
         if size < 0:
-            return None, pos
-        if len(buf) < pos + size + 2:
+            return None, line_end + 2
+        end = line_end + 2 + size
+        if len(buf) < end + 2:
             raise IndexError
-        return bytes(buf[pos:pos + size]), pos + size + 2
-    if kind == 42:  # *
-        count = int(line)
+        return buf[line_end + 2:end], end + 2
+    if kind == 42:  # * array
+        count = int(buf[pos + 1:line_end])
         if count < 0:
-            return None, pos
-        items = []
+            return None, line_end + 2
+        pos, items = line_end + 2, []
         for _ in range(count):
             item, pos = _parse(buf, pos)
             items.append(item)
         return items, pos
+    line = buf[pos + 1:line_end]
+    if kind == 43:  # + simple string
+        return line, line_end + 2
+    if kind == 45:  # - error
+        return RedisError(line.decode(errors="replace")), line_end + 2
+    if kind == 58:  # : integer
+        return int(line), line_end + 2
     raise ProtocolError(f"bad RESP type byte {kind!r}")
 
 
 class RespProtocol(RequestProtocol):
     def parse(self, buf, start):
+        data = bytes(buf[start:]) if start else bytes(buf)  # bytes slices are cheaper than bytearray ones
         try:
-            return _parse(buf, start)
+            value, end = _parse(data, 0)
         except (IndexError, ValueError):
             return None
+        return value, start + end
 
 
 class RedisClient:

@@ -12,17 +12,18 @@ Owns: one client factory per system and one workload function per system.
 import random
 
 from bench.loadgen import Client
+from bench.procs import free_port
+from bench.results import CEILING_SYSTEM
 from bench.targets import hello as hello_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
 from bench.targets import starcite as starcite_target
 from bench.targets import trivial as trivial_target
-from bench.procs import free_port
-from bench.workloads import PAYLOAD, not_yet, session_ids, sweep
 from bench.wire.base import ProtocolError
 from bench.wire.http import HttpClient
 from bench.wire.pg import AsyncPg
 from bench.wire.resp import RedisClient
+from bench.workloads import PAYLOAD, not_yet, session_ids, sweep
 
 # What the trivial and hello endpoints receive: a Starcite-shaped append body, so request sizes match.
 _HTTP_BODY = starcite_target.append_body(PAYLOAD, "p1", 1)
@@ -81,31 +82,27 @@ def starcite_appender(port: int, ids: list, producer_prefix: str):
     return factory
 
 
-def generator_ceiling(ctx) -> list:
+def _served(ctx, system: str, start, make_factory) -> list:
+    """Start a server with ``start(sup, port)``, sweep it with ``make_factory(port)``'s clients, stop it."""
     port = free_port()
-    child = trivial_target.start(ctx.sup, port)
+    child = start(ctx.sup, port)
     try:
-        return sweep(ctx, "append", "loadgen-ceiling", lambda _c: _http_post(port, "/append"))
+        return sweep(ctx, "append", system, lambda _clients: make_factory(port))
     finally:
         ctx.sup.stop(child)
+
+
+def generator_ceiling(ctx) -> list:
+    return _served(ctx, CEILING_SYSTEM, trivial_target.start, lambda port: _http_post(port, "/append"))
 
 
 def hello(ctx) -> list:
-    port = free_port()
-    child = hello_target.start(ctx.sup, port)
-    try:
-        return sweep(ctx, "append", "hello", lambda _c: _http_post(port, "/hello"))
-    finally:
-        ctx.sup.stop(child)
+    return _served(ctx, "hello", hello_target.start, lambda port: _http_post(port, "/hello"))
 
 
 def redis(ctx, fsync: str) -> list:
-    port = free_port()
-    child = redis_target.start(ctx.sup, port, fsync, ctx.work_dir)
-    try:
-        return sweep(ctx, "append", f"redis-{fsync}", lambda _c: _redis_xadd(port, ctx.profile.sessions))
-    finally:
-        ctx.sup.stop(child)
+    return _served(ctx, f"redis-{fsync}", lambda sup, port: redis_target.start(sup, port, fsync, ctx.work_dir),
+                   lambda port: _redis_xadd(port, ctx.profile.sessions))
 
 
 def postgres(ctx) -> list:

@@ -37,9 +37,10 @@ async def _measure(node, ids: list, count: int) -> dict:
     await asyncio.sleep(_SETTLE_S)
     rss_n = rss_bytes(node.child.pid)
     still_open = sum(1 for s in sockets if s.is_open)
+    node_tails = node.metric("starcite_tails")
     for sock in sockets:
         sock.close()
-    return {"rss_0": rss_0, "rss_n": rss_n, "open": still_open,
+    return {"rss_0": rss_0, "rss_n": rss_n, "open": still_open, "node_tails": int(node_tails),
             "bytes_per_tail": round((rss_n - rss_0) / count) if count else None}
 
 

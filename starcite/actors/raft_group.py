@@ -296,20 +296,23 @@ class RaftGroupActor(Actor):
         })
 
     def _subscribe(self, msg, sender):
-        self.subscribers.setdefault(msg.session_id, set()).add(msg.tail)
+        self.subscribers.setdefault(msg.session_id, {})[msg.tail.addressDetails] = msg.tail
         self.group.watched.add(msg.session_id)
 
     def _unsubscribe(self, msg, sender):
         tails = self.subscribers.get(msg.session_id)
         if tails is not None:
-            tails.discard(msg.tail)
+            tails.pop(msg.tail.addressDetails, None)
             if not tails:
                 del self.subscribers[msg.session_id]
                 self.group.watched.discard(msg.session_id)
 
     def _committed(self, msg, sender):
-        for tail in self.subscribers.get(msg.session_id, ()):
-            self.send(tail, m.EventsCommitted(msg.entries))
+        tails = self.subscribers.get(msg.session_id)
+        if tails:
+            event = m.EventsCommitted(msg.entries)
+            for tail in tails.values():
+                self.send(tail, event)
 
     def _last_seq(self, msg, sender):
         state = self.group.state.sessions.get(msg.session_id)

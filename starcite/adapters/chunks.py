@@ -7,6 +7,7 @@ seq, the opaque list cursor, and the page-taking loop over session records.
 Must not: do any I/O, locking or caching, or know which back end is in use.
 """
 
+import functools
 import json
 
 from starcite.adapters.base import decode_session_id, encode_session_id, session_matches
@@ -40,9 +41,14 @@ def clamp_range(from_seq: int, to_seq: int):
     return None if to_seq < from_seq else (from_seq, to_seq)
 
 
-def chunk_starts(from_seq: int, to_seq: int) -> list:
-    """Every chunk start overlapping ``[from_seq, to_seq]`` (already clamped)."""
-    return list(range(chunk_start(from_seq), to_seq + 1, CHUNK_SIZE))
+def clamped(read_events):
+    """Decorates ``read_events(self, session_id, from_seq, to_seq)``: the range is clamped to seqs >= 1
+    and an empty range answers ``[]`` without calling it."""
+    @functools.wraps(read_events)
+    def wrapper(self, session_id, from_seq, to_seq):
+        bounds = clamp_range(from_seq, to_seq)
+        return [] if bounds is None else read_events(self, session_id, *bounds)
+    return wrapper
 
 
 def group_by_chunk(events: list) -> dict:
@@ -122,13 +128,18 @@ def chunk_key(session_id: str, start: int) -> str:
     return f"{session_events_dir(session_id)}/{start}{CHUNK_SUFFIX}"
 
 
-def chunk_start_from_name(name: str):
-    """``"257.ndjson"`` (or a full key ending so) -> 257; None for anything else."""
+def _stem(name: str, suffix: str):
+    """The last path component of ``name`` without ``suffix``; None unless it ends so (or is hidden)."""
     base = name.rsplit("/", 1)[-1]
-    if not base.endswith(CHUNK_SUFFIX):
+    if not base.endswith(suffix) or base.startswith("."):
         return None
-    digits = base[: -len(CHUNK_SUFFIX)]
-    return int(digits) if digits.isdigit() else None
+    return base[: -len(suffix)]
+
+
+def chunk_starts_from_names(names) -> list:
+    """Sorted chunk starts of the names (or keys) ending ``<start>.ndjson``; other names are ignored."""
+    stems = (_stem(name, CHUNK_SUFFIX) for name in names)
+    return sorted(int(stem) for stem in stems if stem is not None and stem.isdigit())
 
 
 def session_key(session_id: str) -> str:
@@ -137,11 +148,11 @@ def session_key(session_id: str) -> str:
 
 def session_id_from_name(name: str):
     """``"<b64>.json"`` (or a full key ending so) -> session id; None for anything else."""
-    base = name.rsplit("/", 1)[-1]
-    if not base.endswith(SESSION_SUFFIX) or base.startswith("."):
+    stem = _stem(name, SESSION_SUFFIX)
+    if stem is None:
         return None
     try:
-        return decode_session_id(base[: -len(SESSION_SUFFIX)])
+        return decode_session_id(stem)
     except ValueError:
         return None
 

@@ -58,11 +58,8 @@ class LocalArchiveAdapter(ArchiveAdapter):
                     added += new
         return added
 
+    @chunks.clamped
     def read_events(self, session_id, from_seq, to_seq):
-        bounds = chunks.clamp_range(from_seq, to_seq)
-        if bounds is None:
-            return []
-        from_seq, to_seq = bounds
         first = chunks.chunk_start(from_seq)
         out = []
         for start in self._stored_chunk_starts(session_id):
@@ -78,7 +75,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
             return []
         except OSError as exc:
             raise ArchiveUnavailable(f"local archive: cannot list events of {session_id!r}: {exc}") from exc
-        return sorted(s for s in map(chunks.chunk_start_from_name, names) if s is not None)
+        return chunks.chunk_starts_from_names(names)
 
     # -- sessions -------------------------------------------------------------
 
@@ -140,14 +137,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
             return record
 
     def _read_session_file(self, session_id):
-        path = self._path(chunks.session_key(session_id))
-        try:
-            with open(path, "rb") as fh:
-                return chunks.decode_json(fh.read())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ArchiveUnavailable(f"local archive: cannot read {path}: {exc}") from exc
+        return _read_file(self._path(chunks.session_key(session_id)), chunks.decode_json, None)
 
     # -- files and locks ------------------------------------------------------
 
@@ -163,13 +153,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
         return os.path.join(self.directory, *parts)
 
     def _read_ndjson(self, path):
-        try:
-            with open(path, "rb") as fh:
-                return chunks.decode_ndjson(fh.read())
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError) as exc:
-            raise ArchiveUnavailable(f"local archive: cannot read {path}: {exc}") from exc
+        return _read_file(path, chunks.decode_ndjson, [])
 
     def _write_atomic(self, path, data):
         directory = os.path.dirname(path)
@@ -247,6 +231,17 @@ class _StripeLock:
             fcntl.flock(self._adapter._lock_fds[self._stripe], fcntl.LOCK_UN)
         finally:
             self._adapter._locks[self._stripe].release()
+
+
+def _read_file(path, decode, missing):
+    """``decode(contents)`` of a file, ``missing`` when it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            return decode(fh.read())
+    except FileNotFoundError:
+        return missing
+    except (OSError, ValueError) as exc:
+        raise ArchiveUnavailable(f"local archive: cannot read {path}: {exc}") from exc
 
 
 def _fsync_dir(directory):

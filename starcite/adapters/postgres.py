@@ -5,8 +5,9 @@ under an advisory lock on first use), the ``events`` table (one row per event,
 primary key ``(session_id, seq)``, batch ``INSERT ... ON CONFLICT DO NOTHING``)
 so operators can ``SELECT * FROM events WHERE session_id = $1 ORDER BY seq``,
 the ``sessions`` table (``tenant_id`` column, ``metadata`` jsonb with a GIN
-index, id-ordered cursor pages), a bounded connection pool that waits
-cooperatively under gevent, and mapping every database failure to
+index, id-ordered cursor pages), its own bounded connection pool (opened on
+demand, idle connections kept; psycopg2's pools keep only ``minconn`` idle
+and open those eagerly) that waits cooperatively under gevent, and mapping every database failure to
 `ArchiveUnavailable`. Must not: cache event data, hold a connection across
 calls, or block the gevent hub inside libpq (it installs gevent's wait
 callback when the process is monkey-patched).
@@ -20,7 +21,6 @@ over the columns on read. Events or records Postgres jsonb cannot store at all
 
 import contextlib
 import datetime
-import itertools
 import json
 import re
 import sys
@@ -30,7 +30,6 @@ import zlib
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import psycopg2.pool
 
 from starcite.adapters import chunks
 from starcite.adapters.base import ArchiveAdapter, ArchiveConfigError, ArchiveUnavailable
@@ -96,19 +95,21 @@ class PostgresArchiveAdapter(ArchiveAdapter):
             raise ArchiveConfigError("DATABASE_URL (postgres.url): required when archive adapter is postgres")
         if schema is not None and not _SCHEMA_RE.match(schema):
             raise ArchiveConfigError(f"postgres schema {schema!r}: use lower-case letters, digits and _")
-        self.schema = schema
-        self.connect_timeout_s = connect_timeout_s
-        options = "-c statement_timeout=60000" + (f" -c search_path={schema}" if schema else "")
-        _install_gevent_wait_callback(connect_timeout_s)
         try:
-            self._pool = psycopg2.pool.ThreadedConnectionPool(
-                0, max(1, pool_size), url, connect_timeout=connect_timeout_s, options=options,
-                keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
-                application_name="starcite-archive")
-        except psycopg2.Error as exc:  # a malformed URL is detected here
-            raise ArchiveConfigError(f"DATABASE_URL (postgres.url): {exc}") from None
+            psycopg2.extensions.parse_dsn(url)
+        except psycopg2.Error as exc:
+            raise ArchiveConfigError(f"DATABASE_URL (postgres.url): {str(exc).strip()}") from None
+        self.schema = schema
+        options = "-c statement_timeout=60000" + (f" -c search_path={schema}" if schema else "")
+        _install_gevent_wait_callback()
+        self._connect_args = dict(dsn=url, connect_timeout=connect_timeout_s, options=options, keepalives=1,
+                                  keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                                  application_name="starcite-archive")
+        # the pool: at most pool_size connections, opened on demand (not here), idle ones reused LIFO
         self._slots = threading.BoundedSemaphore(max(1, pool_size))
-        self._keys = itertools.count()
+        self._idle = []
+        self._idle_lock = threading.Lock()
+        self._closed = False
         self._schema_lock = threading.Lock()
         self._schema_ready = False
 
@@ -126,11 +127,9 @@ class PostgresArchiveAdapter(ArchiveAdapter):
         return len(self._run(lambda cur: psycopg2.extras.execute_values(
             cur, _INSERT_EVENTS, rows, page_size=1000, fetch=True)))
 
+    @chunks.clamped
     def read_events(self, session_id, from_seq, to_seq):
-        bounds = chunks.clamp_range(from_seq, to_seq)
-        if bounds is None:
-            return []
-        rows = self._run(lambda cur: _fetchall(cur, _SELECT_EVENTS, (session_id, *bounds)))
+        rows = self._run(lambda cur: _fetchall(cur, _SELECT_EVENTS, (session_id, from_seq, to_seq)))
         return [_event_from_row(row) for row in rows]
 
     # -- sessions -------------------------------------------------------------
@@ -182,6 +181,7 @@ class PostgresArchiveAdapter(ArchiveAdapter):
         lock_key = zlib.crc32(f"starcite-schema:{self.schema or 'default'}".encode())
         with self._connection() as conn:
             with conn.cursor() as cur:
+                cur.execute("SET LOCAL statement_timeout = 0")  # an index build may take a while
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
                 if self.schema:
                     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
@@ -224,26 +224,40 @@ class PostgresArchiveAdapter(ArchiveAdapter):
 
     @contextlib.contextmanager
     def _connection(self):
-        """A pooled connection; waits (cooperatively) for a free slot; database errors -> ArchiveUnavailable."""
+        """A pooled connection; waits (cooperatively) for a free slot; database errors -> ArchiveUnavailable.
+
+        A connection goes back to the pool only when the work succeeded and left it idle.
+        """
         if not self._slots.acquire(timeout=_POOL_WAIT_S):
             raise ArchiveUnavailable(f"postgres: no free connection in the pool after {_POOL_WAIT_S:.0f}s")
-        key, conn, broken = next(self._keys), None, False
+        conn, reusable = None, False
         try:
-            conn = self._pool.getconn(key)
+            with self._idle_lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = psycopg2.connect(**self._connect_args)
             yield conn
+            reusable = True
         except psycopg2.Error as exc:
-            broken = True
             raise ArchiveUnavailable(f"postgres: {str(exc).strip() or type(exc).__name__}") from exc
-        except BaseException:
-            broken = True
-            raise
         finally:
             if conn is not None:
-                self._pool.putconn(conn, key, close=broken or bool(conn.closed))
+                idle = (reusable and not conn.closed
+                        and conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE)
+                with self._idle_lock:
+                    if idle and not self._closed:
+                        self._idle.append(conn)
+                        conn = None
+                if conn is not None:
+                    conn.close()
             self._slots.release()
 
     def close(self):
-        self._pool.closeall()
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
 
 # -- row mapping ---------------------------------------------------------------
@@ -322,8 +336,8 @@ def _filter_candidates(key, value):
 
 # -- gevent --------------------------------------------------------------------
 
-def _install_gevent_wait_callback(connect_timeout_s):
-    """Make libpq calls yield to the gevent hub when the process is monkey-patched."""
+def _install_gevent_wait_callback():
+    """Make libpq calls yield to the gevent hub when the process is monkey-patched (process-wide)."""
     gevent_monkey = sys.modules.get("gevent.monkey")
     if gevent_monkey is None or not gevent_monkey.is_module_patched("socket"):
         return
@@ -331,7 +345,9 @@ def _install_gevent_wait_callback(connect_timeout_s):
 
     def wait(conn):
         # libpq ignores connect_timeout on this (async) path: bound the connection phase here
-        timeout = connect_timeout_s if conn.status == psycopg2.extensions.STATUS_SETUP else None
+        timeout = None
+        if conn.status == psycopg2.extensions.STATUS_SETUP:
+            timeout = float(psycopg2.extensions.parse_dsn(conn.dsn).get("connect_timeout") or _CONNECT_TIMEOUT_S)
         while True:
             state = conn.poll()
             try:

@@ -44,12 +44,9 @@ class ArchiveReadCache:
 
     # -- reads ------------------------------------------------------------------
 
+    @chunks.clamped
     def read_events(self, session_id, from_seq, to_seq):
         """Same contract as `ArchiveAdapter.read_events`, served from cached chunks where possible."""
-        bounds = chunks.clamp_range(from_seq, to_seq)
-        if bounds is None:
-            return []
-        from_seq, to_seq = bounds
         out, start = [], chunks.chunk_start(from_seq)
         while start <= to_seq:
             cached = self._lookup(session_id, start)

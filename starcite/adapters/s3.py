@@ -14,6 +14,7 @@ own order: S3 can only list keys. Pages are still stable.
 
 import concurrent.futures
 import contextlib
+import json
 import random
 import time
 import urllib.parse
@@ -91,15 +92,12 @@ class S3ArchiveAdapter(ArchiveAdapter):
             if self._put(key, chunks.encode_ndjson(merged), "application/x-ndjson", condition):
                 return added
             self.write_conflicts += 1
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+            time.sleep(random.uniform(0, min(0.5, 0.02 * 2 ** attempt)))  # full jitter
         raise ArchiveUnavailable(f"s3: {key}: conditional write still conflicting after "
                                  f"{self.max_write_retries} retries")
 
+    @chunks.clamped
     def read_events(self, session_id, from_seq, to_seq):
-        bounds = chunks.clamp_range(from_seq, to_seq)
-        if bounds is None:
-            return []
-        from_seq, to_seq = bounds
         out, start = [], chunks.chunk_start(from_seq)
         while start <= to_seq:
             data, _etag = self._get(self._key(chunks.chunk_key(session_id, start)))
@@ -118,7 +116,7 @@ class S3ArchiveAdapter(ArchiveAdapter):
         prefix = self._key(chunks.session_events_dir(session_id)) + "/"
         with self._errors(f"list {prefix}"):
             names = [obj.object_name for obj in self._client.list_objects(self.bucket, prefix=prefix)]
-        return sorted(s for s in map(chunks.chunk_start_from_name, names) if s is not None)
+        return chunks.chunk_starts_from_names(names)
 
     # -- sessions -------------------------------------------------------------
 
@@ -158,7 +156,8 @@ class S3ArchiveAdapter(ArchiveAdapter):
     def _errors(self, what):
         try:
             yield
-        except (MinioException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, json.JSONDecodeError,
+                UnicodeDecodeError) as exc:  # a corrupt object reads as an unusable archive, not a bug
             raise ArchiveUnavailable(f"s3 {self.endpoint}/{self.bucket}: {what}: {exc}") from exc
 
     def _get(self, key):

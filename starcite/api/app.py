@@ -38,15 +38,22 @@ class AccessMiddleware:
 
 
 class MetricsMiddleware:
-    def __init__(self, metrics):
-        self.histogram = metrics.request_latency
+    """Request latency by route, and the node's count of requests in flight (for shutdown)."""
+
+    def __init__(self, node):
+        self.node = node
+        self.histogram = node.metrics.request_latency
 
     def process_request(self, req, resp):
         req.context.started = time.perf_counter()
+        self.node.inflight += 1
 
     def process_response(self, req, resp, resource, req_succeeded):
         started = req.context.get("started")
-        if started is None or req.context.get("upgraded"):
+        if started is None:
+            return
+        self.node.inflight -= 1
+        if req.context.get("upgraded"):
             return
         route = req.uri_template or "unmatched"
         self.histogram.labels(route, req.method, resp.status[:3] if isinstance(resp.status, str)
@@ -55,7 +62,7 @@ class MetricsMiddleware:
 
 def create_app(node, config):
     gate = build_gate(config)
-    app = falcon.App(middleware=[MetricsMiddleware(node.metrics), AccessMiddleware(gate)],
+    app = falcon.App(middleware=[MetricsMiddleware(node), AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False

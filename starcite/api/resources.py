@@ -25,7 +25,10 @@ def read_json(req, max_bytes: int):
     length = req.content_length
     if length is not None and length > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes")
-    raw = req.bounded_stream.read(max_bytes + 1)
+    # Without a Content-Length (chunked), Falcon's bounded stream is empty: read the
+    # server's de-chunking input directly, never more than the limit plus one byte.
+    stream = req.bounded_stream if length is not None else req.stream
+    raw = stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes")
     if not raw.strip():

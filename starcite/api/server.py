@@ -15,11 +15,15 @@ plane (Raft groups, hot store, actors) lives in that worker's process.
 import logging
 import re
 import sys
+import time
 
 import gevent
 from gevent import pywsgi
 from geventwebsocket.handler import WebSocketHandler
+from gevent.pool import Pool
+from gunicorn import SERVER_SOFTWARE as GUNICORN_VERSION
 from gunicorn.app.base import BaseApplication
+from gunicorn.http.wsgi import base_environ
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
@@ -70,24 +74,39 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
 
 
 class StarciteWorker(GeventPyWSGIWorker):
+    """gunicorn's gevent worker with a shutdown that waits for requests, not idle connections."""
+
     wsgi_handler = StarciteHandler
 
-    def handle_exit(self, sig, frame):
-        super().handle_exit(sig, frame)
-        gevent.spawn(self._close_tails)
-
-    def _close_tails(self):
-        node = getattr(self.app, "node", None)
-        if node is not None:
-            node.begin_shutdown()
+    def _node(self):
+        return getattr(self.app, "node", None)
 
     def run(self):
-        try:
-            super().run()
-        finally:
-            node = getattr(self.app, "node", None)
-            if node is not None:
-                node.shutdown()
+        servers = []
+        for sock in self.sockets:
+            sock.setblocking(1)
+            environ = base_environ(self.cfg)
+            environ.update({"wsgi.multithread": True, "SERVER_SOFTWARE": GUNICORN_VERSION})
+            server = self.server_class(sock, application=self.wsgi, spawn=Pool(self.worker_connections),
+                                       log=self.log, handler_class=self.wsgi_handler, environ=environ)
+            server.start()
+            servers.append(server)
+        while self.alive:
+            self.notify()
+            gevent.sleep(0.1)
+        node = self._node()
+        for server in servers:
+            server.close()  # stop accepting
+        if node is not None:
+            node.begin_shutdown()  # not ready; tails get a normal close
+            deadline = time.monotonic() + self.cfg.graceful_timeout
+            while (node.inflight or node.tails) and time.monotonic() < deadline:
+                self.notify()
+                gevent.sleep(0.02)
+        for server in servers:
+            server.stop(timeout=0.5)  # idle keep-alive connections
+        if node is not None:
+            node.shutdown()
 
 
 class StarciteApplication(BaseApplication):

@@ -7,8 +7,8 @@ contract tests. Must not: skip when a service is missing (Postgres unreachable
 fails loudly), use anything but loopback addresses, or wait without a bound.
 """
 
+import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +23,11 @@ from minio import Minio
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.postgres import PostgresArchiveAdapter
 from starcite.adapters.s3 import S3ArchiveAdapter
+from tests.server import free_port
 
 PG_URL = os.environ.get("STARCITE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 S3_KEY, S3_SECRET = "testing", "testing"
 MOTO_START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MotoServer:
@@ -85,6 +80,29 @@ def moto():
     server.stop()
 
 
+@contextlib.contextmanager
+def tracked(build, close):
+    """A factory that calls ``build``, remembering what it built, and ``close``-s all of it on exit."""
+    built = []
+
+    def make(*args, **kwargs):
+        built.append(build(*args, **kwargs))
+        return built[-1]
+
+    try:
+        yield make
+    finally:
+        for thing in built:
+            close(thing)
+
+
+@pytest.fixture
+def private_moto():
+    """``private_moto()`` -> a fresh `MotoServer` a test may stop; all reaped at teardown."""
+    with tracked(MotoServer, MotoServer.stop) as start:
+        yield start
+
+
 @pytest.fixture
 def s3_bucket(moto):
     return moto.make_bucket()
@@ -117,16 +135,9 @@ def pg_schema(postgres_url):
 @pytest.fixture
 def pg_connect(postgres_url, pg_schema):
     """Plain psycopg2 connections on the test schema (what an operator would use)."""
-    opened = []
-
-    def connect():
-        conn = psycopg2.connect(postgres_url, connect_timeout=5, options=f"-c search_path={pg_schema}")
-        opened.append(conn)
-        return conn
-
-    yield connect
-    for conn in opened:
-        conn.close()
+    with tracked(lambda: psycopg2.connect(postgres_url, connect_timeout=5, options=f"-c search_path={pg_schema}"),
+                 lambda conn: conn.close()) as connect:
+        yield connect
 
 
 @pytest.fixture
@@ -135,24 +146,21 @@ def make_adapter(request, tmp_path):
 
     Adapters of one kind made in the same test share their storage (two nodes on one archive).
     """
-    built, storage = [], {}
+    storage = {}
 
-    def make(kind, **kwargs):
+    def build(kind, **kwargs):
         if kind == "local":
-            adapter = LocalArchiveAdapter(str(tmp_path / "archive"), **kwargs)
-        elif kind == "s3":
+            return LocalArchiveAdapter(str(tmp_path / "archive"), **kwargs)
+        if kind == "s3":
             moto = request.getfixturevalue("moto")
             if "bucket" not in storage:
                 storage["bucket"] = moto.make_bucket()
-            adapter = moto.adapter(storage["bucket"], **{"max_write_retries": 20, **kwargs})
-        elif kind == "postgres":
-            adapter = PostgresArchiveAdapter(request.getfixturevalue("postgres_url"), pool_size=8,
-                                             schema=request.getfixturevalue("pg_schema"), **kwargs)
-        else:
-            raise ValueError(kind)
-        built.append(adapter)
-        return adapter
+            # the contract hammers one object from 4 threads; a real archive has one writer per session
+            return moto.adapter(storage["bucket"], **{"max_write_retries": 20, **kwargs})
+        if kind == "postgres":
+            return PostgresArchiveAdapter(request.getfixturevalue("postgres_url"), pool_size=8,
+                                          schema=request.getfixturevalue("pg_schema"), **kwargs)
+        raise ValueError(kind)
 
-    yield make
-    for adapter in built:
-        adapter.close()
+    with tracked(build, lambda adapter: adapter.close()) as make:
+        yield make

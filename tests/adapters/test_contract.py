@@ -7,44 +7,13 @@ awkward session ids. Must not: test one back end's internals (those live in
 test_s3.py / test_postgres.py / test_local.py).
 """
 
-import threading
-
 import pytest
 
 from starcite.adapters.chunks import InvalidCursor
+from tests.adapters.archive_helpers import make_event, make_events, make_session, run_threads
 
 KINDS = ["local", "s3", "postgres"]
 AWKWARD_IDS = ["日本語/セッション", "a/b/../c", "../../etc/passwd", "emoji 🚀 / space", "x" * 200, "y" * 500, "-_.~%2F?#"]
-
-
-def make_event(seq, **overrides):
-    event = {
-        "seq": seq,
-        "type": "message.delta",
-        "payload": {"text": f"chunk {seq} — héllo ✓", "n": seq, "nested": {"ok": True, "list": [1, 2.5, None]}},
-        "actor": "agent:planner",
-        "producer_id": "writer-1",
-        "producer_seq": seq,
-        "source": "sdk",
-        "metadata": {"trace": f"t{seq}"},
-        "refs": {"to_seq": max(0, seq - 1), "request_id": "req-1"},
-        "idempotency_key": None,
-        "inserted_at": f"2025-01-02T03:04:{seq % 60:02d}.{seq:06d}Z",
-    }
-    event.update(overrides)
-    return event
-
-
-def make_events(first, last, **overrides):
-    return [make_event(seq, **overrides) for seq in range(first, last + 1)]
-
-
-def make_session(session_id, tenant=None, **metadata):
-    if tenant is not None:
-        metadata["tenant_id"] = tenant
-    return {"id": session_id, "title": f"title of {session_id}", "metadata": metadata, "last_seq": 0,
-            "created_at": "2025-01-02T03:04:05.000000Z", "updated_at": "2025-01-02T03:04:06.000000Z",
-            "creator_principal": {"kind": "service", "id": "svc"}}
 
 
 def walk(archive, page_size, **filters):
@@ -147,7 +116,7 @@ class TestArchiveContract:
         assert records[0] == archive.get_session(records[0]["id"])
 
     def test_cursor_walk_yields_every_session_exactly_once(self, archive):
-        ids = [f"ses_{i:03d}" for i in range(57)] + AWKWARD_IDS
+        ids = [f"ses_{i:03d}" for i in range(30)] + AWKWARD_IDS
         for n, session_id in enumerate(ids):
             archive.upsert_session(make_session(session_id, tenant="even" if n % 2 == 0 else "odd"))
         everything, _pages = walk(archive, 1000)
@@ -172,32 +141,25 @@ class TestArchiveContract:
         assert len(seen) == len(set(seen))
         assert set(seen) >= {f"m{i:02d}" for i in range(20)}
 
-    def test_invalid_cursor_is_a_value_error(self, archive):
+    def test_invalid_cursor_and_limit_are_value_errors(self, archive):
         for bad in ("!!!", "%%%", ""):
             with pytest.raises(InvalidCursor):
                 archive.list_sessions(10, cursor=bad)
+        with pytest.raises(ValueError):
+            archive.list_sessions(0)
 
     def test_concurrent_writes_to_one_session(self, archive):
         total, threads, batch = 600, 4, 40
         events = make_events(1, total)
-        added, errors = [], []
+        added = []
 
         def writer(offset):
-            try:
-                # every writer covers the whole range, starting at a different point: heavy overlap
-                starts = list(range(0, total, batch))
-                for start in starts[offset:] + starts[:offset]:
-                    added.append(archive.write_events("hot", events[start:start + batch]))
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
+            # every writer covers the whole range, starting at a different point: heavy overlap
+            starts = list(range(0, total, batch))
+            for start in starts[offset:] + starts[:offset]:
+                added.append(archive.write_events("hot", events[start:start + batch]))
 
-        workers = [threading.Thread(target=writer, args=(i * 3,)) for i in range(threads)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(timeout=120)
-        assert not any(w.is_alive() for w in workers)
-        assert errors == []
+        assert run_threads(writer, [(i * 3,) for i in range(threads)], timeout=120) == []
         assert sum(added) == total  # each event counted as new exactly once
         assert archive.read_events("hot", 1, total) == events
 

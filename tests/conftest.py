@@ -1,0 +1,42 @@
+"""Shared fixtures: real `starcite serve` processes on free loopback ports."""
+
+import uuid
+
+import pytest
+
+from tests.server import StarciteServer
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    servers = []
+
+    def make(env=None, data_dir=None, start=True, config_file=None):
+        server = StarciteServer(data_dir or tmp_path / f"node{len(servers)}", env, config_file)
+        servers.append(server)
+        return server.start() if start else server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server):
+    """A fresh node for this test alone."""
+    return make_server()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One node shared by a module's tests: they must use their own session ids (`sid`)."""
+    server = StarciteServer(tmp_path_factory.mktemp("shared"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sid(request):
+    """A session id unique to this test."""
+    return f"{request.node.name}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,123 @@
+"""Test helper: run the real `starcite serve` as a subprocess on a free loopback port.
+
+Owns: starting a node with a temp data dir and an environment, waiting (bounded)
+for readiness, HTTP helpers, and stopping it (SIGTERM, then SIGKILL) so no
+process outlives a test.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+STARCITE = os.path.join(os.path.dirname(sys.executable), "starcite")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StarciteServer:
+    def __init__(self, data_dir, env=None, config_file=None):
+        self.data_dir = str(data_dir)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.ws_base = f"ws://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "PORT": str(self.port), "STARCITE_DATA_DIR": self.data_dir,
+                    "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "200", **(env or {})}
+        self.config_file = config_file
+        self.proc = None
+        self.log_path = os.path.join(self.data_dir, f"server-{self.port}.log")
+        self.http = requests.Session()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self, wait=True, timeout=20.0):
+        os.makedirs(self.data_dir, exist_ok=True)
+        args = [STARCITE, "serve"] + (["--config", self.config_file] if self.config_file else [])
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+            try:
+                if requests.get(self.base + "/health/ready", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server not ready after {timeout}s:\n{self.output()[-3000:]}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        self.http = requests.Session()
+        return self.start()
+
+    def output(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    # -- HTTP -----------------------------------------------------------------
+
+    def request(self, method, path, body=None, raw=None, headers=None, timeout=10):
+        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        return self.http.request(method, self.base + path, data=data, headers=headers, timeout=timeout)
+
+    def create(self, session_id=None, **fields):
+        body = dict(fields)
+        if session_id is not None:
+            body["id"] = session_id
+        response = self.request("POST", "/v1/sessions", body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def append(self, session_id, producer_seq, producer_id="p1", **fields):
+        body = {"type": "message", "payload": {"n": producer_seq}, "producer_id": producer_id,
+                "producer_seq": producer_seq, **fields}
+        return self.request("POST", f"/v1/sessions/{session_id}/append", body)
+
+    def metric(self, name) -> float:
+        for line in self.request("GET", "/metrics").text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise KeyError(name)
+
+    def wait_until(self, predicate, timeout=10.0, what="condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"timed out waiting for {what}")
