@@ -55,7 +55,8 @@ def flag_generator_bound(rows: list):
         if cores is not None and cores >= GENERATOR_BUSY_FRACTION * procs:
             notes.append(f"generator busy ({cores} cores of {procs})")
         top, ops = ceiling.get(row.clients), row.get("ops_per_s")
-        if row.system in HTTP_SYSTEMS and row.workload == "append" and top and ops and ops >= CEILING_WARN_FRACTION * top:
+        near_ceiling = top and ops and ops >= CEILING_WARN_FRACTION * top
+        if row.workload == "append" and row.system in HTTP_SYSTEMS and near_ceiling:
             notes.append(f"{ops / top:.0%} of generator ceiling")
         if notes:
             row.note = "; ".join(filter(None, [row.note, *notes]))

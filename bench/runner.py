@@ -96,7 +96,7 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
             ctx.log(f"profile {profile.name}, {len(specs)} workloads, generator processes {procs}")
             for spec in specs:
                 rows += _run_spec(ctx, spec)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (the supervisor turns it into SystemExit)
         interrupted = True
         print("interrupted: everything started was stopped; partial results follow", file=sys.stderr)
     finally:

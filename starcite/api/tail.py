@@ -12,6 +12,7 @@ Must not: decide liveness or gaps itself beyond a defensive seq check (the
 """
 
 import base64
+import struct
 import time
 
 import gevent
@@ -26,6 +27,17 @@ REPLAY_CHUNK = 1000
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
 SUPPORTED_VERSIONS = ("13", "8", "7")
+
+
+def close_socket(ws, code, reason=""):
+    """Send a close frame with ``code`` (geventwebsocket's own close drops the code) and mark it closed."""
+    if ws.closed:
+        return
+    try:
+        ws.send_frame(struct.pack("!H", code) + reason.encode()[:120], opcode=ws.OPCODE_CLOSE)
+    except (WebSocketError, OSError):
+        pass
+    ws.closed = True
 
 
 def _check_handshake(env):
@@ -84,11 +96,7 @@ class TailStream:
         finally:
             handle.close()
             gevent.killall(helpers, block=False)
-            if not self.ws.closed:
-                try:
-                    self.ws.close(CLOSE_NORMAL, b"")
-                except (WebSocketError, OSError):
-                    pass
+            close_socket(self.ws, CLOSE_NORMAL)
 
     def _loop(self, handle, outbox):
         replaying = True
@@ -97,7 +105,7 @@ class TailStream:
                 try:
                     entries = self.node.read_events(self.session_id, self.sent, REPLAY_CHUNK)
                 except ArchiveReadError as exc:
-                    self.ws.close(CLOSE_INTERNAL, f"archive_read_unavailable: {exc}"[:120].encode())
+                    close_socket(self.ws, CLOSE_INTERNAL, f"archive_read_unavailable: {exc}")
                     return
                 if entries:
                     self._send(entries)
@@ -118,7 +126,7 @@ class TailStream:
             elif kind == "replay":
                 replaying = True
             elif kind == "close":
-                self.ws.close(item[1], item[2].encode())
+                close_socket(self.ws, item[1], item[2])
                 return
             elif kind == "gone":
                 return
@@ -139,8 +147,8 @@ class TailStream:
     def _drain_inbound(self, outbox):
         """Inbound frames are ignored; a close or error ends the tail."""
         try:
-            while self.ws.receive() is not None:
+            while not self.ws.closed and self.ws.receive() is not None:
                 pass
-        except (WebSocketError, OSError):
+        except Exception:  # closed under us, reset, protocol error: the tail is over either way
             pass
         outbox.put(("gone",))

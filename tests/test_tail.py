@@ -1,0 +1,131 @@
+"""WebSocket tails on a real node: replay then live, batches, bursts, archive boundary, errors."""
+
+import threading
+
+import pytest
+import websocket
+
+from tests.tail_client import TailClient
+
+EVENT_KEYS = {"seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
+              "idempotency_key", "inserted_at"}
+
+
+@pytest.fixture
+def server(shared_server):
+    return shared_server
+
+
+def fill(server, session_id, start, stop, producer_id="p1"):
+    for n in range(start, stop + 1):
+        response = server.append(session_id, n, producer_id=producer_id)
+        assert response.status_code == 201, response.text
+
+
+def test_replay_then_live_one_event_per_frame(server, sid):
+    server.create(sid)
+    fill(server, sid, 1, 20)
+    tail = TailClient(server, sid)
+    tail.read_until(20)
+    fill(server, sid, 21, 30)
+    tail.read_until(30)
+    assert tail.seqs() == list(range(1, 31)) and tail.frames == 30
+    first = tail.events[0]
+    assert set(first) == EVENT_KEYS
+    assert first["payload"] == {"n": 1} and first["producer_id"] == "p1" and first["inserted_at"].endswith("Z")
+    tail.close()
+
+
+def test_cursor_and_batches(server, sid):
+    server.create(sid)
+    fill(server, sid, 1, 25)
+    tail = TailClient(server, sid, cursor=10, batch_size=4)
+    tail.read_until(15)
+    assert tail.seqs() == list(range(11, 26))
+    assert tail.frames >= 4  # arrays of at most 4 events
+    fill(server, sid, 26, 27)
+    tail.read_until(17)
+    assert tail.seqs() == list(range(11, 28))
+    tail.close()
+
+
+def test_cursor_at_or_past_the_end_waits_for_new_events(server, sid):
+    server.create(sid)
+    fill(server, sid, 1, 3)
+    tail = TailClient(server, sid, cursor=3)
+    fill(server, sid, 4, 4)
+    assert tail.read_until(1) and tail.seqs() == [4]
+    tail.close()
+
+
+def test_tail_opened_during_a_burst_sees_each_seq_once_in_order(server, sid):
+    server.create(sid)
+    fill(server, sid, 1, 50)
+    done = threading.Event()
+
+    def burst(producer):
+        for n in range(1, 101):
+            assert server.append(sid, n, producer_id=producer).status_code == 201
+        done.set()
+
+    writers = [threading.Thread(target=burst, args=(f"w{i}",)) for i in range(4)]
+    for writer in writers:
+        writer.start()
+    tails = [TailClient(server, sid, batch_size=size) for size in (1, 7, 1000)]
+    for writer in writers:
+        writer.join(60)
+    for tail in tails:
+        tail.read_until(450)
+        assert tail.seqs() == list(range(1, 451))
+        tail.close()
+
+
+def test_inbound_frames_are_ignored(server, sid):
+    server.create(sid)
+    tail = TailClient(server, sid)
+    tail.ws.send("hello")
+    tail.ws.send("{}")
+    fill(server, sid, 1, 2)
+    assert tail.read_until(2) and tail.seqs() == [1, 2]
+    tail.close()
+
+
+@pytest.mark.parametrize("query,status,code", [
+    ("cursor=-1", 400, "invalid_cursor"), ("cursor=x", 400, "invalid_cursor"),
+    ("batch_size=0", 400, "invalid_batch_size"), ("batch_size=1001", 400, "invalid_batch_size"),
+])
+def test_bad_parameters_refused_before_upgrade(server, sid, query, status, code):
+    server.create(sid)
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(f"{server.ws_base}/v1/sessions/{sid}/tail?{query}", timeout=5)
+    assert info.value.status_code == status and code.encode() in info.value.resp_body
+
+
+def test_unknown_session_is_404_before_upgrade(server):
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        websocket.create_connection(f"{server.ws_base}/v1/sessions/missing/tail", timeout=5)
+    assert info.value.status_code == 404 and b"session_not_found" in info.value.resp_body
+
+
+def test_plain_get_is_426(server, sid):
+    server.create(sid)
+    response = server.request("GET", f"/v1/sessions/{sid}/tail")
+    assert response.status_code == 426 and response.json()["error"] == "upgrade_required"
+
+
+def test_replay_across_the_archive_boundary(server, sid):
+    """Events archived and evicted from memory replay from the archive, then hot, then live."""
+    server.create(sid)
+    fill(server, sid, 1, 600)
+    server.wait_until(lambda: server.request("GET", "/metrics").text and
+                      server.metric("starcite_archive_pending_rows") == 0, timeout=20, what="archive drain")
+    fill(server, sid, 601, 650)  # hot
+    for cursor, size in ((0, 1000), (255, 1), (300, 100)):
+        tail = TailClient(server, sid, cursor=cursor, batch_size=size)
+        tail.read_until(650 - cursor)
+        fill_to = 650 + (cursor == 300)
+        if cursor == 300:
+            fill(server, sid, 651, 651)
+            tail.read_until(fill_to - cursor)
+        assert tail.seqs() == list(range(cursor + 1, fill_to + 1))
+        tail.close()
