@@ -138,8 +138,13 @@ class Supervisor:
         return self
 
     def __exit__(self, *exc):
-        self.stop_all()
-        signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
+        previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            self.stop_all()
+        finally:
+            signal.signal(signal.SIGINT, previous_sigint)
+            signal.signal(signal.SIGTERM, self._previous_sigterm or signal.SIG_DFL)
         return False
 
     def spawn(self, name: str, argv: list, env: dict = None, cwd: str = None) -> Child:

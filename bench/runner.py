@@ -13,6 +13,7 @@ import functools
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -100,6 +101,8 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
         interrupted = True
         print("interrupted: everything started was stopped; partial results follow", file=sys.stderr)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # the rest is short: let it finish and report
+            signal.signal(sig, signal.SIG_IGN)
         shutil.rmtree(work_dir, ignore_errors=True)
     duration = round(time.monotonic() - started, 1)
     results.flag_generator_bound(rows)

@@ -51,7 +51,8 @@ def parse_list(value) -> list:
 
 
 def _int(value) -> int:
-    if isinstance(value, bool):
+    # TOML gives bool/float as such: never truncate 4000.5 (or True) to an int.
+    if isinstance(value, (bool, float)):
         raise ValueError(f"not an integer: {value!r}")
     return int(value)
 
@@ -205,6 +206,8 @@ def load_config(path=None, environ=None) -> Config:
             raise ConfigError(f"config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
         unknown = sorted(set(_walk(tree)) - _known_keys())
         if unknown:
             raise ConfigError(f"{unknown[0]}: unknown key in {path}")
@@ -263,7 +266,9 @@ def _finish(config: Config) -> Config:
     if v["archive_adapter"] == "postgres":
         _require(config, "postgres_url", "when archive adapter is postgres")
     if v["auth_mode"] == "jwt":
-        for field in ("auth_jwks_url", "auth_issuer", "auth_audience"):
+        # SECRET_KEY_BASE signs principal tokens; a jwt node without it would
+        # start but fail every /v1/auth/issue, so it is required up front.
+        for field in ("auth_jwks_url", "auth_issuer", "auth_audience", "secret_key_base"):
             _require(config, field, "when auth mode is jwt")
     return config
 

@@ -49,6 +49,8 @@ def test_sigkill_under_load_loses_nothing_acknowledged(make_server, tmp_path, en
         thread.join(30)
     acked = {(p, n): seq for p, r in results.items() for n, seq in r.items()}
     assert len(acked) > 50
+    if env:
+        assert list((tmp_path / "node0" / "raft").glob("group-*.snapshot")), "no snapshot was written"
     server.start()
     last_seq = server.request("GET", "/v1/sessions/s").json()["last_seq"]
     assert last_seq >= max(acked.values())

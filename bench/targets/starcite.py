@@ -86,7 +86,9 @@ class Node:
         return total
 
     async def create_sessions(self, session_ids, connections: int = 8):
-        """Create every session (an existing one is fine), over a few connections at once."""
+        """Create every session (an existing one is fine), over a few connections at once.
+
+        Unbounded itself: callers run it under `Context.run_async`, which bounds it."""
         ids = list(session_ids)
 
         async def worker(share):
@@ -99,4 +101,6 @@ class Node:
             finally:
                 await client.close()
 
-        await asyncio.wait_for(asyncio.gather(*(worker(ids[i::connections]) for i in range(connections))), 120)
+        async with asyncio.TaskGroup() as group:
+            for i in range(connections):
+                group.create_task(worker(ids[i::connections]))

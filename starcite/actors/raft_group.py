@@ -17,6 +17,7 @@ import os
 import gevent
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj import journal as pysyncobj_journal
+from pysyncobj import serializer as pysyncobj_serializer
 from pysyncobj import syncobj as pysyncobj_syncobj
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
@@ -90,8 +91,23 @@ def _create_journal(journal_file=None):
     return DurableFileJournal(journal_file)
 
 
+def durable_replace(tmp_path, final_path):
+    """Snapshot files: fsync the new file, rename it into place, fsync the directory."""
+    with open(tmp_path, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp_path, final_path)
+    dir_fd = os.open(os.path.dirname(os.path.abspath(final_path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 # SyncObj builds its journal through this module-level name; ours adds fsync.
 pysyncobj_syncobj.createJournal = _create_journal
+# The snapshot writer (run in a forked child) renames through this name: make it durable,
+# since the journal entries it covers are deleted once it reports success.
+pysyncobj_serializer.atomicReplace = durable_replace
 
 
 class LocalOnlyTransport(Transport):
@@ -160,9 +176,13 @@ class RaftGroup(SyncObj):
     """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick."""
 
     def __init__(self, group_id, self_node, peer_nodes, data_dir, config, on_committed, on_trimmed):
+        # Every attribute is set before SyncObj.__init__, which marks the ones present
+        # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
         self.watched = set()   # session ids with tail subscribers (maintained by RaftGroupActor)
         self.machine = SessionStateMachine(on_committed, on_trimmed)
+        self._running = True
+        self._ticker = None
         os.makedirs(data_dir, exist_ok=True)
         single = not peer_nodes
         conf = SyncObjConf(
@@ -180,10 +200,12 @@ class RaftGroup(SyncObj):
         )
         kwargs = {"transportClass": LocalOnlyTransport, "nodeClass": Node} if single else {}
         super().__init__(self_node, peer_nodes, conf, consumers=[self.machine], **kwargs)
-        self.journal = self._SyncObj__raftLog
         self.journal.fsync = config.raft_fsync
-        self._running = True
         self._ticker = gevent.spawn(self._tick_loop)
+
+    @property
+    def journal(self) -> DurableFileJournal:
+        return self._SyncObj__raftLog
 
     @property
     def state(self) -> GroupState:
