@@ -23,6 +23,7 @@ import multiprocessing
 import time
 from typing import Awaitable, Callable
 
+from bench.aio import gather_bounded
 from bench.procs import fork, reap, receive
 from bench.stats import Measurement
 
@@ -62,14 +63,13 @@ async def _loop(client: Client, count: int, latencies) -> tuple:
 async def _drive(factory: ClientFactory, ids, counts, warmups, barrier, timeout: float) -> tuple:
     clients = []
     try:
-        clients = await asyncio.wait_for(asyncio.gather(*(factory(i) for i in ids)), timeout)
-        await asyncio.wait_for(asyncio.gather(*(_loop(c, w, None) for c, w in zip(clients, warmups))), timeout)
+        clients = await gather_bounded([factory(i) for i in ids], timeout)
+        await gather_bounded([_loop(c, w, None) for c, w in zip(clients, warmups)], timeout)
         if barrier is not None:
             barrier.wait()
         latencies = array.array("q")
         cpu_started, started = time.process_time(), time.perf_counter_ns()
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(*(_loop(c, n, latencies) for c, n in zip(clients, counts))), timeout)
+        outcomes = await gather_bounded([_loop(c, n, latencies) for c, n in zip(clients, counts)], timeout)
         ended, cpu_s = time.perf_counter_ns(), time.process_time() - cpu_started
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)

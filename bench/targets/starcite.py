@@ -8,17 +8,18 @@ Must not: measure anything. A node that cannot start raises
 `bench.procs.StartError`, which the workloads report as "not available".
 """
 
-import asyncio
 import http.client
 import json
 import os
 
+from bench.aio import gather_bounded
 from bench.procs import StartError, free_port
 from bench.targets import REPO_ROOT, VENV_BIN
 from bench.wire.http import HttpClient
 
 EXECUTABLE = os.path.join(VENV_BIN, "starcite")
 READY_TIMEOUT_S = 90.0
+SETUP_TIMEOUT_S = 120.0
 
 
 def _get(port: int, path: str, timeout: float = 5.0):
@@ -86,9 +87,7 @@ class Node:
         return total
 
     async def create_sessions(self, session_ids, connections: int = 8):
-        """Create every session (an existing one is fine), over a few connections at once.
-
-        Unbounded itself: callers run it under `Context.run_async`, which bounds it."""
+        """Create every session (an existing one is fine), over a few connections at once."""
         ids = list(session_ids)
 
         async def worker(share):
@@ -101,6 +100,4 @@ class Node:
             finally:
                 await client.close()
 
-        async with asyncio.TaskGroup() as group:
-            for i in range(connections):
-                group.create_task(worker(ids[i::connections]))
+        await gather_bounded([worker(ids[i::connections]) for i in range(connections)], SETUP_TIMEOUT_S)

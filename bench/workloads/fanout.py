@@ -19,6 +19,7 @@ import asyncio
 import re
 import time
 
+from bench.aio import gather_bounded
 from bench.procs import fork, reap, receive
 from bench.results import Row
 from bench.stats import Measurement, latency_summary
@@ -33,14 +34,14 @@ _CONNECT_PARALLEL = 100
 _DRAIN_S = 10.0  # after the last append, how long tails may take to receive everything
 
 
-async def open_tails(port: int, paths: list, on_frame) -> list:
-    """Open one tail per path, ``_CONNECT_PARALLEL`` handshakes at a time."""
+async def open_tails(port: int, paths: list, on_frame, timeout: float) -> list:
+    """Open one tail per path, ``_CONNECT_PARALLEL`` handshakes at a time, within ``timeout`` s."""
     gate = asyncio.Semaphore(_CONNECT_PARALLEL)
 
     async def one(path):
         async with gate:
             return await ws.connect(port, path, on_frame)
-    return await asyncio.gather(*(one(p) for p in paths))
+    return await gather_bounded([one(p) for p in paths], timeout)
 
 
 async def _hold_tails(conn, port: int, count: int, timeout: float):
@@ -52,7 +53,7 @@ async def _hold_tails(conn, port: int, count: int, timeout: float):
         seqs.append(int(match.group(1)) if match else -1)
         times.append(received_ns)
 
-    sockets = await asyncio.wait_for(open_tails(port, [starcite_target.tail_path(SESSION)] * count, on_frame), timeout)
+    sockets = await open_tails(port, [starcite_target.tail_path(SESSION)] * count, on_frame, timeout)
     cpu_start = time.process_time()
     conn.send(("ready", count))
     acks = await loop.run_in_executor(None, conn.recv)  # {seq: (sent_ns, ack_ns)} once the producer is done

@@ -26,14 +26,14 @@ def _raise_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def _measure(node, ids: list, count: int) -> dict:
+async def _measure(node, ids: list, count: int, timeout: float) -> dict:
     paths = [starcite_target.tail_path(ids[i % len(ids)]) for i in range(count)]
     ignore = lambda _payload, _t: None
-    for sock in await open_tails(node.port, paths[:_PRIME_TAILS], ignore):
+    for sock in await open_tails(node.port, paths[:_PRIME_TAILS], ignore, timeout):
         sock.close()
     await asyncio.sleep(_SETTLE_S)
     rss_0 = rss_bytes(node.child.pid)
-    sockets = await open_tails(node.port, paths, ignore)
+    sockets = await open_tails(node.port, paths, ignore, timeout)
     await asyncio.sleep(_SETTLE_S)
     rss_n = rss_bytes(node.child.pid)
     still_open = sum(1 for s in sockets if s.is_open)
@@ -51,7 +51,7 @@ def starcite(ctx) -> list:
     node = starcite_target.Node(ctx.sup, ctx.work_dir).start()
     try:
         ctx.run_async(node.create_sessions(ids))
-        figures = ctx.run_async(_measure(node, ids, p.idle_tails))
+        figures = ctx.run_async(_measure(node, ids, p.idle_tails, p.timeout_s))
         note = "" if figures["open"] == p.idle_tails else f"only {figures['open']} tails still open at measurement"
         ctx.log(f"idle starcite: {figures['bytes_per_tail']} bytes/tail ({figures['open']} open)")
         return [Row("idle", "starcite", p.idle_tails, note=note, figures=figures)]

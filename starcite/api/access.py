@@ -2,71 +2,59 @@
 
 Owns: `Access`, which resources consult (scope, session lock, tenant fence,
 actor, creator) and `build_gate(config)`, which turns a request's bearer
-token into an `Access`. With ``auth_mode = none`` every check passes and
-nothing is injected. Must not: verify signatures itself (that is
-`starcite.api.auth`) or read session state.
+token into an `Access` and says when a tail opened with it must close. With
+``auth_mode = none`` the context is `auth.NO_AUTH`: every check passes and
+nothing is injected. Must not: verify signatures or decide policy itself
+(both are `starcite.api.auth`) or read session state.
 """
 
-from starcite.api.errors import ApiError
+from starcite.api import auth
 
 
 class Access:
-    """The caller's rights; ``ctx`` is None when auth is off."""
+    """The caller's rights: thin wrappers over the `auth` policy helpers."""
 
-    def __init__(self, ctx=None):
+    def __init__(self, ctx: auth.AuthContext = auth.NO_AUTH):
         self.ctx = ctx
 
     @property
     def enabled(self) -> bool:
-        return self.ctx is not None
+        return self.ctx.kind != "none"
 
     def scope(self, scope: str):
-        if self.ctx is not None:
-            from starcite.api import auth
-            auth.require_scope(self.ctx, scope)
+        auth.require_scope(self.ctx, scope)
 
     def session(self, record: dict):
         """The session lock and the tenant fence for an existing session record."""
-        if self.ctx is not None:
-            from starcite.api import auth
-            auth.require_session(self.ctx, record["id"])
-            auth.require_tenant(self.ctx, (record.get("metadata") or {}).get("tenant_id"))
+        auth.require_session(self.ctx, record["id"])
+        auth.require_tenant(self.ctx, (record.get("metadata") or {}).get("tenant_id"))
 
     def create_metadata(self, metadata: dict) -> dict:
-        if self.ctx is None:
-            return metadata
-        from starcite.api import auth
         return auth.fence_create_metadata(self.ctx, metadata)
 
     def create_session_id(self, session_id):
-        if self.ctx is not None and session_id is not None:
-            from starcite.api import auth
-            auth.require_session(self.ctx, session_id)
+        auth.require_create_session(self.ctx, session_id)
 
     def actor(self, requested):
-        if self.ctx is None:
-            return requested
-        from starcite.api import auth
         return auth.resolve_actor(self.ctx, requested)
 
     def creator(self):
-        if self.ctx is None:
-            return None
-        from starcite.api import auth
         return auth.creator_principal(self.ctx)
 
     def tenant(self):
-        return None if self.ctx is None else self.ctx.tenant_id
+        return self.ctx.tenant_id
 
     def locked_sessions(self):
-        return None if self.ctx is None else self.ctx.session_ids
+        return self.ctx.session_ids
 
 
-OPEN = Access(None)
+OPEN = Access()
 
 
 class OpenGate:
     """auth_mode = none."""
+
+    authenticator = None
 
     def access(self, token):
         return OPEN
@@ -76,22 +64,31 @@ class OpenGate:
 
 
 class JwtGate:
-    """auth_mode = jwt: every /v1 request needs a valid bearer token."""
+    """auth_mode = jwt: every /v1 request needs a valid bearer token.
+
+    Built inside the worker (after gevent's patching): the first JWKS fetch
+    happens here, and a JWKS endpoint that is down only logs a warning (the
+    node starts; tokens are 401 until keys arrive, see `auth.JwksCache`).
+    """
 
     def __init__(self, config):
-        from starcite.api import auth
-        self.auth = auth
-        self.jwks = auth.JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms)
-        self.jwks.start()
-        self.authenticator = auth.Authenticator(config, self.jwks)
+        self.leeway = config.auth_leeway_seconds
+        self.authenticator = auth.Authenticator(config)
+        self.authenticator.start()
 
     def access(self, token):
-        if not token:
-            raise ApiError(401, "unauthorized", "Missing bearer token", {"WWW-Authenticate": "Bearer"})
         return Access(self.authenticator.authenticate(token))
 
     def expires_at(self, access):
-        return access.ctx.expires_at
+        """When a tail opened with this token closes with 4001 token_expired.
+
+        At ``exp + leeway``: the first instant at which the same token would
+        be refused with 401 on a new request or upgrade. Closing at bare
+        ``exp`` would let a client reconnect successfully with the token that
+        just "expired" its socket, and be closed again at once, for the whole
+        leeway window.
+        """
+        return access.ctx.expires_at + self.leeway
 
 
 def build_gate(config):

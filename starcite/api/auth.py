@@ -21,6 +21,22 @@ the verification path: a principal-path token must carry our HMAC signature
 and issuer/audience, a service-path token must carry an RSA/EC signature from
 the JWKS, so neither kind can pass as the other.
 
+What each kind may do. Scopes, not the token kind, decide every endpoint
+except `/v1/auth/issue`, which needs a service token. Seed 000 calls session
+create/list "service-only"; here a principal token may also create and list
+when the service that issued it granted `session:create` / `session:read`,
+because the issuing service chose those scopes (a service that wants
+create/list for itself alone simply does not grant them), and a principal
+that can read every session of its tenant one by one gains nothing it could
+not already see from a listing. The fences stay the same for both kinds:
+listing shows only the token's tenant (and, for a session-locked token,
+only its sessions); a session-locked token must name one of its sessions
+when it creates one (a generated id would make a session it cannot use);
+a principal's appends are recorded with `actor` = `user:<id>`/`agent:<id>`
+and any other requested actor is 403 `forbidden_actor` (service tokens act
+for others and keep the requested actor); `creator_principal` records
+`{tenant_id, id, type}` with type `user`/`agent`/`service`.
+
 Policy helpers take the `AuthContext` of the request. With auth disabled the
 middleware passes `NO_AUTH`, which every helper allows; `None` (no context at
 all) is refused with 401 so a wiring mistake fails closed.
@@ -35,6 +51,7 @@ import logging
 import re
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 from jose import jwk, jws, jwt
@@ -60,7 +77,9 @@ _SERVICE_ALGS = {
 _MAX_JWKS_BYTES = 1024 * 1024
 _ISSUE_FIELDS = frozenset({"principal", "scopes", "session_ids", "ttl_seconds"})
 _PRINCIPAL_FIELDS = frozenset({"tenant_id", "id", "type"})
-_ACCESS_TOKEN_RE = re.compile(r"(access_token=)[^&#\s\"']*", re.IGNORECASE)
+# A query parameter: what precedes it (start, `?`, `&`, space, quote), its name
+# (possibly percent-encoded) and its value (up to `&`, `#`, space or quote).
+_QUERY_PARAM_RE = re.compile(r"(^|[?&\s\"'])([^=&#?\s\"']+)=([^&#\s\"']*)")
 
 
 class AuthError(Exception):
@@ -134,9 +153,18 @@ def extract_token(headers_get, query_params) -> str | None:
     return value or None
 
 
+def _redact_param(match) -> str:
+    name = urllib.parse.unquote_plus(match.group(2))
+    if name.strip().lower() != "access_token":
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}=[REDACTED]"
+
+
 def redact(text: str) -> str:
-    """Replace every `access_token=<value>` in a URL or query string."""
-    return _ACCESS_TOKEN_RE.sub(r"\1[REDACTED]", text)
+    """Replace the value of every `access_token` query parameter in a URL,
+    query string or log line, also when its name is percent-encoded
+    (`access%5Ftoken=`, which the web framework decodes to the same name)."""
+    return _QUERY_PARAM_RE.sub(_redact_param, text) if text and "=" in text else text
 
 
 # ---------------------------------------------------------------- JWKS
@@ -468,6 +496,15 @@ def require_scope(ctx: AuthContext, scope: str):
 def require_session(ctx: AuthContext, session_id: str):
     if _restricted(ctx) and ctx.session_ids is not None and session_id not in ctx.session_ids:
         raise AuthError(403, "forbidden_session", "token is not valid for this session")
+
+
+def require_create_session(ctx: AuthContext, session_id: str | None):
+    """A session-locked token may only create one of its sessions, by id."""
+    if _restricted(ctx) and ctx.session_ids is not None:
+        if session_id is None:
+            raise AuthError(403, "forbidden_session",
+                            "a session-locked token must create its session by id (one of its sessions)")
+        require_session(ctx, session_id)
 
 
 def require_tenant(ctx: AuthContext, tenant_id: str | None):

@@ -384,10 +384,13 @@ def test_tampered_principal_token_is_rejected(auth, mint, rsa_key, helpers):
     expect(401, "invalid_token", auth.authenticate, forged)
 
 
-def test_without_secret_key_base_principal_tokens_are_disabled(make_auth, jwks_server, mint, rsa_key, helpers, caplog):
+def test_without_secret_key_base_principal_tokens_are_disabled(jwks_server, mint, rsa_key, helpers, caplog):
+    # load_config refuses jwt mode without SECRET_KEY_BASE; the Authenticator still fails closed if given such a config.
+    config = helpers.make_config(jwks_server.url).replace(secret_key_base=None)
     with caplog.at_level(logging.WARNING, logger="starcite.auth"):
-        auth = make_auth(jwks_server.url, SECRET_KEY_BASE="")
+        auth = Authenticator(config)
     assert "SECRET_KEY_BASE" in caplog.text
+    auth.jwks.refresh()
     expect(503, "auth_unavailable", auth.issue_principal_token, auth.authenticate(mint(rsa_key)), issue_body())
     key = derive_principal_key("", "principal-token-v1")
     token = helpers.hs256({"alg": "HS256", "typ": PRINCIPAL_TYP}, _principal_claims(), key)
