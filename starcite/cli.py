@@ -15,11 +15,13 @@ import urllib.error
 import urllib.request
 
 from starcite.config import ConfigError, load_config
+from starcite.layout import check_data_layout
 
 
 def _serve(args):
     try:
         config = load_config(args.config)
+        check_data_layout(config)
         if config.archive_adapter != "local":
             from starcite.adapters import build_adapter
             adapter = build_adapter(config)

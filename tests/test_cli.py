@@ -1,0 +1,58 @@
+"""`starcite serve` start-up errors and the ops console against a real node."""
+
+import json
+import os
+import subprocess
+
+from tests.server import STARCITE
+
+
+def serve_error(tmp_path, env, args=()):
+    full = {**os.environ, "STARCITE_DATA_DIR": str(tmp_path / "data"), "PORT": "1", **env}
+    result = subprocess.run([STARCITE, "serve", *args], env=full, capture_output=True, text=True, timeout=30)
+    return result.returncode, result.stderr.strip()
+
+
+def test_invalid_config_is_one_clear_line(tmp_path):
+    for env, needle in [({"PORT": "0"}, "PORT"), ({"STARCITE_ARCHIVE_ADAPTER": "ftp"}, "STARCITE_ARCHIVE_ADAPTER"),
+                        ({"STARCITE_EVENT_STORE_MAX_SIZE": "lots"}, "STARCITE_EVENT_STORE_MAX_SIZE"),
+                        ({"STARCITE_ARCHIVE_ADAPTER": "s3"}, "STARCITE_S3_BUCKET")]:
+        code, err = serve_error(tmp_path, env)
+        assert code == 2 and needle in err and len(err.splitlines()) == 1, (env, err)
+
+
+def test_config_file_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[http]\nnope = 1\n")
+    code, err = serve_error(tmp_path, {}, ["--config", str(bad)])
+    assert code == 2 and "http.nope" in err
+    code, err = serve_error(tmp_path, {}, ["--config", str(tmp_path / "missing.toml")])
+    assert code == 2 and "missing.toml" in err
+
+
+def test_num_groups_cannot_change_under_existing_data(make_server, tmp_path):
+    server = make_server({"STARCITE_NUM_GROUPS": "4"}, data_dir=tmp_path / "d")
+    server.create("s")
+    server.stop()
+    code, err = serve_error(tmp_path, {"STARCITE_DATA_DIR": str(tmp_path / "d"), "STARCITE_NUM_GROUPS": "8"})
+    assert code == 2 and "STARCITE_NUM_GROUPS" in err
+
+
+def test_ops_console(server):
+    def ops(*args):
+        result = subprocess.run([STARCITE, "ops", *args, "--url", server.base], capture_output=True, text=True,
+                                timeout=30)
+        return result.returncode, json.loads(result.stdout)
+
+    code, status = ops("status")
+    assert code == 0 and status["ready"] and len(status["groups"]) == 16
+    assert all(group["is_leader"] for group in status["groups"])
+    code, ready = ops("ready-nodes")
+    assert code == 0 and ready["ready_nodes"] == [status["node"]]
+    code, drained = ops("drain")
+    assert code == 0 and drained["statuses"][status["node"]] == "draining"
+    assert ops("wait-drained", "2000")[0] == 0
+    assert server.request("GET", "/health/ready").json()["reason"] == "draining"
+    assert ops("wait-ready", "300")[0] == 1
+    assert ops("undrain")[0] == 0
+    assert ops("wait-ready", "5000")[0] == 0
