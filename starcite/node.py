@@ -17,6 +17,7 @@ import secrets
 
 import gevent
 from gevent.event import AsyncResult
+from gevent.lock import BoundedSemaphore
 from gevent.queue import Queue
 from thespian.actors import ActorExitRequest, ActorSystem
 
@@ -31,6 +32,8 @@ from starcite.placement import group_for, replicas_for
 from starcite.rules import RuleError, encode_event, parse_result
 
 log = logging.getLogger("starcite.node")
+
+ARCHIVE_IO_THREADS = 4  # most thread-pool threads blocking archive I/O may hold at once
 
 
 class ArchiveReadError(Exception):
@@ -69,12 +72,17 @@ class Node:
         self.adapter = build_adapter(config)
         self.adapter.check()
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
+        self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
         self.cold = self._build_read_cache()
         self.metrics = Metrics(self.snapshot)
         self.asys = ActorSystem("simpleSystemBase")
         self.observer = self.asys.createActor(ObserverActor)
         for node in self.write_nodes:
             self.tell(self.observer, m.NodeSeen(node, True))
+        # Journal fsyncs (one per group per tick) and local archive I/O run in the hub's
+        # thread pool: size it so every group can sync at once.
+        pool = gevent.get_hub().threadpool
+        pool.maxsize = max(pool.maxsize, config.num_groups + 4)
         self.groups = {}
         self.group_actors = {}
         for group_id in range(config.num_groups):
@@ -138,10 +146,13 @@ class Node:
         return self.config.raft_timeout_ms / 1000.0
 
     def run_io(self, fn, *args):
-        """Run blocking archive I/O off the hub when the adapter needs it (local disk)."""
-        if self.blocking_io:
+        """Run an archive call: in the hub's thread pool when the adapter blocks its thread (local disk),
+        at most `ARCHIVE_IO_THREADS` at once so journal fsyncs always find a free thread; on the hub
+        otherwise (network adapters yield cooperatively)."""
+        if not self.blocking_io:
+            return fn(*args)
+        with self._io_slots:
             return gevent.get_hub().threadpool.apply(fn, args)
-        return fn(*args)
 
     # -- sessions -------------------------------------------------------------
 
@@ -154,13 +165,16 @@ class Node:
         self._index_session(record)
         return record
 
-    def _index_session(self, record):
+    def _index_session(self, record) -> bool:
+        """Upsert the session record in the archive's index; on an outage remember it for the next tick."""
         try:
             self.run_io(self.adapter.upsert_session, record)
             self.unindexed.discard(record["id"])
+            return True
         except ArchiveUnavailable as exc:
             log.warning("session index upsert deferred for %s: %s", record["id"], exc)
             self.unindexed.add(record["id"])
+            return False
 
     def get_session(self, session_id: str):
         group_id = group_for(session_id, self.config.num_groups)
@@ -177,7 +191,8 @@ class Node:
 
     def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
         try:
-            records, next_cursor = self.adapter.list_sessions(limit, cursor, tenant_id, metadata_filters or {})
+            records, next_cursor = self.run_io(self.adapter.list_sessions, limit, cursor, tenant_id,
+                                               metadata_filters or {})
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Session index unavailable: {exc}") from None
         live = [self.get_session(record["id"]) or record for record in records]
@@ -189,12 +204,17 @@ class Node:
         return sum(group.state.hot_bytes for group in self.groups.values())
 
     def check_backpressure(self):
+        """Hot events plus the read cache must fit `event_store_max_bytes`: the cache gives way first
+        (least recently used chunks); only when the hot events alone fill it are appends refused."""
         limit = self.config.event_store_max_bytes
-        if self.hot_bytes() < limit:
+        hot = self.hot_bytes()
+        cache = getattr(self.cold, "size_bytes", 0)
+        if hot + cache < limit:
             return
-        reclaim = getattr(self.cold, "reclaim", None)
-        if reclaim is not None:
-            reclaim(self.cold.size_bytes)
+        if cache:
+            self.cold.reclaim(cache if hot >= limit else hot + cache - limit)
+        if hot < limit:
+            return
         self.metrics.backpressure.inc()
         raise RuleError(429, "event_store_backpressure",
                         "Hot event store is full; retry after the archiver catches up")
@@ -283,11 +303,13 @@ class Node:
                 log.exception("timer %s failed", fn.__name__)
 
     def _archive_tick(self):
+        self.tell(self.archiver, m.ArchiveTick())
         for session_id in list(self.unindexed):
             record = self.get_session(session_id)
-            if record is not None:
-                self._index_session(record)
-        self.tell(self.archiver, m.ArchiveTick())
+            if record is None:
+                self.unindexed.discard(session_id)
+            elif not self._index_session(record):
+                break  # the archive is still down: the rest waits for the next tick
 
     def _catch_up_tick(self):
         for handle in list(self.tails):
