@@ -112,8 +112,10 @@ def validate_create(body) -> dict:
     if unknown:
         raise RuleError(400, "invalid_session", f"unknown field {unknown[0]!r}")
     session_id = _optional(body, "id", _non_empty_str, "invalid_session", "id must be a non-empty string")
-    if session_id is not None and (len(session_id) > 256 or not session_id.isprintable()):
-        raise RuleError(400, "invalid_session", "id must be at most 256 printable characters")
+    if session_id is not None and (len(session_id.encode()) > 256 or not session_id.isprintable()
+                                   or "/" in session_id):
+        raise RuleError(400, "invalid_session",
+                        "id must be at most 256 bytes of printable characters, without '/'")
     title = _optional(body, "title", lambda v: isinstance(v, str), "invalid_session", "title must be a string")
     metadata = _optional(body, "metadata", lambda v: isinstance(v, dict), "invalid_metadata",
                          "metadata must be an object")

@@ -209,6 +209,8 @@ def test_validate_create_accepts(session_id):
     ({"id": "x" * 257}, "invalid_session"),
     ({"id": "a\nb"}, "invalid_session"),
     ({"id": "a\x00b"}, "invalid_session"),
+    ({"id": "a/b"}, "invalid_session"),
+    ({"id": "ü" * 129}, "invalid_session"),
     ({"title": 5}, "invalid_session"),
     ({"metadata": []}, "invalid_metadata"),
     ({"metadata": "m"}, "invalid_metadata"),
