@@ -10,6 +10,7 @@ them with one load generator, stops them, prints a table and writes JSON to
 - `workloads/` what is measured: append, replay, fan-out, idle tails
 - `loadgen`    the closed-loop load generator (fixed op counts, 1..N processes)
 - `procs`      ports, child processes, RSS; everything started is stopped
+- `aio`        bounded, cleanly cancelled gathering of coroutines
 - `stats`      percentiles and throughput
 - `results`    rows, ratios to the peers, the table and the JSON file
 - `runner`     the order of workloads and the `run` command

@@ -19,6 +19,7 @@ protocol (the factories in `workloads/` do).
 import array
 import asyncio
 import dataclasses
+import gc
 import multiprocessing
 import time
 from typing import Awaitable, Callable
@@ -68,9 +69,14 @@ async def _drive(factory: ClientFactory, ids, counts, warmups, barrier, timeout:
         if barrier is not None:
             barrier.wait()
         latencies = array.array("q")
-        cpu_started, started = time.process_time(), time.perf_counter_ns()
-        outcomes = await gather_bounded([_loop(c, n, latencies) for c, n in zip(clients, counts)], timeout)
-        ended, cpu_s = time.perf_counter_ns(), time.process_time() - cpu_started
+        gc.collect()
+        gc.disable()  # no collector pauses inside the timed phase (the generator's own jitter)
+        try:
+            cpu_started, started = time.process_time(), time.perf_counter_ns()
+            outcomes = await gather_bounded([_loop(c, n, latencies) for c, n in zip(clients, counts)], timeout)
+            ended, cpu_s = time.perf_counter_ns(), time.process_time() - cpu_started
+        finally:
+            gc.enable()
     finally:
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
     errors = sum(e for e, _ in outcomes)

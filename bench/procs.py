@@ -131,6 +131,8 @@ class Supervisor:
     def __init__(self, log_dir: str):
         self.log_dir = log_dir
         self._children = []
+        self.spawned = []  # every child ever started, stopped or not (their logs stay until the run ends)
+        self.crashes = []
         self._previous_sigterm = None
 
     def __enter__(self):
@@ -158,6 +160,7 @@ class Supervisor:
             raise StartError(f"{name}: cannot start {argv[0]}: {exc}") from exc
         child = Child(name, popen, log_path)
         self._children.append(child)
+        self.spawned.append(child)
         return child
 
     def start(self, name: str, argv: list, ready, *, env: dict = None, cwd: str = None,
@@ -172,9 +175,17 @@ class Supervisor:
         return child
 
     def stop(self, child: Child, timeout: float = 15.0):
+        code = child.popen.poll()
+        if code is not None:  # it died before we stopped it: keep why, for the report
+            self.crashes.append(f"{child.name} had exited with code {code}; log: {child.log_tail(6) or '(empty)'}")
         child.stop(timeout)
         if child in self._children:
             self._children.remove(child)
+
+    def take_crashes(self) -> list:
+        """Descriptions of children found dead when stopped, since the last call."""
+        crashes, self.crashes = self.crashes, []
+        return crashes
 
     def stop_all(self):
         while self._children:

@@ -18,10 +18,10 @@ CEILING_WARN_FRACTION = 0.7
 GENERATOR_BUSY_FRACTION = 0.85
 HTTP_SYSTEMS = ("hello", "starcite", "starcite-3node")  # driven by the same HTTP client as the ceiling
 
-# (Starcite system, peer system, label) pairs the ratio table compares, per workload.
+# The peers every Starcite row of a workload is compared with (Starcite ÷ peer).
 RATIO_PEERS = {
-    "append": [("redis-always", "÷redis-always"), ("postgres", "÷postgres"), ("hello", "÷hello")],
-    "replay": [("redis-xread", "÷redis-xread"), ("postgres-scan", "÷postgres-scan")],
+    "append": ("redis-always", "postgres", "hello"),
+    "replay": ("redis-xread", "postgres-scan"),
 }
 
 
@@ -67,7 +67,8 @@ def _ratio(a, b):
 
 
 def ratios(rows: list) -> list:
-    """Starcite ÷ peer for every Starcite row of a workload with peers (ops/s or events/s, and p99)."""
+    """Starcite ÷ peer for every Starcite row of a workload with peers: ``{"vs": {peer: {rate, p99}}}``
+    (rate: ops/s, or events/s for replay)."""
     index = {(r.workload, r.system, r.clients): r for r in rows}
     out = []
     for row in rows:
@@ -75,12 +76,13 @@ def ratios(rows: list) -> list:
         if not peers or not row.system.startswith("starcite"):
             continue
         rate_key = "events_per_s" if row.workload == "replay" else "ops_per_s"
-        entry = {"workload": row.workload, "system": row.system, "clients": row.clients, "status": row.status}
-        for peer, label in peers:
+        vs = {}
+        for peer in peers:
             other = index.get((row.workload, peer, row.clients))
-            entry[label] = {"rate": _ratio(row.get(rate_key), other and other.get(rate_key)),
-                            "p99": _ratio(row.get("p99_ms"), other and other.get("p99_ms"))}
-        out.append(entry)
+            vs[peer] = {"rate": _ratio(row.get(rate_key), other and other.get(rate_key)),
+                        "p99": _ratio(row.get("p99_ms"), other and other.get("p99_ms"))}
+        out.append({"workload": row.workload, "system": row.system, "clients": row.clients, "status": row.status,
+                    "vs": vs})
     return out
 
 
@@ -97,7 +99,7 @@ def _fmt(value) -> str:
 
 
 def _mib(value):
-    return None if value is None else f"{value / 2**20:.1f} MiB"
+    return _fmt(None) if value is None else f"{value / 2**20:.1f} MiB"
 
 
 def _figure(key, transform=None):
@@ -144,13 +146,12 @@ def render(rows: list, ratio_rows: list) -> str:
     for workload, peers in RATIO_PEERS.items():
         entries = [e for e in ratio_rows if e["workload"] == workload]
         if entries:
-            labels = [label for _, label in peers]
             lines = [[e["system"], _fmt(e["clients"]),
-                      *(f"{_fmt(e[k]['rate'])} / {_fmt(e[k]['p99'])}" for k in labels),
+                      *(f"{_fmt(e['vs'][p]['rate'])} / {_fmt(e['vs'][p]['p99'])}" for p in peers),
                       "" if e["status"] == OK else e["status"]] for e in entries]
             blocks.append(_table(f"Ratios, {workload}: Starcite ÷ peer as throughput / p99 "
                                  "(throughput above 1 and p99 below 1 favour Starcite)",
-                                 ["system", "clients", *labels, "note"], lines))
+                                 ["system", "clients", *(f"÷{p}" for p in peers), "note"], lines))
     return "\n\n".join(blocks)
 
 

@@ -56,8 +56,16 @@ SPECS = [
 ]
 
 
-def _run_spec(ctx, spec: Spec) -> list:
-    started = time.monotonic()
+def _keep_logs(children: list, log_dir: str) -> str:
+    """Copy the logs of ``children`` into ``log_dir``; returns it."""
+    os.makedirs(log_dir, exist_ok=True)
+    for child in children:
+        shutil.copy(child.log_path, log_dir)
+    return log_dir
+
+
+def _run_spec(ctx, spec: Spec, log_dir: str) -> list:
+    started, first_child = time.monotonic(), len(ctx.sup.spawned)
     ctx.log(f"-- {spec.key}")
     try:
         rows = spec.run(ctx)
@@ -65,6 +73,13 @@ def _run_spec(ctx, spec: Spec) -> list:
         rows = [results.Row(spec.workload, spec.system, None, results.NOT_AVAILABLE, str(exc)[:500])]
     except Exception as exc:  # a broken workload must not lose the others' results
         rows = [results.Row(spec.workload, spec.system, None, results.FAILED, f"{type(exc).__name__}: {exc}"[:500])]
+    crashes = ctx.sup.take_crashes()
+    failed = [r for r in rows if r.status == results.FAILED]
+    if failed and ctx.sup.spawned[first_child:]:
+        kept = _keep_logs(ctx.sup.spawned[first_child:], os.path.join(log_dir, spec.key.replace(":", "-")))
+        crashes.append(f"logs: {os.path.relpath(kept, REPO_ROOT)}")
+    for row in failed:
+        row.note = "; ".join([row.note, *crashes])[:1500]
     for status, note in dict.fromkeys((r.status, r.note) for r in rows if r.status != results.OK):
         ctx.log(f"{spec.key}: {status}: {note}")
     ctx.log(f"-- {spec.key} done in {time.monotonic() - started:.1f}s")
@@ -89,6 +104,8 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
     specs = [s for s in SPECS if not only or any(o in s.key for o in only)]
     stamp = datetime.datetime.now(datetime.timezone.utc)
     work_dir = tempfile.mkdtemp(prefix="starcite-bench-")
+    base_name = os.path.join(out_dir, stamp.strftime("%Y%m%dT%H%M%SZ"))
+    log_dir = base_name + "-logs"  # only created when a workload fails: its children's logs
     rows, interrupted, started = [], False, time.monotonic()
     machine = _machine()
     try:
@@ -96,7 +113,7 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
             ctx = Context(profile, sup, work_dir, procs)
             ctx.log(f"profile {profile.name}, {len(specs)} workloads, generator processes {procs}")
             for spec in specs:
-                rows += _run_spec(ctx, spec)
+                rows += _run_spec(ctx, spec, log_dir)
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (the supervisor turns it into SystemExit)
         interrupted = True
         print("interrupted: everything started was stopped; partial results follow", file=sys.stderr)
@@ -107,11 +124,11 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
     duration = round(time.monotonic() - started, 1)
     results.flag_generator_bound(rows)
     ratio_rows = results.ratios(rows)
-    print(results.render(rows, ratio_rows))
-    path = os.path.join(out_dir, stamp.strftime("%Y%m%dT%H%M%SZ") + ".json")
+    path = base_name + ".json"
     run_facts = {"started_at": stamp.isoformat(timespec="seconds"), "duration_s": duration, "interrupted": interrupted,
                  "generator_processes": procs, "profile": dataclasses.asdict(profile), "argv": sys.argv}
     results.write_json(path, run_facts, machine, rows, ratio_rows)
+    print(results.render(rows, ratio_rows))
     print(f"\n{len(rows)} rows in {duration}s; JSON: {os.path.relpath(path, REPO_ROOT)}")
     if interrupted:
         return 130

@@ -108,10 +108,15 @@ class Node:
 
     def _start_group(self, group_id, replicas):
         address = self.asys.createActor(RaftGroupActor)
+        run_callback = gevent.get_hub().loop.run_callback
 
-        def on_committed(session_id, entries, group=None):
+        def on_committed(session_id, entries):
+            # Runs inside the apply, before pysyncobj acknowledges the append: fan out to
+            # tails only after the ack callbacks (FIFO on the hub). Safe for the tails: the
+            # state already shows the new last_seq, so a tail probing before this
+            # notification lands goes back to replay instead of skipping it.
             if session_id in self.groups[group_id].watched:
-                self.tell(address, m.Committed(session_id, entries))
+                run_callback(self.tell, address, m.Committed(session_id, entries))
 
         def on_trimmed(session_id, count):
             self.metrics.archive_trimmed.inc(count)

@@ -7,6 +7,7 @@ Owns: the server (run as ``python -m bench.targets.trivial PORT``) and
 """
 
 import asyncio
+import os
 import sys
 
 from bench.procs import port_open
@@ -40,15 +41,25 @@ class _Server(asyncio.Protocol):
 
 
 async def _serve(port: int):
-    server = await asyncio.get_running_loop().create_server(_Server, "127.0.0.1", port, backlog=1024)
+    server = await asyncio.get_running_loop().create_server(_Server, "127.0.0.1", port, backlog=1024,
+                                                            reuse_port=True)
     async with server:
         await server.serve_forever()
 
 
-def start(sup, port: int):
-    return sup.start("trivial", [sys.executable, "-m", "bench.targets.trivial", str(port)],
+def _main(port: int, processes: int):
+    """Serve from ``processes`` forked processes sharing the port (SO_REUSEPORT), so the endpoint
+    is not what limits the ceiling; all stay in the process group the supervisor stops."""
+    for _ in range(processes - 1):
+        if os.fork() == 0:
+            break
+    asyncio.run(_serve(port))
+
+
+def start(sup, port: int, processes: int = 2):
+    return sup.start("trivial", [sys.executable, "-m", "bench.targets.trivial", str(port), str(processes)],
                      lambda: port_open(port), cwd=REPO_ROOT, timeout=15)
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(int(sys.argv[1])))
+    _main(int(sys.argv[1]), int(sys.argv[2]))

@@ -147,8 +147,10 @@ def _tail_batches(port: int, batch_size: int):
 def _fill_starcite(ctx, node):
     """Append ``replay_events`` to one session from 16 producers (untimed)."""
     ctx.run_async(node.create_sessions([SESSION]))
-    loadgen.run(starcite_appender(node.port, [SESSION], "fill"), 16, ctx.profile.replay_events,
-                timeout=ctx.profile.timeout_s * 4, procs=ctx.procs)
+    m = loadgen.run(starcite_appender(node.port, [SESSION], "fill"), 16, ctx.profile.replay_events,
+                    timeout=ctx.profile.timeout_s * 4, procs=ctx.procs)
+    if m.errors:
+        raise ProtocolError(f"filling the replay session: {m.errors} appends failed ({m.first_error})")
 
 
 def _wait_archived(ctx, node):
