@@ -35,6 +35,11 @@ class Access:
     def create_session_id(self, session_id):
         auth.require_create_session(self.ctx, session_id)
 
+    def issuer(self):
+        """`/v1/auth/issue`: a service token holding `auth:issue`."""
+        auth.require_service(self.ctx)
+        auth.require_scope(self.ctx, "auth:issue")
+
     def actor(self, requested):
         return auth.resolve_actor(self.ctx, requested)
 

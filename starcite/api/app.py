@@ -12,29 +12,38 @@ import falcon
 
 from starcite.api import errors, ops
 from starcite.api.access import OPEN, build_gate
+from starcite.api.auth import extract_token
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
 from starcite.api.tail import TailResource
 
 
-def bearer_token(req):
-    header = req.get_header("Authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return req.get_param("access_token") or None
-
-
 class AccessMiddleware:
+    """`/v1/*` only: health, metrics, openapi and ops never need a token.
+
+    The token comes from `Authorization: Bearer` or the `access_token` query
+    parameter (the only way a browser WebSocket can send one); a refusal is
+    raised here, so a tail upgrade is refused with plain HTTP 401/403.
+    """
+
     def __init__(self, gate):
         self.gate = gate
 
     def process_request(self, req, resp):
         req.context.access = OPEN
         req.context.upgraded = False
-        if req.path.startswith("/v1/"):
-            req.context.access = self.gate.access(bearer_token(req))
+        req.context.authenticated = False
+        if req.path.lstrip("/").startswith("v1/"):  # the router ignores leading slashes: //v1/... is /v1/...
+            self._authenticate(req)
+
+    def process_resource(self, req, resp, resource, params):
+        # Fail closed on the matched route as well, whatever the raw path looked like.
+        if (req.uri_template or "").startswith("/v1/") and not req.context.authenticated:
+            self._authenticate(req)
+
+    def _authenticate(self, req):
+        req.context.access = self.gate.access(extract_token(req.get_header, req.params))
+        req.context.authenticated = True
 
 
 class MetricsMiddleware:

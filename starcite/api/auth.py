@@ -51,7 +51,6 @@ import logging
 import re
 import threading
 import time
-import urllib.parse
 import urllib.request
 
 from jose import jwk, jws, jwt
@@ -77,9 +76,17 @@ _SERVICE_ALGS = {
 _MAX_JWKS_BYTES = 1024 * 1024
 _ISSUE_FIELDS = frozenset({"principal", "scopes", "session_ids", "ttl_seconds"})
 _PRINCIPAL_FIELDS = frozenset({"tenant_id", "id", "type"})
-# A query parameter: what precedes it (start, `?`, `&`, space, quote), its name
-# (possibly percent-encoded) and its value (up to `&`, `#`, space or quote).
-_QUERY_PARAM_RE = re.compile(r"(^|[?&\s\"'])([^=&#?\s\"']+)=([^&#\s\"']*)")
+def _name_pattern(name: str) -> str:
+    """A regex for `name` with any of its characters percent-encoded."""
+    return "".join(f"(?:{re.escape(c)}|%{ord(c):02x})" for c in name)
+
+
+# `access_token=<value>` as a query parameter: the name starts at a boundary
+# (not inside `my_access_token`), may be percent-encoded (`access%5Ftoken`,
+# which the web framework decodes to the same name), any case; the value runs
+# to `&`, `#`, whitespace or a quote.
+_ACCESS_TOKEN_RE = re.compile(r"(?<![\w.~%+-])(" + _name_pattern("access_token") + r")=[^&#\s\"']*",
+                              re.IGNORECASE)
 
 
 class AuthError(Exception):
@@ -103,6 +110,10 @@ def _invalid(message: str) -> AuthError:
     return AuthError(401, "invalid_token", message)
 
 
+def _expired() -> AuthError:
+    return AuthError(401, "token_expired", "token has expired")
+
+
 @dataclasses.dataclass(frozen=True)
 class AuthContext:
     """Who is calling. kind: "service", "principal", or "none" (auth off).
@@ -110,7 +121,8 @@ class AuthContext:
     subject: the service token's `sub`, or the principal's id.
     principal_type: None for service tokens, "user"/"agent" for principals.
     session_ids: None = any session of the tenant, else the only ones allowed.
-    expires_at: the token's `exp` (epoch seconds; None with auth off).
+    expires_at: the token's `exp` (epoch seconds; None with auth off). The
+    token is accepted while now < `expires_at` + leeway.
     """
 
     kind: str
@@ -153,18 +165,10 @@ def extract_token(headers_get, query_params) -> str | None:
     return value or None
 
 
-def _redact_param(match) -> str:
-    name = urllib.parse.unquote_plus(match.group(2))
-    if name.strip().lower() != "access_token":
-        return match.group(0)
-    return f"{match.group(1)}{match.group(2)}=[REDACTED]"
-
-
 def redact(text: str) -> str:
     """Replace the value of every `access_token` query parameter in a URL,
-    query string or log line, also when its name is percent-encoded
-    (`access%5Ftoken=`, which the web framework decodes to the same name)."""
-    return _QUERY_PARAM_RE.sub(_redact_param, text) if text and "=" in text else text
+    query string or log line (see `_ACCESS_TOKEN_RE`)."""
+    return _ACCESS_TOKEN_RE.sub(r"\1=[REDACTED]", text) if text else text
 
 
 # ---------------------------------------------------------------- JWKS
@@ -361,13 +365,20 @@ class Authenticator:
         options = {"leeway": self.leeway, "require_exp": True, "require_iss": True,
                    "require_aud": True, "require_sub": True}
         try:
-            return jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=issuer, options=options)
+            claims = jwt.decode(token, key, algorithms=[alg], audience=audience, issuer=issuer, options=options)
         except ExpiredSignatureError:
-            raise AuthError(401, "token_expired", "token has expired") from None
+            raise _expired() from None
         except JWTClaimsError as exc:
             raise _invalid(f"invalid claims: {exc}") from None
         except (JOSEError, TypeError, ValueError):
             raise _invalid("invalid token signature or encoding") from None
+        # python-jose compares `exp` with whole seconds, so it accepts a token
+        # for up to a second past exp + leeway. Refuse it from exactly
+        # exp + leeway: the instant an open tail closes with 4001 (see
+        # `JwtGate.expires_at`), so a reconnect with the same token is 401.
+        if time.time() >= int(claims["exp"]) + self.leeway:
+            raise _expired()
+        return claims
 
     def _service_context(self, token, header) -> AuthContext:
         alg, kid = header.get("alg"), header.get("kid")

@@ -79,7 +79,7 @@ class SessionsResource:
                 if not key[len("metadata."):]:
                     raise ApiError(400, "invalid_request", "metadata filter needs a key")
                 filters[key[len("metadata."):]] = value
-            elif key not in ("limit", "cursor"):
+            elif key not in ("limit", "cursor", "access_token"):  # access_token: the bearer token (AccessMiddleware)
                 raise ApiError(400, "invalid_request", f"unknown query parameter {key!r}")
         locked = access.locked_sessions()
         records, next_cursor = self.node.list_sessions(limit, cursor, access.tenant(), filters)
@@ -123,9 +123,9 @@ class AuthIssueResource:
         access = req.context.access
         if not access.enabled:
             raise ApiError(404, "auth_disabled", "Token issuing needs STARCITE_AUTH_MODE=jwt")
+        access.issuer()  # 403 before the body is even read
         body, _ = read_json(req, self.max_body)
-        from starcite.api.auth import issue_principal_token
-        send_json(resp, falcon.HTTP_201, issue_principal_token(access.ctx, body, self.gate.authenticator))
+        send_json(resp, falcon.HTTP_201, self.gate.authenticator.issue_principal_token(access.ctx, body))
 
 
 class HealthLiveResource:

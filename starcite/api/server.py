@@ -13,7 +13,6 @@ plane (Raft groups, hot store, actors) lives in that worker's process.
 """
 
 import logging
-import re
 import sys
 import time
 
@@ -27,20 +26,42 @@ from gunicorn.http.wsgi import base_environ
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-_TOKEN_RE = re.compile(r"(access_token=)[^&\s\"]*", re.IGNORECASE)
-
-
-def redact(text):
-    return _TOKEN_RE.sub(r"\1[REDACTED]", text) if text and "access_token" in text.lower() else text
+from starcite.api.auth import redact
 
 
 class RedactingLogger(Logger):
+    """gunicorn's logger, with tokens kept out of every line.
+
+    Access log: every string atom (request line, path, query, referer,
+    headers, environ) has its `access_token` values replaced, and the
+    Authorization header atoms are masked, whatever `access_log_format` asks
+    for. Error log: a filter redacts each message the same way.
+    """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                if not any(isinstance(f, _RedactFilter) for f in handler.filters):
+                    handler.addFilter(_RedactFilter())
+
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "U", "q", "{raw_uri}e"):
-            if key in atoms and isinstance(atoms[key], str):
-                atoms[key] = redact(atoms[key])
+        for key, value in atoms.items():
+            if "authorization" in key:
+                atoms[key] = "[REDACTED]"
+            elif isinstance(value, str):
+                atoms[key] = redact(value)
         return atoms
+
+
+class _RedactFilter(logging.Filter):
+    def filter(self, record):
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class StarciteHandler(WebSocketHandler, PyWSGIHandler):

@@ -26,6 +26,7 @@ from starcite.rules import SEQ_LIMIT
 REPLAY_CHUNK = 1000
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
+CLOSE_TOKEN_EXPIRED = 4001
 SUPPORTED_VERSIONS = ("13", "8", "7")
 
 
@@ -77,6 +78,9 @@ class TailStream:
     """The socket greenlet of one tail."""
 
     def __init__(self, node, ws, session_id, cursor, batch_size, expires_at=None):
+        """expires_at: epoch seconds at which the socket closes with 4001
+        `token_expired` (the gate's choice, see `JwtGate.expires_at`); None
+        with auth off."""
         self.node, self.ws, self.session_id = node, ws, session_id
         self.sent = cursor
         self.batch_size = batch_size
@@ -87,8 +91,7 @@ class TailStream:
         outbox = handle.outbox
         helpers = [gevent.spawn(self._drain_inbound, outbox)]
         if self.expires_at is not None:
-            helpers.append(gevent.spawn_later(max(0.0, self.expires_at - time.time()), outbox.put,
-                                              ("close", 4001, "token_expired")))
+            helpers.append(gevent.spawn(self._expire, outbox))
         try:
             self._loop(handle, outbox)
         except (WebSocketError, OSError):
@@ -102,6 +105,9 @@ class TailStream:
         replaying = True
         while True:
             if replaying:
+                if self.expires_at is not None and time.time() >= self.expires_at:
+                    close_socket(self.ws, CLOSE_TOKEN_EXPIRED, "token_expired")  # a long replay ends too
+                    return
                 try:
                     entries = self.node.read_events(self.session_id, self.sent, REPLAY_CHUNK)
                 except ArchiveReadError as exc:
@@ -143,6 +149,13 @@ class TailStream:
             for start in range(0, len(entries), size):
                 ws.send("[" + ",".join(e[1] for e in entries[start:start + size]) + "]")
         self.sent = entries[-1][0]
+
+    def _expire(self, outbox):
+        """Close with 4001 once the token is expired by the wall clock (the
+        loop's timers may fire early, and a reconnect must then be refused)."""
+        while (remaining := self.expires_at - time.time()) > 0:
+            gevent.sleep(remaining)
+        outbox.put(("close", CLOSE_TOKEN_EXPIRED, "token_expired"))
 
     def _drain_inbound(self, outbox):
         """Inbound frames are ignored; a close or error ends the tail."""

@@ -1,8 +1,8 @@
 """Fixtures for the auth tests: signing keys, a loopback JWKS server, tokens.
 
 Owns: test-only key generation (RSA/EC via `cryptography`), a JWKS served by
-`http.server` on 127.0.0.1 whose answer the test can switch, and token
-minting with python-jose. Must not: reach anything but loopback, or leave a
+`http.server` on 127.0.0.1 whose answer the test can switch, token minting
+with python-jose, and the environment of a jwt-mode node (`jwt_env`). Must not: reach anything but loopback, or leave a
 server or thread running after its test.
 """
 
@@ -107,8 +107,8 @@ def hs256(header: dict, body: dict, secret: bytes) -> str:
 class JwksServer:
     """Serves `{"keys": self.keys}` (or `self.status` when not 200); counts hits."""
 
-    def __init__(self):
-        self.keys, self.status, self.delay, self.hits = [], 200, 0.0, 0
+    def __init__(self, keys=()):
+        self.keys, self.status, self.delay, self.hits = list(keys), 200, 0.0, 0
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -134,6 +134,12 @@ class JwksServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True)
         self._thread.start()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
     def stop(self):
         if self._thread.is_alive():
             self._server.shutdown()
@@ -143,10 +149,15 @@ class JwksServer:
 
 @pytest.fixture
 def jwks_server(rsa_key, ec_key):
-    server = JwksServer()
-    server.keys = [rsa_key.jwk(), ec_key.jwk()]
-    yield server
-    server.stop()
+    with JwksServer([rsa_key.jwk(), ec_key.jwk()]) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_jwks(rsa_key, ec_key):
+    """A JWKS server (rsa-1, ec-1) shared by a module's tests: restore whatever you change."""
+    with JwksServer([rsa_key.jwk(), ec_key.jwk()]) as server:
+        yield server
 
 
 @pytest.fixture
@@ -158,10 +169,14 @@ def dead_url():
     return f"http://127.0.0.1:{port}/jwks.json"
 
 
+def jwt_env(jwks_url, **env):
+    """The environment of a jwt-mode node trusting `jwks_url` (overrides in `env`)."""
+    return {"STARCITE_AUTH_MODE": "jwt", "STARCITE_AUTH_JWKS_URL": jwks_url, "STARCITE_AUTH_JWT_ISSUER": ISSUER,
+            "STARCITE_AUTH_JWT_AUDIENCE": AUDIENCE, "SECRET_KEY_BASE": "s" * 64, **env}
+
+
 def make_config(jwks_url, **env):
-    return load_config(environ={
-        "STARCITE_AUTH_MODE": "jwt", "STARCITE_AUTH_JWKS_URL": jwks_url, "STARCITE_AUTH_JWT_ISSUER": ISSUER,
-        "STARCITE_AUTH_JWT_AUDIENCE": AUDIENCE, "SECRET_KEY_BASE": "s" * 64, **env})
+    return load_config(environ=jwt_env(jwks_url, **env))
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from jose import jwt
 
 from starcite.api.auth import (
     NO_AUTH, PRINCIPAL_TYP, AuthContext, AuthError, Authenticator, creator_principal, derive_principal_key,
-    extract_token, fence_create_metadata, issue_principal_token, redact, require_scope, require_service, require_session,
-    require_tenant, resolve_actor,
+    extract_token, fence_create_metadata, issue_principal_token, redact, require_create_session, require_scope,
+    require_service, require_session, require_tenant, resolve_actor,
 )
 
 
@@ -87,6 +87,13 @@ def test_expiry_leeway(make_auth, jwks_server, mint, rsa_key):
     expect(401, "token_expired", strict.authenticate, recent)
 
 
+def test_expiry_is_exact_to_the_subsecond(make_auth, jwks_server, mint, rsa_key):
+    # python-jose alone would still accept exp == the current whole second
+    strict = make_auth(jwks_server.url, STARCITE_AUTH_JWT_LEEWAY_SECONDS="0")
+    expect(401, "token_expired", strict.authenticate, mint(rsa_key, exp=int(time.time())))
+    assert strict.authenticate(mint(rsa_key, exp=int(time.time()) + 5)).expires_at > time.time()
+
+
 @pytest.mark.parametrize("overrides, scopes", [
     ({"scope": "session:read  session:append"}, {"session:read", "session:append"}),
     ({"scope": None, "scopes": ["session:read", "auth:issue"]}, {"session:read", "auth:issue"}),
@@ -141,7 +148,8 @@ def test_header_alg_must_match_the_key_type(make_auth, jwks_server, helpers, ec_
     jwks_server.keys = [rsa_key.jwk(), ec_key.jwk(alg=None)]  # without alg, kty and crv still decide
     auth = make_auth(jwks_server.url)
     expect(401, "invalid_token", auth.authenticate, ec_key.sign(helpers.claims(), kid=rsa_key.kid))
-    as_p384 = jwt.encode(helpers.claims(), ec_key.signer(), algorithm="ES256", headers={"kid": ec_key.kid, "alg": "ES384"})
+    as_p384 = jwt.encode(helpers.claims(), ec_key.signer(), algorithm="ES256",
+                         headers={"kid": ec_key.kid, "alg": "ES384"})
     expect(401, "invalid_token", auth.authenticate, as_p384)
     assert auth.authenticate(ec_key.sign(helpers.claims())).kind == "service"
 
@@ -424,6 +432,16 @@ def test_require_session():
     require_session(NO_AUTH, "s2")
 
 
+def test_require_create_session():
+    for ctx in (context(), NO_AUTH):
+        require_create_session(ctx, None)
+        require_create_session(ctx, "s9")
+    locked = context(kind="service", session_ids=["s1"])
+    require_create_session(locked, "s1")
+    expect(403, "forbidden_session", require_create_session, locked, "s2")
+    assert "by id" in expect(403, "forbidden_session", require_create_session, locked, None).message
+
+
 def test_require_tenant():
     require_tenant(context(), "acme")
     for other in ("globex", None, ""):
@@ -440,6 +458,7 @@ def test_require_service():
 @pytest.mark.parametrize("helper, args", [
     (require_scope, ("session:read",)), (require_session, ("s1",)), (require_tenant, ("acme",)),
     (require_service, ()), (fence_create_metadata, ({},)), (resolve_actor, (None,)), (creator_principal, ()),
+    (require_create_session, ("s1",)),
 ])
 def test_helpers_fail_closed_without_a_context(helper, args):
     expect(401, "unauthorized", helper, None, *args)
@@ -508,6 +527,13 @@ def test_extract_token(header, query, token):
     ("?ACCESS_TOKEN=x#frag", "?ACCESS_TOKEN=[REDACTED]#frag"),
     ("a?access_token=1&b=2&access_token=3", "a?access_token=[REDACTED]&b=2&access_token=[REDACTED]"),
     ("/v1/sessions?cursor=abc", "/v1/sessions?cursor=abc"),
+    ("access_token=x&c=1", "access_token=[REDACTED]&c=1"),  # a bare query string
+    ("c=1&access%5Ftoken=x&%61ccess_token=y", "c=1&access%5Ftoken=[REDACTED]&%61ccess_token=[REDACTED]"),
+    ('1.2.3.4 "GET /t?access_token=eyJ.a.b HTTP/1.1" 101', '1.2.3.4 "GET /t?access_token=[REDACTED] HTTP/1.1" 101'),
+    ("/t?my_access_token=x&access_tokens=y", "/t?my_access_token=x&access_tokens=y"),
+    ("GET /v1/sessions/a=b/tail?access_token=x HTTP/1.1", "GET /v1/sessions/a=b/tail?access_token=[REDACTED] HTTP/1.1"),
+    ("x=a=b&access_token=q=r&ACCESS%5ftoken=w", "x=a=b&access_token=[REDACTED]&ACCESS%5ftoken=[REDACTED]"),
+    ("", ""),
 ])
 def test_redact(text, expected):
     assert redact(text) == expected
