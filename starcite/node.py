@@ -18,7 +18,6 @@ import secrets
 import gevent
 from gevent.event import AsyncResult
 from gevent.lock import BoundedSemaphore
-from gevent.queue import Queue
 from thespian.actors import ActorExitRequest, ActorSystem
 
 from starcite.actors import messages as m
@@ -284,8 +283,8 @@ class Node:
 
     # -- tails ----------------------------------------------------------------
 
-    def open_tail(self, session_id: str, cursor: int) -> TailHandle:
-        outbox = Queue()
+    def open_tail(self, session_id: str, cursor: int, outbox) -> TailHandle:
+        """``outbox`` has ``put(item)``; the TailActor puts ``("events"|"replay", ...)`` on it."""
         address = self.asys.createActor(TailActor)
         handle = TailHandle(self, session_id, address, outbox)
         self.tails.add(handle)

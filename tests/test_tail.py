@@ -129,3 +129,38 @@ def test_replay_across_the_archive_boundary(server, sid):
             tail.read_until(fill_to - cursor)
         assert tail.seqs() == list(range(cursor + 1, fill_to + 1))
         tail.close()
+
+
+def open_tails(server):
+    return server.request("GET", "/ops/status").json()["tails"]
+
+
+def test_ping_close_and_disconnect_release_the_tail(make_server):
+    server = make_server()
+    server.create("s")
+    tail = TailClient(server, "s")
+    tail.ws.ping(b"hi")
+    opcode, data = tail.ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_PONG and data == b"hi"
+    server.append("s", 1)
+    assert tail.read_until(1) and tail.seqs() == [1]
+    tail.ws.send_close()
+    assert tail.wait_close() == 1000
+    abrupt = TailClient(server, "s")
+    abrupt.read_until(1)
+    abrupt.ws.sock.close()  # no close frame
+    server.wait_until(lambda: open_tails(server) == 0, what="tails released")
+    server.append("s", 2)  # fan-out to a released tail must not break anything
+    again = TailClient(server, "s", cursor=1)
+    assert again.read_until(1) and again.seqs() == [2]
+    again.close()
+
+
+def test_large_inbound_frames_are_ignored(server, sid):
+    server.create(sid)
+    tail = TailClient(server, sid)
+    tail.ws.send("x" * 200000)
+    tail.ws.send_binary(b"\x00" * 70000)
+    fill(server, sid, 1, 3)
+    assert tail.read_until(3) and tail.seqs() == [1, 2, 3]
+    tail.close()

@@ -12,11 +12,13 @@ Must not: decide liveness or gaps itself beyond a defensive seq check (the
 """
 
 import base64
+import collections
+import os
 import struct
 import time
 
 import gevent
-from geventwebsocket.exceptions import WebSocketError
+import gevent.socket
 
 from starcite.api.errors import ApiError
 from starcite.api.resources import int_param
@@ -28,17 +30,6 @@ CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
 CLOSE_TOKEN_EXPIRED = 4001
 SUPPORTED_VERSIONS = ("13", "8", "7")
-
-
-def close_socket(ws, code, reason=""):
-    """Send a close frame with ``code`` (geventwebsocket's own close drops the code) and mark it closed."""
-    if ws.closed:
-        return
-    try:
-        ws.send_frame(struct.pack("!H", code) + reason.encode()[:120], opcode=ws.OPCODE_CLOSE)
-    except (WebSocketError, OSError):
-        pass
-    ws.closed = True
 
 
 def _check_handshake(env):
@@ -71,97 +62,242 @@ class TailResource:
             raise ApiError(503, "unavailable", "Tails are not served by this process right now")
         ws = upgrade()
         req.context.upgraded = True
-        TailStream(self.node, ws, session_id, cursor, batch_size, self.gate.expires_at(access)).run()
+        # The request greenlet ends here: the tail lives on a detached socket, driven by
+        # watchers and short-lived greenlets, so an idle tail holds no greenlet stack.
+        TailStream(self.node, TailSocket.detach(ws), session_id, cursor, batch_size,
+                   self.gate.expires_at(access)).start()
+
+
+OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked server-to-client WebSocket frame (FIN set)."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x80 | opcode, size) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, size) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
+
+
+class InboundFrames:
+    """Just enough of a WebSocket frame reader to ignore data frames and notice close and ping."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.skip = 0
+
+    def feed(self, data: bytes):
+        """Yields ``(opcode, payload)`` of complete control frames; data frames are dropped."""
+        if self.skip:
+            dropped = min(self.skip, len(data))
+            self.skip -= dropped
+            data = data[dropped:]
+        buf = self.buffer + data
+        while len(buf) >= 2:
+            opcode, length = buf[0] & 0x0F, buf[1] & 0x7F
+            head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if buf[1] & 0x80 else 0)
+            if len(buf) < head:
+                break
+            if length == 126:
+                length = struct.unpack("!H", buf[2:4])[0]
+            elif length == 127:
+                length = struct.unpack("!Q", buf[2:10])[0]
+            if opcode < 0x8 and len(buf) < head + length:
+                self.skip = head + length - len(buf)  # a data frame: drop it as it streams in
+                buf = b""
+                break
+            if len(buf) < head + length:
+                break
+            payload = buf[head:head + length]
+            if buf[1] & 0x80:
+                mask = buf[head - 4:head]
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            if opcode >= 0x8:
+                yield opcode, payload
+            buf = buf[head + length:]
+        self.buffer = buf[:1024]
+
+
+class TailSocket:
+    """The tail's own handle on the connection, detached from the WSGI handler after the 101."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.closed = False
+
+    @classmethod
+    def detach(cls, ws):
+        handler_sock = ws.handler.socket
+        return cls(gevent.socket.socket(fileno=os.dup(handler_sock.fileno())))
+
+    def send_text(self, payloads):
+        self.sock.sendall(b"".join(frame(OP_TEXT, p.encode()) for p in payloads))
+
+    def send_control(self, opcode, payload=b""):
+        try:
+            self.sock.sendall(frame(opcode, payload))
+        except OSError:
+            pass
+
+    def close(self, code=None, reason=""):
+        if self.closed:
+            return
+        if code is not None:
+            self.send_control(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
+        self.closed = True
+        self.sock.close()
+
+
+class Outbox:
+    """Work for a tail: the TailActor puts items here; each put wakes the tail's pump."""
+
+    def __init__(self, wake):
+        self.items = collections.deque()
+        self.wake = wake
+
+    def put(self, item):
+        self.items.append(item)
+        self.wake()
 
 
 class TailStream:
-    """The socket greenlet of one tail."""
+    """One tail: replay from the store, then live items from its TailActor, to one socket.
 
-    def __init__(self, node, ws, session_id, cursor, batch_size, expires_at=None):
+    No greenlet while idle: inbound bytes are read by an io watcher on the hub, the
+    token expiry is a timer, and a pump greenlet runs only while there is work
+    (replaying, or items in the outbox), then exits.
+    """
+
+    def __init__(self, node, conn, session_id, cursor, batch_size, expires_at=None):
         """expires_at: epoch seconds at which the socket closes with 4001
         `token_expired` (the gate's choice, see `JwtGate.expires_at`); None
         with auth off."""
-        self.node, self.ws, self.session_id = node, ws, session_id
+        self.node, self.conn, self.session_id = node, conn, session_id
         self.sent = cursor
         self.batch_size = batch_size
         self.expires_at = expires_at
+        self.replaying = True
+        self.pump = None
+        self.outbox = Outbox(self.kick)
+        self.handle = None
+        self.watchers = []
+        self.inbound = InboundFrames()
 
-    def run(self):
-        handle = self.node.open_tail(self.session_id, self.sent)
-        outbox = handle.outbox
-        helpers = [gevent.spawn(self._drain_inbound, outbox)]
+    def start(self):
+        loop = gevent.get_hub().loop
+        self.handle = self.node.open_tail(self.session_id, self.sent, self.outbox)
+        reader = loop.io(self.conn.sock.fileno(), 1)
+        reader.start(self._readable)
+        self.watchers.append(reader)
         if self.expires_at is not None:
-            helpers.append(gevent.spawn(self._expire, outbox))
-        try:
-            self._loop(handle, outbox)
-        except (WebSocketError, OSError):
-            pass  # the client went away
-        finally:
-            handle.close()
-            gevent.killall(helpers, block=False)
-            close_socket(self.ws, CLOSE_NORMAL)
+            self._arm_expiry(loop)
+        self.kick()
 
-    def _loop(self, handle, outbox):
-        replaying = True
-        while True:
-            if replaying:
+    def kick(self):
+        if self.pump is None and not self.conn.closed:
+            self.pump = gevent.spawn(self._run)
+
+    # -- the pump -------------------------------------------------------------
+
+    def _run(self):
+        try:
+            self._work()
+        except OSError:
+            self._finish()  # the client went away
+        finally:
+            self.pump = None
+
+    def _work(self):
+        items = self.outbox.items
+        while not self.conn.closed:
+            if self.replaying:
                 if self.expires_at is not None and time.time() >= self.expires_at:
-                    close_socket(self.ws, CLOSE_TOKEN_EXPIRED, "token_expired")  # a long replay ends too
-                    return
+                    return self._finish(CLOSE_TOKEN_EXPIRED, "token_expired")  # a long replay ends too
                 try:
                     entries = self.node.read_events(self.session_id, self.sent, REPLAY_CHUNK)
                 except ArchiveReadError as exc:
-                    close_socket(self.ws, CLOSE_INTERNAL, f"archive_read_unavailable: {exc}")
-                    return
+                    return self._finish(CLOSE_INTERNAL, f"archive_read_unavailable: {exc}")
                 if entries:
                     self._send(entries)
                     continue
-                replaying = False
-                handle.go_live(self.sent)
-            item = outbox.get()
+                self.replaying = False
+                self.handle.go_live(self.sent)  # may queue ("replay",) at once
+                continue
+            if not items:
+                return  # idle: nothing holds a greenlet until the next put
+            item = items.popleft()
             kind = item[0]
             if kind == "events":
                 entries = item[1]
-                while outbox.qsize() and outbox.peek()[0] == "events":
-                    entries = entries + outbox.get()[1]
+                while items and items[0][0] == "events":
+                    entries = entries + items.popleft()[1]
                 entries = [entry for entry in entries if entry[0] > self.sent]
                 if entries and entries[0][0] != self.sent + 1:
-                    replaying = True  # defensive: never skip a seq
+                    self.replaying = True  # defensive: never skip a seq
                     continue
                 self._send(entries)
             elif kind == "replay":
-                replaying = True
+                self.replaying = True
             elif kind == "close":
-                close_socket(self.ws, item[1], item[2])
-                return
+                return self._finish(item[1], item[2])
             elif kind == "gone":
-                return
+                return self._finish()
+            elif kind == "pong":
+                self.conn.send_control(OP_PONG, item[1])
 
     def _send(self, entries):
         if not entries:
             return
-        ws = self.ws
         if self.batch_size == 1:
-            for _seq, event_json in entries:
-                ws.send(event_json)
+            self.conn.send_text([event_json for _seq, event_json in entries])
         else:
             size = self.batch_size
-            for start in range(0, len(entries), size):
-                ws.send("[" + ",".join(e[1] for e in entries[start:start + size]) + "]")
+            self.conn.send_text(["[" + ",".join(e[1] for e in entries[start:start + size]) + "]"
+                                 for start in range(0, len(entries), size)])
         self.sent = entries[-1][0]
 
-    def _expire(self, outbox):
-        """Close with 4001 once the token is expired by the wall clock (the
-        loop's timers may fire early, and a reconnect must then be refused)."""
-        while (remaining := self.expires_at - time.time()) > 0:
-            gevent.sleep(remaining)
-        outbox.put(("close", CLOSE_TOKEN_EXPIRED, "token_expired"))
+    def _finish(self, code=None, reason=""):
+        for watcher in self.watchers:
+            watcher.stop()
+            watcher.close()
+        self.watchers = []
+        if self.handle is not None:
+            self.handle.close()
+        self.conn.close(code, reason)
 
-    def _drain_inbound(self, outbox):
-        """Inbound frames are ignored; a close or error ends the tail."""
+    # -- hub callbacks (never block) ------------------------------------------
+
+    def _readable(self):
         try:
-            while not self.ws.closed and self.ws.receive() is not None:
-                pass
-        except Exception:  # closed under us, reset, protocol error: the tail is over either way
-            pass
-        outbox.put(("gone",))
+            data = self.conn.sock._sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.outbox.put(("gone",))
+            self.watchers[0].stop()
+            return
+        for opcode, payload in self.inbound.feed(data):
+            if opcode == OP_CLOSE:
+                self.outbox.put(("close", CLOSE_NORMAL, ""))  # answer the client's close
+                self.watchers[0].stop()
+                return
+            if opcode == OP_PING:
+                self.outbox.put(("pong", payload))
+
+    def _arm_expiry(self, loop):
+        """Close with 4001 once the token is expired by the wall clock (timers may fire early)."""
+        timer = loop.timer(max(0.0, self.expires_at - time.time()) + 0.001)
+        self.watchers.append(timer)
+
+        def fire():
+            if time.time() < self.expires_at:
+                self.watchers.remove(timer)
+                timer.close()
+                return self._arm_expiry(loop)
+            self.outbox.put(("close", CLOSE_TOKEN_EXPIRED, "token_expired"))
+
+        timer.start(fire)
