@@ -52,6 +52,9 @@ class TailHandle:
     def go_live(self, cursor):
         self.node.tell(self.address, m.GoLive(cursor))
 
+    def go_replay(self):
+        self.node.tell(self.address, m.GoReplay())
+
     def close(self):
         self.node.close_tail(self)
 
@@ -317,7 +320,7 @@ class Node:
 
     def _catch_up_tick(self):
         for handle in list(self.tails):
-            self.tell(handle.address, m.CatchUpCheck())
+            handle.outbox.put(("check",))
 
     def _cache_cleanup(self):
         cleanup = getattr(self.cold, "cleanup", None)

@@ -4,7 +4,12 @@ Owns: when a flush runs (one at a time, every flush interval) and what a
 cycle does: for every group this node leads, take the unarchived hot events
 of each pending session (at most `archive_batch_size` per session), write
 them to the archive adapter idempotently, upsert the session record, then
-commit `ack_archived` through Raft so every replica evicts them.
+commit `ack_archived` through Raft so every replica evicts them. Sessions are
+flushed `adapter.flush_concurrency` at a time; when the archive looks down
+(a write failed before any succeeded) the cycle stops starting new ones and
+the next tick tries again. Also owns the archive counters: rows and bytes (the encoded
+event JSON written) attempted and newly inserted, failed writes, and the
+duration of every cycle that had work.
 
 Must not: block the actor handler (a cycle runs in its own greenlet and
 reports back with `FlushDone`), or ever make an append wait on the archive:
@@ -13,9 +18,11 @@ an archive outage only delays eviction.
 
 import json
 import logging
+import random
 import time
 
 import gevent
+from gevent.pool import Pool
 from thespian.actors import Actor
 
 from starcite.actors import messages as m
@@ -38,33 +45,57 @@ class ArchiverActor(Actor):
             self.node = msg.node
         elif isinstance(msg, m.ArchiveTick) and self.node is not None and not self.running:
             self.running = True
-            me = self.myAddress
-            node = self.node
-            gevent.spawn(lambda: node.tell(me, m.FlushDone(flush_cycle(node))))
+            gevent.spawn(_run_cycle, self.node, self.myAddress)
         elif isinstance(msg, m.FlushDone):
             self.running = False
             self.last_stats = msg.stats
 
 
+def _run_cycle(node, archiver):
+    """One cycle in its own greenlet; `FlushDone` always follows, whatever happened."""
+    stats = {}
+    try:
+        stats = flush_cycle(node)
+    except Exception:
+        log.exception("archive flush cycle failed")
+    finally:
+        node.tell(archiver, m.FlushDone(stats))
+
+
 def flush_cycle(node) -> dict:
     """One archive pass over every group this node leads. Returns counters for logs and tests."""
-    started = time.perf_counter()
+    pending = [item for group_id in node.local_groups() for item in node.pending_archive(group_id)]
     stats = {"sessions": 0, "rows": 0, "errors": 0}
+    if not pending:
+        return stats
+    random.shuffle(pending)  # a session that keeps failing must not always go first
+    concurrency = max(1, getattr(node.adapter, "flush_concurrency", 1))
+    started = time.perf_counter()
+
+    def flush_one(item):
+        session_id = item[0]
+        try:
+            stats["rows"] += flush_session(node, *item)
+            stats["sessions"] += 1
+        except ArchiveUnavailable as exc:
+            stats["errors"] += 1
+            node.metrics.archive_errors.inc()
+            log.warning("archive write failed for %s: %s", session_id, exc)
+        except Exception:
+            stats["errors"] += 1
+            node.metrics.archive_errors.inc()
+            log.exception("archive flush failed for %s", session_id)
+
+    pool = Pool(concurrency)
     try:
-        for group_id in node.local_groups():
-            for session_id, archived_seq, last_seq in node.pending_archive(group_id):
-                try:
-                    stats["rows"] += flush_session(node, session_id, archived_seq, last_seq)
-                    stats["sessions"] += 1
-                except ArchiveUnavailable as exc:
-                    stats["errors"] += 1
-                    node.metrics.archive_errors.inc()
-                    log.warning("archive write failed for %s: %s", session_id, exc)
-                    return stats  # the archive is down: try again next tick
-                except Exception:
-                    stats["errors"] += 1
-                    log.exception("archive flush failed for %s", session_id)
+        for item in pending:
+            pool.wait_available()
+            if stats["errors"] and not stats["sessions"]:
+                break  # nothing got through yet and something failed: the archive is down, try next tick
+            pool.spawn(flush_one, item)
+        pool.join()
     finally:
+        pool.kill(block=False)
         node.metrics.flush_duration.observe((time.perf_counter() - started) * 1000.0)
     return stats
 
@@ -79,16 +110,19 @@ def flush_session(node, session_id, archived_seq, last_seq) -> int:
     if not entries:
         return 0
     events = [json.loads(entry[1]) for entry in entries]
-    nbytes = sum(entry[2] for entry in entries)
+    sizes = [len(entry[1].encode()) for entry in entries]
     metrics = node.metrics
     metrics.archive_attempted.inc(len(events))
-    metrics.archive_bytes_attempted.inc(nbytes)
+    metrics.archive_bytes_attempted.inc(sum(sizes))
     adapter = node.adapter
     inserted = node.run_io(adapter.write_events, session_id, events) or 0
     metrics.archive_inserted.inc(inserted)
-    metrics.archive_bytes_inserted.inc(nbytes * inserted // len(events))
+    # Writes go in seq order, so the events already stored are a prefix (an earlier flush that
+    # failed before its ack): the newly inserted ones are the last `inserted`.
+    metrics.archive_bytes_inserted.inc(sum(sizes[len(sizes) - inserted:]) if inserted else 0)
     record = node.get_session(session_id)
     if record is not None:
         node.run_io(adapter.upsert_session, record)
+        node.unindexed.discard(session_id)
     node.ack_archived(session_id, entries[-1][0])
     return len(events)

@@ -87,9 +87,11 @@ class Committed:
 
 
 @dataclass(slots=True)
-class EventsCommitted:
-    """Group -> tail: committed events of the tail's session."""
-    entries: list
+class SetLive:
+    """Tail -> group: put committed batches straight into ``outbox`` (None: stop)."""
+    session_id: str
+    tail: Any
+    outbox: Any
 
 
 @dataclass(slots=True)
@@ -118,7 +120,8 @@ class GoLive:
 
 
 @dataclass(slots=True)
-class CatchUpCheck:
+class GoReplay:
+    """Socket pump -> tail: a gap or a failed catch-up check; replay from the store."""
     pass
 
 

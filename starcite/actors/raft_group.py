@@ -363,7 +363,7 @@ class RaftGroupActor(Actor):
     Messages: StartGroup, CreateSession, Append, AckArchived (Raft commands,
     replied through their future once committed); GetSession, ReadHot,
     PendingArchive, GroupStatus (answered at once from local state);
-    Subscribe/Unsubscribe (tail registry), Committed (fan-out to tails),
+    Subscribe/Unsubscribe/SetLive (tail registry), Committed (fan-out into live tails' outboxes),
     LastSeq (a tail's catch-up probe, answered with LastSeqIs).
     """
 
@@ -420,8 +420,13 @@ class RaftGroupActor(Actor):
         })
 
     def _subscribe(self, msg, sender):
-        self.subscribers.setdefault(msg.session_id, {})[msg.tail.addressDetails] = msg.tail
+        self.subscribers.setdefault(msg.session_id, {})[msg.tail.addressDetails] = None
         self.group.watched.add(msg.session_id)
+
+    def _set_live(self, msg, sender):
+        tails = self.subscribers.get(msg.session_id)
+        if tails is not None and msg.tail.addressDetails in tails:
+            tails[msg.tail.addressDetails] = msg.outbox
 
     def _unsubscribe(self, msg, sender):
         tails = self.subscribers.get(msg.session_id)
@@ -432,11 +437,14 @@ class RaftGroupActor(Actor):
                 self.group.watched.discard(msg.session_id)
 
     def _committed(self, msg, sender):
+        # Straight into each live tail's outbox: one Thespian message per tail per commit
+        # would cost ~10 us each, a whole core at 1,000 tails x 100 appends/s.
         tails = self.subscribers.get(msg.session_id)
         if tails:
-            event = m.EventsCommitted(msg.entries)
-            for tail in tails.values():
-                self.send(tail, event)
+            item = ("events", msg.entries)
+            for outbox in tails.values():
+                if outbox is not None:
+                    outbox.put(item)
 
     def _last_seq(self, msg, sender):
         state = self.group.state.sessions.get(msg.session_id)
@@ -448,7 +456,7 @@ class RaftGroupActor(Actor):
     _handlers = {
         m.StartGroup: _start, m.CreateSession: _create, m.Append: _append, m.AckArchived: _ack,
         m.GetSession: _get, m.ReadHot: _read_hot, m.PendingArchive: _pending, m.GroupStatus: _status,
-        m.Subscribe: _subscribe, m.Unsubscribe: _unsubscribe, m.Committed: _committed,
+        m.Subscribe: _subscribe, m.Unsubscribe: _unsubscribe, m.SetLive: _set_live, m.Committed: _committed,
         m.LastSeq: _last_seq, ActorExitRequest: _exit,
     }
 

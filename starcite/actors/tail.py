@@ -1,15 +1,18 @@
 """`TailActor`: the live side of one WebSocket tail subscription.
 
-Owns: the subscription's mode (replaying or live) and its delivered cursor,
-deciding for each committed batch whether it can go straight to the socket
-(live, contiguous) or whether the socket greenlet must re-enter replay (a gap,
-or a failed catch-up check). It talks to its group's `RaftGroupActor` and
-puts work items on the socket greenlet's outbox queue.
+Owns: the subscription's lifecycle and mode (replaying, checking, live): it
+subscribes to its group, decides atomically whether a tail that finished a
+replay is caught up (`GoLive` -> `LastSeq` probe, answered in the same
+dispatch, so no commit can slip between), and only then registers the tail's
+outbox with the group (`SetLive`), which from then on puts committed batches
+straight into it. A gap or failed catch-up seen by the socket pump comes
+back as `GoReplay`, which unregisters the outbox.
 
-Must not: touch the socket, read the archive, or block: the socket greenlet
-in `starcite.api.tail` does the I/O and reports progress with `GoLive`.
+Must not: touch the socket, read the archive, or block: the socket pump in
+`starcite.api.tail` does the I/O.
 
-Outbox items: ``("events", [(seq, json), ...])``, ``("replay",)``.
+Outbox items it causes: ``("events", [(seq, json), ...])`` (from the group),
+``("replay",)``.
 """
 
 from thespian.actors import Actor, ActorExitRequest
@@ -20,7 +23,7 @@ REPLAYING, CHECKING, LIVE = "replaying", "checking", "live"
 
 
 class TailActor(Actor):
-    """Messages: TailStart, EventsCommitted, GoLive, LastSeqIs, CatchUpCheck, TailStop."""
+    """Messages: TailStart, GoLive, LastSeqIs, GoReplay, TailStop."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -39,20 +42,6 @@ class TailActor(Actor):
         self.session_id, self.cursor, self.outbox, self.group = msg.session_id, msg.cursor, msg.outbox, msg.group
         self.send(self.group, m.Subscribe(self.session_id, self.myAddress))
 
-    def _committed(self, msg):
-        if self.mode != LIVE:
-            return  # the socket greenlet is replaying; it will read these from the store
-        entries = msg.entries
-        if entries[-1][0] <= self.cursor:
-            return
-        if entries[0][0] <= self.cursor:
-            entries = [e for e in entries if e[0] > self.cursor]
-        if entries[0][0] != self.cursor + 1:
-            self._replay()
-            return
-        self.cursor = entries[-1][0]
-        self.outbox.put(("events", entries))
-
     def _go_live(self, msg):
         # The socket has sent everything up to msg.cursor; ask the group (atomically,
         # inside this same dispatch) whether anything was committed since.
@@ -61,19 +50,19 @@ class TailActor(Actor):
         self.send(self.group, m.LastSeq(self.session_id, self.myAddress))
 
     def _last_seq_is(self, msg):
+        if self.mode != CHECKING:
+            return
         if msg.last_seq > self.cursor:
-            self._replay()
-        elif self.mode == CHECKING:
+            self.mode = REPLAYING
+            self.outbox.put(("replay",))
+        else:
             self.mode = LIVE
+            self.send(self.group, m.SetLive(self.session_id, self.myAddress, self.outbox))
 
-    def _catch_up(self, msg):
+    def _go_replay(self, msg):
         if self.mode == LIVE:
-            self.mode = CHECKING
-            self.send(self.group, m.LastSeq(self.session_id, self.myAddress))
-
-    def _replay(self):
+            self.send(self.group, m.SetLive(self.session_id, self.myAddress, None))
         self.mode = REPLAYING
-        self.outbox.put(("replay",))
 
     def _stop(self, msg):
         if self.group is not None:
@@ -81,6 +70,6 @@ class TailActor(Actor):
         self.send(self.myAddress, ActorExitRequest())
 
     _handlers = {
-        m.TailStart: _start, m.EventsCommitted: _committed, m.GoLive: _go_live, m.LastSeqIs: _last_seq_is,
-        m.CatchUpCheck: _catch_up, m.TailStop: _stop,
+        m.TailStart: _start, m.GoLive: _go_live, m.LastSeqIs: _last_seq_is, m.GoReplay: _go_replay,
+        m.TailStop: _stop,
     }

@@ -13,7 +13,6 @@ Must not: decide liveness or gaps itself beyond a defensive seq check (the
 
 import base64
 import collections
-import os
 import struct
 import time
 
@@ -129,8 +128,10 @@ class TailSocket:
 
     @classmethod
     def detach(cls, ws):
-        handler_sock = ws.handler.socket
-        return cls(gevent.socket.socket(fileno=os.dup(handler_sock.fileno())))
+        """Take the connection's fd from the WSGI handler's socket object (which then
+        closes nothing). Not os.dup: epoll keeps reporting on the closed twin and the
+        event loop loses our readiness events."""
+        return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()))
 
     def send_text(self, payloads):
         self.sock.sendall(b"".join(frame(OP_TEXT, p.encode()) for p in payloads))
@@ -235,9 +236,14 @@ class TailStream:
                     entries = entries + items.popleft()[1]
                 entries = [entry for entry in entries if entry[0] > self.sent]
                 if entries and entries[0][0] != self.sent + 1:
-                    self.replaying = True  # defensive: never skip a seq
+                    self._replay()  # a gap: never skip a seq
                     continue
                 self._send(entries)
+            elif kind == "check":
+                # Periodic catch-up check: behind the store with nothing queued -> replay.
+                hot = self.node.read_hot(self.session_id, self.sent, 0)
+                if hot is not None and hot[1] > self.sent and not items:
+                    self._replay()
             elif kind == "replay":
                 self.replaying = True
             elif kind == "close":
@@ -246,6 +252,10 @@ class TailStream:
                 return self._finish()
             elif kind == "pong":
                 self.conn.send_control(OP_PONG, item[1])
+
+    def _replay(self):
+        self.replaying = True
+        self.handle.go_replay()
 
     def _send(self, entries):
         if not entries:
