@@ -59,7 +59,16 @@ class ArchiveAdapter(abc.ABC):
 
     Every method may raise `ArchiveUnavailable`; none may raise anything else
     for I/O trouble. All methods are safe to call from several greenlets.
+
+    ``blocking_io``: True when calls block their OS thread (disk I/O); the node
+    then runs every call in gevent's hub threadpool, so the adapter must be
+    thread-safe with real OS locks. False (network adapters): calls run on the
+    hub and must yield cooperatively (monkey-patched sockets, a wait callback).
+    ``flush_concurrency``: how many sessions the archiver flushes at once.
     """
+
+    blocking_io = False
+    flush_concurrency = 4
 
     @abc.abstractmethod
     def write_events(self, session_id: str, events: list) -> int:

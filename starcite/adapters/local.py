@@ -4,10 +4,12 @@ Owns: files under one directory — ``events/v1/<b64 id>/<chunk_start>.ndjson``
 and ``sessions/v1/<b64 id>.json`` (layout and encoding from `chunks`) — written
 atomically (temp file, fsync, rename, directory fsync) and merged by seq, plus
 an in-memory index of session records loaded lazily from disk for listing.
-Writes are serialised per session by a striped thread lock and a striped
+Writes are serialised per session by a striped OS-thread lock and a striped
 ``flock`` (so two processes sharing the directory cannot lose each other's
-events). Must not: cache event data (that is `ArchiveReadCache`'s job), block
-the gevent hub on a contended lock, or talk to the network.
+events). Every call blocks its OS thread (disk I/O, fsync, real locks), so the
+adapter says ``blocking_io = True`` and the node runs it in gevent's hub
+threadpool. Must not: cache event data (that is `ArchiveReadCache`'s job), use
+gevent's (patched) locks or sleep, or talk to the network.
 
 The session index reflects this process's writes plus what was on disk when
 it was first loaded; `get_session` falls back to disk for ids it has not seen.
@@ -18,12 +20,11 @@ import copy
 import errno
 import fcntl
 import os
-import threading
 import time
 import uuid
 import zlib
 
-from starcite.adapters import chunks
+from starcite.adapters import chunks, osthread
 from starcite.adapters.base import ArchiveAdapter, ArchiveUnavailable
 
 _STRIPES = 64
@@ -32,14 +33,17 @@ _FLOCK_TIMEOUT_S = 10.0
 
 
 class LocalArchiveAdapter(ArchiveAdapter):
+    blocking_io = True
+    flush_concurrency = 2  # leaves thread-pool room for cold reads and session index writes
+
     def __init__(self, directory):
         if not directory:
             raise ValueError("LocalArchiveAdapter needs a directory")
         self.directory = os.path.abspath(directory)
-        self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._locks = [osthread.lock() for _ in range(_STRIPES)]
         self._lock_fds = [None] * _STRIPES
-        self._fd_lock = threading.Lock()
-        self._index_lock = threading.RLock()
+        self._fd_lock = osthread.lock()
+        self._index_lock = osthread.rlock()
         self._records = None  # id -> record, loaded lazily
         self._sorted_ids = []
 
@@ -202,7 +206,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
 
 
 class _StripeLock:
-    """Thread lock then a non-blocking-polled ``flock`` for one stripe (never blocks the hub)."""
+    """OS-thread lock then a non-blocking-polled ``flock`` for one stripe (blocks only its thread)."""
 
     def __init__(self, adapter, stripe):
         self._adapter, self._stripe = adapter, stripe
@@ -221,7 +225,7 @@ class _StripeLock:
                         raise ArchiveUnavailable(f"local archive: lock failed: {exc}") from exc
                 if time.monotonic() > deadline:
                     raise ArchiveUnavailable("local archive: another process holds the session lock")
-                time.sleep(0.001)
+                osthread.sleep(0.001)
         except BaseException:
             self._adapter._locks[self._stripe].release()
             raise

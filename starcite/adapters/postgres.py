@@ -8,9 +8,11 @@ the ``sessions`` table (``tenant_id`` column, ``metadata`` jsonb with a GIN
 index, id-ordered cursor pages), its own bounded connection pool (opened on
 demand, idle connections kept; psycopg2's pools keep only ``minconn`` idle
 and open those eagerly) that waits cooperatively under gevent, and mapping every database failure to
-`ArchiveUnavailable`. Must not: cache event data, hold a connection across
-calls, or block the gevent hub inside libpq (it installs gevent's wait
-callback when the process is monkey-patched).
+`ArchiveUnavailable`. The URL's own libpq ``options`` are kept (a schema named
+by ``search_path`` there is created at start-up). Must not: cache event data,
+hold a connection across calls, block the gevent hub inside libpq (it installs
+gevent's wait callback when the process is monkey-patched), or wait on a
+silent server without a bound (every wait gives up after ``query_timeout_s``).
 
 Round trip: an event's columns are typed for operators; values a column cannot
 hold exactly (the original ``inserted_at`` string, keys outside the known
@@ -36,6 +38,11 @@ from starcite.adapters.base import ArchiveAdapter, ArchiveConfigError, ArchiveUn
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CONNECT_TIMEOUT_S = 5
+_STATEMENT_TIMEOUT_MS = 60_000
+# under gevent, the longest wait for any answer on an open connection: a server (or network path)
+# that accepts bytes but never answers must not hang the archiver; longer than statement_timeout,
+# so a merely slow statement is cancelled by the server first
+_QUERY_TIMEOUT_S = _STATEMENT_TIMEOUT_MS / 1000 + 15
 _POOL_WAIT_S = 10.0
 
 # (version, statements): append only; every statement must be safe to re-run.
@@ -90,21 +97,29 @@ _UPSERT_SESSION = """
 
 
 class PostgresArchiveAdapter(ArchiveAdapter):
-    def __init__(self, url, pool_size=10, schema=None, connect_timeout_s=_CONNECT_TIMEOUT_S):
+    blocking_io = False  # libpq yields to the hub through gevent's wait callback
+
+    def __init__(self, url, pool_size=10, schema=None, connect_timeout_s=_CONNECT_TIMEOUT_S,
+                 query_timeout_s=_QUERY_TIMEOUT_S):
         if not url:
             raise ArchiveConfigError("DATABASE_URL (postgres.url): required when archive adapter is postgres")
         if schema is not None and not _SCHEMA_RE.match(schema):
             raise ArchiveConfigError(f"postgres schema {schema!r}: use lower-case letters, digits and _")
         try:
-            psycopg2.extensions.parse_dsn(url)
+            url_options = psycopg2.extensions.parse_dsn(url).get("options") or ""
         except psycopg2.Error as exc:
-            raise ArchiveConfigError(f"DATABASE_URL (postgres.url): {str(exc).strip()}") from None
-        self.schema = schema
-        options = "-c statement_timeout=60000" + (f" -c search_path={schema}" if schema else "")
+            raise ArchiveConfigError(f"DATABASE_URL (postgres.url): {_one_line(exc)}") from None
+        # libpq's ``options`` from the URL (e.g. ``?options=-csearch_path%3Dstarcite``) are kept: the
+        # keyword below would otherwise replace them. A single schema named there is created at start-up.
+        self.schema = schema if schema is not None else _schema_from_options(url_options)
+        options = " ".join(part for part in (f"-c statement_timeout={_STATEMENT_TIMEOUT_MS}", url_options,
+                                             f"-c search_path={schema}" if schema else "") if part)
+        self.flush_concurrency = max(1, min(8, pool_size - 1))
         _install_gevent_wait_callback()
         self._connect_args = dict(dsn=url, connect_timeout=connect_timeout_s, options=options, keepalives=1,
                                   keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
-                                  application_name="starcite-archive")
+                                  application_name="starcite-archive", connection_factory=_TimedConnection)
+        self.query_timeout_s = query_timeout_s
         # the pool: at most pool_size connections, opened on demand (not here), idle ones reused LIFO
         self._slots = threading.BoundedSemaphore(max(1, pool_size))
         self._idle = []
@@ -180,21 +195,28 @@ class PostgresArchiveAdapter(ArchiveAdapter):
         """Bring the schema to the latest version (idempotent; safe from several nodes at once)."""
         lock_key = zlib.crc32(f"starcite-schema:{self.schema or 'default'}".encode())
         with self._connection() as conn:
-            with conn.cursor() as cur:
-                cur.execute("SET LOCAL statement_timeout = 0")  # an index build may take a while
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
-                if self.schema:
-                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
-                cur.execute("CREATE TABLE IF NOT EXISTS starcite_schema_version ("
-                            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-                cur.execute("SELECT coalesce(max(version), 0) FROM starcite_schema_version")
-                current = cur.fetchone()[0]
-                for version, statements in MIGRATIONS:
-                    if version > current:
-                        for statement in statements:
-                            cur.execute(statement)
-                        cur.execute("INSERT INTO starcite_schema_version (version) VALUES (%s)", (version,))
-            conn.commit()
+            conn.wait_timeout = None  # an index build may take a while
+            try:
+                self._migrate(conn, lock_key)
+            finally:
+                conn.wait_timeout = self.query_timeout_s
+
+    def _migrate(self, conn, lock_key):
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL statement_timeout = 0")
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key,))
+            if self.schema:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            cur.execute("CREATE TABLE IF NOT EXISTS starcite_schema_version ("
+                        "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute("SELECT coalesce(max(version), 0) FROM starcite_schema_version")
+            current = cur.fetchone()[0]
+            for version, statements in MIGRATIONS:
+                if version > current:
+                    for statement in statements:
+                        cur.execute(statement)
+                    cur.execute("INSERT INTO starcite_schema_version (version) VALUES (%s)", (version,))
+        conn.commit()
 
     def _ensure_schema(self):
         if self._schema_ready:
@@ -236,10 +258,11 @@ class PostgresArchiveAdapter(ArchiveAdapter):
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = psycopg2.connect(**self._connect_args)
+                conn.wait_timeout = self.query_timeout_s
             yield conn
             reusable = True
         except psycopg2.Error as exc:
-            raise ArchiveUnavailable(f"postgres: {str(exc).strip() or type(exc).__name__}") from exc
+            raise ArchiveUnavailable(f"postgres: {_one_line(exc) or type(exc).__name__}") from exc
         finally:
             if conn is not None:
                 idle = (reusable and not conn.closed
@@ -334,7 +357,34 @@ def _filter_candidates(key, value):
     return candidates
 
 
+def _one_line(exc):
+    """libpq's multi-line messages as one line (logs, the start-up error)."""
+    return " ".join(str(exc).split())
+
+
+def _schema_from_options(options):
+    """The schema of a ``-c search_path=<one schema>`` (or ``--search_path=...``) in libpq options, or None."""
+    tokens = options.split()
+    for n, token in enumerate(tokens):
+        if token == "-c":
+            setting = tokens[n + 1] if n + 1 < len(tokens) else ""
+        elif token.startswith(("-c", "--")):
+            setting = token[2:]
+        else:
+            continue
+        name, _, value = setting.partition("=")
+        if name.replace("-", "_") == "search_path":
+            return value if _SCHEMA_RE.match(value) else None
+    return None
+
+
 # -- gevent --------------------------------------------------------------------
+
+class _TimedConnection(psycopg2.extensions.connection):
+    """A connection whose waits for the server (under gevent) give up after ``wait_timeout`` seconds."""
+
+    wait_timeout = None
+
 
 def _install_gevent_wait_callback():
     """Make libpq calls yield to the gevent hub when the process is monkey-patched (process-wide)."""
@@ -344,10 +394,13 @@ def _install_gevent_wait_callback():
     from gevent.socket import wait_read, wait_write
 
     def wait(conn):
-        # libpq ignores connect_timeout on this (async) path: bound the connection phase here
-        timeout = None
-        if conn.status == psycopg2.extensions.STATUS_SETUP:
+        # libpq ignores connect_timeout on this (async) path: bound the connection phase here,
+        # and every later wait by the connection's wait_timeout
+        connecting = conn.status == psycopg2.extensions.STATUS_SETUP
+        if connecting:
             timeout = float(psycopg2.extensions.parse_dsn(conn.dsn).get("connect_timeout") or _CONNECT_TIMEOUT_S)
+        else:
+            timeout = getattr(conn, "wait_timeout", None)
         while True:
             state = conn.poll()
             try:
@@ -360,6 +413,9 @@ def _install_gevent_wait_callback():
                 else:
                     raise psycopg2.OperationalError(f"bad poll state {state!r}")
             except OSError as exc:  # socket.timeout from gevent
-                raise psycopg2.OperationalError(f"connection timed out after {timeout}s") from exc
+                if connecting:
+                    raise psycopg2.OperationalError(f"connection timed out after {timeout}s") from exc
+                # not retried by _run: the statement may still be running on a server that went silent
+                raise psycopg2.extensions.QueryCanceledError(f"no answer from the server in {timeout}s") from exc
 
     psycopg2.extensions.set_wait_callback(wait)

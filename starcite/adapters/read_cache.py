@@ -6,17 +6,18 @@ zlib-compressed) NDJSON bytes with a TTL, a byte budget with LRU eviction of
 ``reclaim_fraction`` of the budget when full, `cleanup()` of expired entries
 and `reclaim()` of memory on demand. Archived events are immutable, so a
 complete chunk never goes stale; a partial chunk (the archive's tail) is
-returned but never cached. Must not: write to the archive, hold its lock
-during archive I/O, or call the clock's cleanup by itself (the node schedules
-`cleanup()`).
+returned but never cached. Its lock is a real OS-thread lock, held only for
+dictionary work, because `read_events` runs wherever the adapter does (gevent's
+threadpool for the local adapter, the hub otherwise). Must not: write to the
+archive, hold its lock during archive I/O or anything that can yield, or call
+the clock's cleanup by itself (the node schedules `cleanup()`).
 """
 
 import collections
-import threading
 import time
 import zlib
 
-from starcite.adapters import chunks
+from starcite.adapters import chunks, osthread
 
 _MAX_RUN_CHUNKS = 64  # most uncached chunks fetched from the archive in one call
 
@@ -32,7 +33,7 @@ class ArchiveReadCache:
         self.reclaim_fraction = reclaim_fraction
         self.compressed = compressed
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = osthread.lock()  # read_events may run in threadpool threads (local adapter)
         self._entries = collections.OrderedDict()  # (session_id, start) -> (expires_at, bytes); LRU first
         self._bytes = 0
         self.hits = self.misses = self.evictions = 0

@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import json
 import random
+import ssl
 import time
 import urllib.parse
 
@@ -49,11 +50,14 @@ class S3ArchiveAdapter(ArchiveAdapter):
         self.prefix = (prefix or "").strip("/")
         self.max_write_retries = max(0, int(max_write_retries))
         self.write_conflicts = 0  # conditional PUTs that lost a race (observability)
+        self.flush_concurrency = workers  # on the hub: minio's urllib3 sockets are gevent's once patched
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s),
             maxsize=workers + 4,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
+            # built now, from the ssl module as it is now: once gevent has patched the process this is
+            # gevent's SSLContext (urllib3 may have bound the unpatched one at import time, and TLS
+            # through it would block the hub)
+            ssl_context=ssl.create_default_context(cafile=certifi.where()),
             retries=urllib3.Retry(total=2, connect=2, read=1, backoff_factor=0.1,
                                   status_forcelist=[500, 502, 503, 504]),
         )

@@ -1,12 +1,16 @@
 """Local-specific behaviour of `LocalArchiveAdapter`: the on-disk layout and its durability habits.
 
 Owns: exact file paths and contents, no temp files left behind, the session
-index surviving a restart (lazy load from disk), very long ids, and id order
-of listings. Must not: repeat the shared contract (test_contract.py).
+index surviving a restart (lazy load from disk), very long ids, id order of
+listings, and running in gevent's hub threadpool (as the node runs it) without
+blocking the hub. Must not: repeat the shared contract (test_contract.py).
 """
 
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 from starcite.adapters import build_adapter
 from starcite.adapters.base import encode_session_id
@@ -91,3 +95,42 @@ def test_built_from_config(tmp_path):
     archive.check()
     archive.write_events("s", make_events(1, 1))
     assert (tmp_path / "archive" / "events" / "v1" / encode_session_id("s") / "1.ndjson").exists()
+
+
+def test_runs_in_the_gevent_threadpool_without_blocking_the_hub(tmp_path):
+    # as the node runs it: monkey-patched process, every call (adapter and read cache) in hub threadpool
+    # threads, several greenlets contending for one session's stripe lock while the hub keeps ticking
+    script = textwrap.dedent(f"""
+        from gevent import monkey; monkey.patch_all()
+        import time, gevent
+        from starcite.adapters.local import LocalArchiveAdapter
+        from starcite.adapters.read_cache import ArchiveReadCache
+        archive = LocalArchiveAdapter({str(tmp_path)!r})
+        assert archive.blocking_io
+        cache = ArchiveReadCache(archive)
+        pool = gevent.get_hub().threadpool
+        events = [{{"seq": s, "type": "t", "payload": {{"n": s}}}} for s in range(1, 1025)]
+        added, ticks = [], []
+        def ticker():
+            while True:
+                ticks.append(time.monotonic()); gevent.sleep(0.005)
+        def writer(n):
+            for first in range(n * 32, 1024, 128):  # overlapping slices of the same chunks
+                added.append(pool.apply(archive.write_events, ("s", events[first:first + 64])))
+                pool.apply(archive.upsert_session, ({{"id": f"s{{n}}", "metadata": {{}}}},))
+        t = gevent.spawn(ticker)
+        started = time.monotonic()
+        gevent.joinall([gevent.spawn(writer, n) for n in range(4)], raise_error=True, timeout=60)
+        elapsed = time.monotonic() - started
+        readers = [gevent.spawn(pool.apply, cache.read_events, ("s", 1, 1024)) for _ in range(8)]
+        gevent.joinall(readers, raise_error=True, timeout=60)
+        t.kill()
+        assert sum(added) == 1024, sum(added)
+        assert all(r.value == events for r in readers)
+        assert len(cache) == 4  # four complete chunks cached
+        assert len(ticks) > 0.5 * elapsed / 0.005, (len(ticks), elapsed)  # the hub was never held up
+        assert len(pool.apply(archive.list_sessions, (10,))[0]) == 4
+        print("OK")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import psycopg2
 import pytest
 
 from starcite.adapters import build_adapter
@@ -78,6 +79,25 @@ def test_built_from_config(postgres_url, pg_schema):
         assert isinstance(archive, PostgresArchiveAdapter) and archive.schema is None
     finally:
         archive.close()
+
+
+def test_schema_in_the_url_options_is_kept_and_created(postgres_url, pg_schema, pg_connect):
+    with pg_connect() as conn, conn.cursor() as cur:  # the node creates the schema itself
+        cur.execute(f"DROP SCHEMA {pg_schema}")
+        conn.commit()
+    url = f"{postgres_url}?options=-c%20lock_timeout%3D7000%20-csearch_path%3D{pg_schema}"
+    archive = build_adapter(load_config(environ={"STARCITE_ARCHIVE_ADAPTER": "postgres", "DATABASE_URL": url}))
+    try:
+        assert archive.schema == pg_schema
+        archive.check()
+        archive.write_events("s", make_events(1, 2))
+        assert archive._run(lambda cur: _fetchone(cur, "SHOW lock_timeout")) == "7s"  # URL options kept
+        assert archive._run(lambda cur: _fetchone(cur, "SHOW statement_timeout")) == "1min"
+    finally:
+        archive.close()
+    with pg_connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT seq FROM events WHERE session_id = 's' ORDER BY seq")
+        assert cur.fetchall() == [(1,), (2,)]
 
 
 def test_unreachable_postgres_is_unavailable_quickly():
@@ -175,6 +195,48 @@ def test_under_gevent_calls_yield_to_other_greenlets(postgres_url, pg_schema):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]
+
+
+def test_under_gevent_a_server_gone_silent_times_out(postgres_url, pg_schema):
+    # a forwarder that, once frozen, swallows bytes both ways: TCP stays up, no answer ever comes
+    pg_port = int(psycopg2.extensions.parse_dsn(postgres_url).get("port") or 5432)
+    script = textwrap.dedent(f"""
+        from gevent import monkey; monkey.patch_all()
+        import socket, time, gevent
+        from gevent.server import StreamServer
+        from starcite.adapters.base import ArchiveUnavailable
+        from starcite.adapters.postgres import PostgresArchiveAdapter
+        frozen = []
+        def pump(src, dst):
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    return
+                if not frozen:
+                    dst.sendall(data)
+        def handle(client, _addr):
+            upstream = socket.create_connection(("127.0.0.1", {pg_port}))
+            gevent.joinall([gevent.spawn(pump, client, upstream), gevent.spawn(pump, upstream, client)])
+        server = StreamServer(("127.0.0.1", 0), handle)
+        server.start()
+        archive = PostgresArchiveAdapter("postgresql://postgres@127.0.0.1:%d/test" % server.server_port,
+                                         schema={pg_schema!r}, query_timeout_s=1)
+        archive.check()
+        assert archive.write_events("s", [{{"seq": 1, "type": "t", "payload": {{}}}}]) == 1
+        frozen.append(True)
+        started = time.monotonic()
+        try:
+            archive.write_events("s", [{{"seq": 2, "type": "t", "payload": {{}}}}])
+            raise AssertionError("write passed")
+        except ArchiveUnavailable as exc:
+            assert "no answer" in str(exc), exc
+        assert time.monotonic() - started < 1.8, time.monotonic() - started  # one attempt, not retried
+        frozen.clear()
+        assert [e["seq"] for e in archive.read_events("s", 1, 5)] in ([1], [1, 2])  # a fresh connection
+        print("OK")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]
 
 

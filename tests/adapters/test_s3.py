@@ -20,16 +20,6 @@ from tests.adapters.archive_helpers import (assert_fails_fast, make_event, make_
                                            run_threads)
 
 
-
-def _object(moto, bucket, key):
-    response = moto.client().get_object(bucket, key)
-    try:
-        return response.read()
-    finally:
-        response.close()
-        response.release_conn()
-
-
 def test_objects_use_the_exact_key_layout(moto, s3_bucket):
     archive = moto.adapter(s3_bucket, prefix="pfx/")
     session_id = "org/ses 1 ✓"
@@ -40,11 +30,11 @@ def test_objects_use_the_exact_key_layout(moto, s3_bucket):
     keys = sorted(o.object_name for o in moto.client().list_objects(s3_bucket, recursive=True))
     assert keys == sorted([f"pfx/events/v1/{b64}/1.ndjson", f"pfx/events/v1/{b64}/257.ndjson",
                            f"pfx/sessions/v1/{b64}.json"])
-    first = _object(moto, s3_bucket, f"pfx/events/v1/{b64}/1.ndjson").decode().splitlines()
+    first = moto.read_object(s3_bucket, f"pfx/events/v1/{b64}/1.ndjson").decode().splitlines()
     assert [json.loads(line) for line in first] == events[:256]
-    second = _object(moto, s3_bucket, f"pfx/events/v1/{b64}/257.ndjson").decode().splitlines()
+    second = moto.read_object(s3_bucket, f"pfx/events/v1/{b64}/257.ndjson").decode().splitlines()
     assert [json.loads(line)["seq"] for line in second] == list(range(257, 301))
-    assert json.loads(_object(moto, s3_bucket, f"pfx/sessions/v1/{b64}.json")) == make_session(session_id)
+    assert json.loads(moto.read_object(s3_bucket, f"pfx/sessions/v1/{b64}.json")) == make_session(session_id)
 
 
 def test_stale_if_match_is_retried_and_merged(moto, s3_bucket):
@@ -168,6 +158,25 @@ def test_works_under_gevent(moto, s3_bucket):
         gevent.joinall([gevent.spawn(work, n) for n in range(8)], raise_error=True, timeout=30)
         records, cursor = archive.list_sessions(100, tenant_id="t")
         assert sorted(r["id"] for r in records) == [f"g{{n}}" for n in range(8)] and cursor is None
+        print("OK")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]
+
+
+def test_tls_under_gevent_uses_gevent_ssl_even_if_urllib3_came_first():
+    # `starcite serve` checks the archive before gunicorn's worker patches the process, so urllib3
+    # (which binds ssl.SSLContext at import) is imported unpatched: TLS through that would block the hub
+    script = textwrap.dedent("""
+        import warnings; warnings.simplefilter("ignore")
+        import urllib3, minio
+        from gevent import monkey; monkey.patch_all()
+        import gevent.ssl
+        from starcite.adapters.s3 import S3ArchiveAdapter
+        archive = S3ArchiveAdapter("bucket", endpoint="https://s3.example.test")
+        context = archive._http.connection_pool_kw["ssl_context"]
+        assert isinstance(context, gevent.ssl.SSLContext), type(context)
+        assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
         print("OK")
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

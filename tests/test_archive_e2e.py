@@ -1,0 +1,586 @@
+"""End to end on a running node, once per archive adapter (local, s3 on moto, postgres).
+
+Owns: proving, through the public API only (HTTP, WebSocket, /metrics) plus
+direct reads of the archive store, that committed events reach the archive
+and nothing is lost: 5,000 events across 20 sessions drained, verified object
+by object / row by row and replayed from 0 (cold + hot); an archive killed
+mid-flush and brought back (appends keep succeeding, tails from memory keep
+working, cold reads close with 1011 rather than leave a gap, 429 once the hot
+store reaches its cap, recovery by itself); the archive metrics matching what
+happened; a missing bucket refusing to start. Must not: reach into the node's
+process, use anything but loopback, or wait without a bound.
+"""
+
+import concurrent.futures
+import contextlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+import requests
+
+from starcite.adapters import chunks
+from starcite.adapters.base import decode_session_id
+from tests.adapters.services import PG_URL, S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.server import STARCITE, free_port
+from tests.tail_client import TailClient
+
+KINDS = ["local", "s3", "postgres"]
+NODE_ENV = {"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "100", "STARCITE_ACCESS_LOG": "false",
+            "STARCITE_TAIL_CATCHUP_INTERVAL_MS": "500", "STARCITE_NUM_GROUPS": "4"}
+S3_PREFIX = "e2e/archive"
+CAP_KB = 384  # hot store cap of the outage test
+EVENT_COLUMNS = ("seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
+                 "idempotency_key")
+WAIT_S = 45.0
+
+
+# -- a cuttable TCP proxy ----------------------------------------------------------
+
+class TcpProxy:
+    """Loopback TCP proxy to ``127.0.0.1:<target_port>`` that the test can cut and restore.
+
+    Cut: every open connection is reset and new ones are accepted then reset at
+    once (the archive is down). Restore: connections go through again, possibly
+    to a new target port (a restarted server).
+    """
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.closed = False
+        self.lock = threading.Lock()
+        self.open = set()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _addr = self.listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            upstream = None
+            if self.up:
+                try:
+                    upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
+                    upstream.settimeout(None)
+                except OSError:
+                    upstream = None
+            if upstream is None:
+                _reset(client)
+                continue
+            with self.lock:
+                self.open.update((client, upstream))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            self._drop(sock)
+
+    def _drop(self, sock, reset=False):
+        with self.lock:
+            self.open.discard(sock)
+        (_reset if reset else _close)(sock)
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            socks = list(self.open)
+        for sock in socks:
+            self._drop(sock, reset=True)
+
+    def restore(self, target_port=None):
+        if target_port is not None:
+            self.target_port = target_port
+        self.up = True
+
+    def close(self):
+        self.closed = True
+        self.cut()
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+def _close(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def _reset(sock):
+    """Abort a connection. The shutdown also wakes a pump thread blocked in ``recv`` on it: without it
+    the socket would stay open (and silent) for as long as that thread waits."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    _close(sock)
+
+
+# -- the three archives, seen from outside the node ---------------------------------
+
+class ObjectStore:
+    """What the local and S3 archives share: the S3 layout under ``prefix``, read key by key."""
+
+    prefix = ""
+
+    def project(self, event):
+        return event  # stored exactly as the API serves it
+
+    def stored(self, session_ids):
+        """``({session: [events]}, {session: record})`` read object by object, checking the layout."""
+        prefix = self.prefix
+        events = {session_id: [] for session_id in session_ids}
+        records = {}
+        for key in sorted(self.keys()):
+            assert key.startswith(prefix), key
+            parts = key[len(prefix):].split("/")
+            if parts[:2] == ["sessions", "v1"]:
+                session_id = chunks.session_id_from_name("".join(parts[2:]))
+                assert session_id is not None and key == prefix + chunks.session_key(session_id), key
+                records[session_id] = json.loads(self.read(key))
+                continue
+            assert parts[:2] == ["events", "v1"] and parts[-1].endswith(".ndjson"), key
+            session_id = decode_session_id("".join(parts[2:-1]))
+            start = int(parts[-1][:-len(".ndjson")])
+            assert key == prefix + chunks.chunk_key(session_id, start), key
+            chunk = [json.loads(line) for line in self.read(key).decode().splitlines()]
+            assert [e["seq"] for e in chunk] == list(range(start, start + len(chunk))), key  # ordered, gap-free
+            assert chunk and len(chunk) <= chunks.CHUNK_SIZE and (start - 1) % chunks.CHUNK_SIZE == 0, key
+            events.setdefault(session_id, []).extend(chunk)
+        return events, records
+
+
+class LocalBackend(ObjectStore):
+    """The node's archive directory; an outage swaps the directory for a plain file."""
+
+    kind = "local"
+
+    def __init__(self, tmp_path):
+        self.root = str(tmp_path / "archive")
+        self.env = {"STARCITE_ARCHIVE_ADAPTER": "local", "STARCITE_ARCHIVE_DIR": self.root}
+
+    def keys(self):
+        out = []
+        for directory, _dirs, files in os.walk(self.root):
+            rel = os.path.relpath(directory, self.root)
+            out.extend(f"{rel}/{name}" for name in files if not name.startswith(".") and ".locks" not in rel)
+        return out
+
+    def read(self, key):
+        with open(os.path.join(self.root, key), "rb") as fh:
+            return fh.read()
+
+
+    def kill(self):
+        os.rename(self.root, self.root + ".offline")
+        with open(self.root, "wb"):
+            pass
+
+    def revive(self):
+        os.unlink(self.root)
+        os.rename(self.root + ".offline", self.root)
+
+    def close(self):
+        pass
+
+
+class S3Backend(ObjectStore):
+    """A moto S3 server behind a proxy; an outage SIGKILLs the server, revival replays its requests."""
+
+    kind = "s3"
+    prefix = S3_PREFIX + "/"
+
+    def __init__(self, tmp_path):
+        self.recording = str(tmp_path / "moto-requests.jsonl")
+        self.moto = MotoServer(self.recording)
+        self.bucket = self.moto.make_bucket()
+        self.proxy = TcpProxy(self.moto.port)
+        self.env = {"STARCITE_ARCHIVE_ADAPTER": "s3", "STARCITE_S3_BUCKET": self.bucket,
+                    "STARCITE_S3_ENDPOINT": f"http://127.0.0.1:{self.proxy.port}", "STARCITE_S3_PREFIX": S3_PREFIX,
+                    "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "STARCITE_S3_REGION": "us-east-1"}
+
+    def keys(self):
+        return [obj.object_name for obj in self.moto.client().list_objects(self.bucket, recursive=True)]
+
+    def read(self, key):
+        return self.moto.read_object(self.bucket, key)
+
+
+    def kill(self):
+        self.moto.kill()
+
+    def revive(self):
+        self.moto = MotoServer.restore_from_recording(self.recording)
+        self.proxy.restore(self.moto.port)
+
+    def close(self):
+        self.proxy.close()
+        self.moto.stop()
+
+
+class PostgresBackend:
+    """The machine's Postgres, a schema of its own, reached through a proxy the test cuts."""
+
+    kind = "postgres"
+
+    def __init__(self, tmp_path):
+        check_postgres(PG_URL)
+        dsn = psycopg2.extensions.parse_dsn(PG_URL)
+        self.proxy = TcpProxy(int(dsn.get("port") or 5432))
+        self.resources = contextlib.ExitStack()
+        self.resources.callback(self.proxy.close)
+        self.schema = self.resources.enter_context(postgres_schema(PG_URL))
+        url = (f"postgresql://{dsn.get('user', 'postgres')}@127.0.0.1:{self.proxy.port}/{dsn.get('dbname', 'test')}"
+               f"?options=-csearch_path%3D{self.schema}")
+        self.env = {"STARCITE_ARCHIVE_ADAPTER": "postgres", "DATABASE_URL": url, "DB_POOL_SIZE": "6"}
+
+    def query(self, sql, params=()):
+        conn = psycopg2.connect(PG_URL, connect_timeout=5, options=f"-c search_path={self.schema}")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                columns = [d.name for d in cur.description]
+                return [dict(zip(columns, row)) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def stored(self, session_ids):
+        events = {}
+        for session_id in session_ids:  # the operators' query of the seed
+            rows = self.query("SELECT * FROM events WHERE session_id = %s ORDER BY seq", (session_id,))
+            events[session_id] = [self.project(row) for row in rows]
+        records = {row["id"]: row["record"] for row in self.query("SELECT id, record FROM sessions")}
+        return events, records
+
+    def kill(self):
+        self.proxy.cut()
+
+    def revive(self):
+        self.proxy.restore()
+
+    def project(self, event):
+        return {key: event[key] for key in EVENT_COLUMNS}
+
+    def close(self):
+        self.resources.close()
+
+
+@pytest.fixture(params=KINDS)
+def backend(request, tmp_path):
+    """The archive of the test's node; tests take it before ``make_server``, so the node stops first."""
+    built = {"local": LocalBackend, "s3": S3Backend, "postgres": PostgresBackend}[request.param](tmp_path)
+    yield built
+    built.close()
+
+
+# -- clients ---------------------------------------------------------------------
+
+class Writer:
+    """Appends for one session from its own thread and HTTP connection; 429/503 are retried with the
+    same producer_seq (the documented client behaviour), everything acknowledged is remembered."""
+
+    def __init__(self, server, session_id, payload_bytes=40):
+        self.server, self.session_id = server, session_id
+        self.http = requests.Session()
+        self.filler = "é✓" * (payload_bytes // 5)  # multi-byte characters on purpose
+        self.acked = {}  # producer_seq -> seq
+        self.refused = 0
+        self.last_ack_at = 0.0
+
+    def append(self, n, deadline):
+        body = {"type": "message", "payload": {"n": n, "text": self.filler}, "producer_id": "w",
+                "producer_seq": n, "source": "e2e", "metadata": {"k": n % 3}}
+        url = f"{self.server.base}/v1/sessions/{self.session_id}/append"
+        while True:
+            response = self.http.post(url, json=body, timeout=10)
+            if response.status_code == 201:
+                self.acked[n] = response.json()["seq"]
+                self.last_ack_at = time.monotonic()
+                return
+            if response.status_code in (429, 503) and time.monotonic() < deadline:
+                self.refused += response.status_code == 429
+                time.sleep(0.02)
+                continue
+            raise AssertionError(f"append {self.session_id}#{n}: {response.status_code} {response.text}")
+
+    def run(self, count, deadline):
+        start = len(self.acked) + 1
+        for n in range(start, start + count):
+            self.append(n, deadline)
+
+    def run_until(self, stop, deadline):
+        n = len(self.acked) + 1
+        while not stop.is_set() and time.monotonic() < deadline:
+            self.append(n, deadline)
+            n += 1
+
+    def check(self, events):
+        """``events`` (replayed or stored, in seq order) hold exactly what was acknowledged."""
+        assert [e["seq"] for e in events] == list(range(1, len(self.acked) + 1)), self.session_id
+        assert {e["producer_seq"]: e["seq"] for e in events} == self.acked
+        for event in events:
+            assert event["payload"] == {"n": event["producer_seq"], "text": self.filler}
+            assert (event["type"], event["producer_id"], event["source"]) == ("message", "w", "e2e")
+
+
+class Load:
+    """Every writer appending continuously on its own thread, until stopped (bounded by ``WAIT_S``)."""
+
+    def __init__(self, writers):
+        self.writers = list(writers)
+        self.stop_event = threading.Event()
+        self.pool = None
+        self.running = []
+
+    def start(self):
+        self.stop_event.clear()
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(self.writers))
+        deadline = time.monotonic() + WAIT_S
+        self.running = [self.pool.submit(w.run_until, self.stop_event, deadline) for w in self.writers]
+
+    def stop(self, check=True):
+        self.stop_event.set()
+        if self.pool is None:
+            return
+        done, pending = concurrent.futures.wait(self.running, timeout=WAIT_S)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = None
+        if check:
+            assert not pending, "writers did not stop"
+            for future in done:
+                future.result()
+
+
+def run_all(fn, items, workers=10, timeout=WAIT_S):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        for future in concurrent.futures.as_completed(futures, timeout=timeout):
+            future.result()
+
+
+def scrape(server):
+    values = {}
+    for line in server.request("GET", "/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+def wait_for(server, predicate, what):
+    server.wait_until(predicate, WAIT_S, what)
+
+
+def drained(server):
+    return lambda: scrape(server)["starcite_archive_pending_rows"] == 0
+
+
+def replay(server, session_id, count):
+    tail = TailClient(server, session_id, batch_size=500)
+    try:
+        return tail.read_until(count, timeout=WAIT_S)
+    finally:
+        tail.close()
+
+
+def encoded_size(event):
+    return len(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def start_node(make_server, backend, **env):
+    return make_server({**NODE_ENV, **backend.env, **env})
+
+
+# -- the tests ---------------------------------------------------------------------
+
+class TestArchiveEndToEnd:
+    def test_5000_events_are_archived_verified_and_replayed(self, backend, make_server):
+        server = start_node(make_server, backend)
+        session_ids = [f"e2e.ses-{i:02d}~x" for i in range(20)]
+        counts = [600] * 4 + [162] * 8 + [163] * 8  # 5,000; the big ones fill complete chunks
+        writers = {sid: Writer(server, sid) for sid in session_ids}
+        for n, session_id in enumerate(session_ids):
+            server.create(session_id, metadata={"tenant_id": "acme", "n": n})
+        deadline = time.monotonic() + WAIT_S
+        run_all(lambda pair: writers[pair[0]].run(pair[1], deadline), zip(session_ids, counts))
+        assert sum(len(w.acked) for w in writers.values()) == 5000
+        wait_for(server, drained(server), "the archive to drain")
+
+        events, records = backend.stored(session_ids)
+        for session_id, writer in writers.items():
+            writer.check(events[session_id])
+            assert records[session_id]["last_seq"] == len(writer.acked)
+            assert records[session_id]["metadata"] == {"tenant_id": "acme", "n": session_ids.index(session_id)}
+
+        metrics = scrape(server)
+        replayed = {sid: replay(server, sid, len(w.acked)) for sid, w in writers.items()}  # all cold
+        total_bytes = sum(encoded_size(e) for evs in replayed.values() for e in evs)
+        assert metrics["starcite_events_append_total"] == 5000
+        assert metrics["starcite_archive_attempted_total"] == metrics["starcite_archive_inserted_total"] == 5000
+        assert metrics["starcite_archive_trimmed_total"] == 5000
+        assert metrics["starcite_archive_bytes_attempted_total"] == total_bytes
+        assert metrics["starcite_archive_bytes_inserted_total"] == total_bytes
+        assert metrics["starcite_archive_errors_total"] == 0
+        assert metrics["starcite_archive_flush_duration_ms_count"] > 0
+        assert metrics["starcite_archive_flush_duration_ms_sum"] > 0
+        for name in ("pending_rows", "pending_sessions", "lag", "tail_size"):
+            assert metrics[f"starcite_archive_{name}"] == 0, name
+        assert metrics["starcite_event_store_bytes"] == 0
+        assert scrape(server)["starcite_archive_read_cache_bytes"] > 0  # complete chunks were cached
+
+        for session_id, writer in writers.items():
+            writer.check(replayed[session_id])
+            assert [backend.project(e) for e in replayed[session_id]] == events[session_id]  # what the store holds
+        # more appends, replayed at once: cold from the archive (and its cache), hot from memory
+        run_all(lambda sid: writers[sid].run(7, time.monotonic() + WAIT_S), session_ids)
+        for session_id, writer in writers.items():
+            writer.check(replay(server, session_id, len(writer.acked)))
+
+        listed, cursor = [], None
+        while True:
+            page = server.request("GET", "/v1/sessions?limit=7&metadata.tenant_id=acme"
+                                  + (f"&cursor={cursor}" if cursor else "")).json()
+            listed.extend(page["sessions"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(r["id"] for r in listed) == sorted(session_ids)
+        assert all(r["last_seq"] == len(writers[r["id"]].acked) for r in listed)
+        wait_for(server, drained(server), "the archive to drain again")
+
+    def test_archive_outage_mid_flush_backpressure_and_recovery(self, backend, make_server):
+        server = start_node(make_server, backend, STARCITE_EVENT_STORE_MAX_SIZE=f"{CAP_KB}KB")
+        session_ids = [f"out-{i}" for i in range(4)]
+        writers = {sid: Writer(server, sid, payload_bytes=200) for sid in session_ids}
+        for session_id in session_ids:
+            server.create(session_id)
+        run_all(lambda sid: writers[sid].run(300 if sid == "out-0" else 20, time.monotonic() + WAIT_S),
+                session_ids)
+        wait_for(server, drained(server), "the first batch to be archived")
+        writers["out-0"].check(replay(server, "out-0", 300))  # cold: its first chunk is now cached
+        assert scrape(server)["starcite_archive_read_cache_bytes"] > 0
+        inserted_before = scrape(server)["starcite_archive_inserted_total"]
+
+        load = Load(writers.values())
+        live = None
+        try:
+            load.start()
+            wait_for(server, lambda: scrape(server)["starcite_archive_inserted_total"] > inserted_before + 50,
+                     "the archiver to be busy")
+            backend.kill()  # mid-flush: the archiver is writing continuously
+            cut_at = {sid: len(w.acked) for sid, w in writers.items()}
+            wait_for(server, lambda: all(len(w.acked) > cut_at[sid] + 5 for sid, w in writers.items()),
+                     "appends during the outage")  # appends keep succeeding
+            load.stop()  # pause, well below the cap
+            wait_for(server, lambda: scrape(server)["starcite_archive_errors_total"] > 0, "archive writes to fail")
+            time.sleep(0.3)  # a write that was already past the archive when it died has been acked by now
+
+            # tails from memory keep working
+            live_cursor = len(writers["out-1"].acked)  # nothing after it can be archived now
+            live = TailClient(server, "out-1", cursor=live_cursor)
+            writers["out-1"].run(5, time.monotonic() + WAIT_S)
+            assert [e["seq"] for e in live.read_until(5)] == list(range(live_cursor + 1, live_cursor + 6))
+            # a cold read fails cleanly: 1011, and never a gap
+            cold = TailClient(server, "out-2", cursor=0)
+            assert cold.wait_close() == 1011 and "archive_read_unavailable" in cold.close_reason
+            assert cold.seqs() == list(range(1, len(cold.events) + 1))
+            cold.close()
+            server.create("out-new", metadata={"born": "during the outage"})  # indexed once it is back
+            listing = server.request("GET", "/v1/sessions")
+            if backend.kind == "local":
+                assert listing.status_code == 200  # the session index is in memory
+            else:
+                assert listing.status_code == 503 and listing.json()["error"] == "archive_read_unavailable"
+
+            # the hot store fills up: 429 (the read cache went first), and nothing moves
+            load.start()
+            wait_for(server, lambda: sum(w.refused for w in writers.values()) > 0, "backpressure")
+            response = server.append("out-3", 10**6, producer_id="probe")
+            assert response.status_code == 429 and response.json()["error"] == "event_store_backpressure"
+            metrics = scrape(server)
+            assert metrics["starcite_event_store_backpressure_total"] >= sum(w.refused for w in writers.values())
+            assert metrics["starcite_archive_read_cache_bytes"] == 0
+            assert metrics["starcite_event_store_bytes"] >= CAP_KB * 1024
+            pending = metrics["starcite_archive_pending_rows"]
+            assert pending > 0 and metrics["starcite_archive_tail_size"] == pending
+            assert metrics["starcite_archive_pending_sessions"] == 4
+            assert pending / 4 <= metrics["starcite_archive_lag"] <= pending
+
+            backend.revive()
+            revived_at = time.monotonic()
+            wait_for(server, lambda: all(w.last_ack_at > revived_at for w in writers.values()),
+                     "appends to resume by themselves")
+            load.stop()
+            # replay at once, while the backlog is still being flushed and evicted: cold + hot, gap-free
+            for session_id, writer in writers.items():
+                writer.check(replay(server, session_id, len(writer.acked)))
+            live.read_until(len(writers["out-1"].acked) - live_cursor)
+            assert live.seqs() == list(range(live_cursor + 1, len(writers["out-1"].acked) + 1))
+        finally:
+            load.stop(check=False)
+            if live is not None:
+                live.close()
+
+        wait_for(server, drained(server), "the backlog to be archived after the outage")
+        events, records = backend.stored(session_ids)
+        total = 0
+        for session_id, writer in writers.items():
+            writer.check(events[session_id])
+            assert records[session_id]["last_seq"] == len(writer.acked)
+            total += len(writer.acked)
+        assert records["out-new"]["metadata"] == {"born": "during the outage"}
+        metrics = scrape(server)
+        assert metrics["starcite_archive_trimmed_total"] == total
+        assert metrics["starcite_archive_tail_size"] == metrics["starcite_event_store_bytes"] == 0
+        # a write that reached the archive just before it died is found there later, not inserted twice
+        assert metrics["starcite_archive_inserted_total"] <= total <= metrics["starcite_archive_attempted_total"]
+        assert (metrics["starcite_archive_bytes_inserted_total"]
+                <= metrics["starcite_archive_bytes_attempted_total"])
+
+
+@pytest.mark.parametrize("kind", ["s3", "postgres"])
+def test_unusable_archive_at_start_exits_2_with_one_line(tmp_path, kind):
+    env = {**os.environ, "PORT": str(free_port()), "STARCITE_DATA_DIR": str(tmp_path),
+           "STARCITE_ARCHIVE_ADAPTER": kind}
+    moto = None
+    if kind == "s3":
+        moto = MotoServer()
+        env.update(STARCITE_S3_BUCKET="no-such-bucket", STARCITE_S3_ENDPOINT=moto.endpoint,
+                   STARCITE_S3_ACCESS_KEY_ID=S3_KEY, STARCITE_S3_SECRET_ACCESS_KEY=S3_SECRET)
+        expected = "no-such-bucket"
+    else:
+        env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+        expected = "postgres"
+    try:
+        done = subprocess.run([STARCITE, "serve"], env=env, capture_output=True, text=True, timeout=30,
+                              start_new_session=True)
+    finally:
+        if moto is not None:
+            moto.stop()
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2, lines
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in lines[0], lines
