@@ -23,6 +23,10 @@ def _serve(args):
         config = load_config(args.config)
         check_data_layout(config)
         if config.archive_adapter != "local":
+            # The adapter check talks to S3/Postgres from this (master) process: patch it
+            # first, as the worker is, so the adapter builds its clients the same way.
+            from gevent import monkey
+            monkey.patch_all()
             from starcite.adapters import build_adapter
             adapter = build_adapter(config)
             adapter.check()

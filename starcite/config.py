@@ -137,7 +137,7 @@ _SETTINGS = [
     ("auth_jwks_refresh_ms", "auth.jwks_refresh_ms", ["STARCITE_AUTH_JWKS_REFRESH_MS"], _int, 60000,
      "JWKS refresh interval"),
     ("secret_key_base", "auth.secret_key_base", ["SECRET_KEY_BASE"], _str, None,
-     "Key material for principal tokens (jwt mode)"),
+     "Key material for principal tokens (required in jwt mode)"),
     ("principal_token_salt", "auth.principal_token_salt", ["STARCITE_AUTH_PRINCIPAL_TOKEN_SALT"], _str,
      "principal-token-v1", "Salt for principal token signing"),
     ("principal_token_default_ttl", "auth.principal_token_default_ttl_seconds",

@@ -12,7 +12,6 @@ Must not: parse HTTP, know about auth, or decide session rules.
 
 import datetime
 import logging
-import os
 import secrets
 
 import gevent
