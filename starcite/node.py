@@ -25,6 +25,7 @@ from starcite.actors.observer import ObserverActor
 from starcite.actors.raft_group import RaftGroup, RaftGroupActor, RaftUnavailable
 from starcite.actors.tail import TailActor
 from starcite.adapters import ArchiveUnavailable, build_adapter
+from starcite.errors import StarciteError
 from starcite.metrics import Metrics
 from starcite.placement import group_for, replicas_for
 from starcite.rules import RuleError, encode_event, parse_result
@@ -34,8 +35,11 @@ log = logging.getLogger("starcite.node")
 ARCHIVE_IO_THREADS = 4  # most thread-pool threads blocking archive I/O may hold at once
 
 
-class ArchiveReadError(Exception):
-    """Cold events could not be read (archive down or a gap): never serve a gap."""
+class ArchiveReadError(StarciteError):
+    """Cold events could not be read (archive down or a gap): never serve a gap (503)."""
+
+    def __init__(self, message: str):
+        super().__init__(503, "archive_read_unavailable", message, {"Retry-After": "1"})
 
 
 def now_iso() -> str:

@@ -13,6 +13,8 @@ on. Anything non-deterministic belongs to the caller.
 import hashlib
 import json
 
+from starcite.errors import StarciteError
+
 SEQ_LIMIT = 2**63 - 1
 _EVENT_FIELDS = ("type", "payload", "actor", "source", "metadata", "refs", "idempotency_key")
 _APPEND_KEYS = frozenset(("type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata",
@@ -20,14 +22,8 @@ _APPEND_KEYS = frozenset(("type", "payload", "actor", "producer_id", "producer_s
 _CREATE_KEYS = frozenset(("id", "title", "metadata"))
 
 
-class RuleError(Exception):
-    """A request the rules refuse: carries the HTTP status, error code and message."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class RuleError(StarciteError):
+    """A request the rules refuse."""
 
     def as_tuple(self):
         return ("error", self.status, self.code, self.message)

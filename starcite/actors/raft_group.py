@@ -27,18 +27,17 @@ from pysyncobj.transport import Transport
 from thespian.actors import Actor, ActorExitRequest
 
 from starcite.actors import messages as m
+from starcite.errors import StarciteError
 from starcite.rules import GroupState, RuleError
 
 log = logging.getLogger("starcite.raft")
 
 
-class RaftUnavailable(Exception):
-    """The group could not commit: no leader, lost leadership, or timed out."""
+class RaftUnavailable(StarciteError):
+    """The group could not commit: no leader, lost leadership, or timed out (503; retry)."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(503, code, message, {"Retry-After": "1"})
 
 
 def raft_error(reason: int) -> RaftUnavailable:

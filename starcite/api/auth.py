@@ -56,6 +56,8 @@ import urllib.request
 from jose import jwk, jws, jwt
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 
+from starcite.errors import StarciteError
+
 log = logging.getLogger("starcite.auth")
 
 SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
@@ -89,21 +91,12 @@ _ACCESS_TOKEN_RE = re.compile(r"(?<![\w.~%+-])(" + _name_pattern("access_token")
                               re.IGNORECASE)
 
 
-class AuthError(Exception):
+class AuthError(StarciteError):
     """An auth failure the API turns into `{"error": code, "message": message}`.
 
     status: 401 (no/invalid/expired token), 403 (policy denial), 400 (bad
     `/v1/auth/issue` body), 503 (principal tokens not configured).
     """
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def __repr__(self):
-        return f"AuthError({self.status}, {self.code!r}, {self.message!r})"
 
 
 def _invalid(message: str) -> AuthError:

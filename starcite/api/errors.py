@@ -1,8 +1,9 @@
 """The one error type of the API and its rendering as ``{"error", "message"}``.
 
-Owns: `ApiError`, the mapping of internal exceptions (rule refusals, Raft
-unavailability, archive read failures, auth errors, Falcon's own HTTP
-errors) to status codes, and the handlers installed on the Falcon app. Any
+Owns: `ApiError` (the edge's own `StarciteError`) and the handlers installed
+on the Falcon app: every `StarciteError` (rules, auth, Raft, archive reads,
+the edge) renders as itself; Falcon's own HTTP errors (unknown route,
+method) get the same shape. Any
 exception that reaches `handle_unexpected` is a bug: it is logged with its
 traceback and answered with a generic 500 body (never a stack trace).
 
@@ -15,16 +16,13 @@ import re
 
 import falcon
 
+from starcite.errors import StarciteError
+
 log = logging.getLogger("starcite.api")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
+class ApiError(StarciteError):
+    """An error found by the edge itself (bad body, bad parameter, not a WebSocket...)."""
 
 
 def render(resp, status: int, code: str, message: str, headers=None):
@@ -40,21 +38,11 @@ def _code_from_title(title: str) -> str:
 
 
 def install(app):
-    from starcite.actors.raft_group import RaftUnavailable
-    from starcite.node import ArchiveReadError
-    from starcite.rules import RuleError
-
-    def handle_api(req, resp, ex, params):
-        render(resp, ex.status, ex.code, ex.message, ex.headers)
-
-    def handle_rule(req, resp, ex, params):
-        render(resp, ex.status, ex.code, ex.message)
-
-    def handle_raft(req, resp, ex, params):
-        render(resp, 503, ex.code, ex.message, {"Retry-After": "1"})
-
-    def handle_archive(req, resp, ex, params):
-        render(resp, 503, "archive_read_unavailable", str(ex), {"Retry-After": "1"})
+    def handle_starcite(req, resp, ex, params):
+        headers = dict(ex.headers)
+        if ex.status == 401:
+            headers.setdefault("WWW-Authenticate", "Bearer")
+        render(resp, ex.status, ex.code, ex.message, headers)
 
     def handle_http(req, resp, ex, params):
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
@@ -69,17 +57,4 @@ def install(app):
 
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http)
-    app.add_error_handler(ApiError, handle_api)
-    app.add_error_handler(RuleError, handle_rule)
-    app.add_error_handler(RaftUnavailable, handle_raft)
-    app.add_error_handler(ArchiveReadError, handle_archive)
-    try:
-        from starcite.api.auth import AuthError
-    except ImportError:
-        return
-
-    def handle_auth(req, resp, ex, params):
-        headers = {"WWW-Authenticate": "Bearer"} if ex.status == 401 else None
-        render(resp, ex.status, ex.code, ex.message, headers)
-
-    app.add_error_handler(AuthError, handle_auth)
+    app.add_error_handler(StarciteError, handle_starcite)
