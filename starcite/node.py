@@ -25,6 +25,7 @@ from starcite.actors.observer import ObserverActor
 from starcite.actors.raft_group import RaftGroup, RaftGroupActor, RaftUnavailable
 from starcite.actors.tail import TailActor
 from starcite.adapters import ArchiveUnavailable, build_adapter
+from starcite.adapters.chunks import InvalidCursor
 from starcite.errors import StarciteError
 from starcite.metrics import Metrics
 from starcite.placement import group_for, replicas_for
@@ -40,6 +41,13 @@ class ArchiveReadError(StarciteError):
 
     def __init__(self, message: str):
         super().__init__(503, "archive_read_unavailable", message, {"Retry-After": "1"})
+
+
+def _outcome(fn, args):
+    try:
+        return True, fn(*args)
+    except Exception as exc:  # handed back to the caller's greenlet, which re-raises it
+        return False, exc
 
 
 def now_iso() -> str:
@@ -162,7 +170,10 @@ class Node:
         if not self.blocking_io:
             return fn(*args)
         with self._io_slots:
-            return gevent.get_hub().threadpool.apply(fn, args)
+            ok, value = gevent.get_hub().threadpool.apply(_outcome, (fn, args))
+        if not ok:
+            raise value  # re-raised here: gevent would print a traceback for it in the thread
+        return value
 
     # -- sessions -------------------------------------------------------------
 
@@ -205,6 +216,8 @@ class Node:
                                                metadata_filters or {})
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Session index unavailable: {exc}") from None
+        except InvalidCursor:
+            raise StarciteError(400, "invalid_cursor", "cursor is not one this service returned") from None
         live = [self.get_session(record["id"]) or record for record in records]
         return live, next_cursor
 

@@ -225,3 +225,28 @@ def test_backpressure_429_then_recovery(make_server):
     assert 429 in statuses
     assert server.metric("starcite_event_store_backpressure_total") >= 1
     server.wait_until(lambda: server.append("s", seq + 1).status_code == 201, timeout=15, what="recovery")
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100000 + b"]" * 100000,
+    b'{"type": "t", "payload": {"x": NaN}, "producer_id": "p", "producer_seq": 1}',
+    b'{"type": "t", "payload": {"x": Infinity}, "producer_id": "p", "producer_seq": 1}',
+    b'{"type": "t", "payload": {"x": 1e999}, "producer_id": "p", "producer_seq": 1}',
+])
+def test_json_that_cannot_round_trip_is_400(server, sid, raw):
+    server.create(sid)
+    response = server.request("POST", f"/v1/sessions/{sid}/append", raw=raw)
+    assert response.status_code == 400 and error_of(response) == "invalid_json", response.text
+    assert server.request("GET", f"/v1/sessions/{sid}").json()["last_seq"] == 0
+
+
+def test_garbage_list_cursor_is_400(server):
+    for cursor in ("%00%01", "not-a-cursor", "////"):
+        response = server.request("GET", f"/v1/sessions?cursor={cursor}")
+        assert response.status_code == 400 and error_of(response) == "invalid_cursor", cursor
+
+
+def test_zz_no_request_above_ever_caused_a_500(server):
+    """Runs last in this module: nothing the tests above sent produced a traceback."""
+    assert "Traceback" not in server.output()
+    assert 'status="500"' not in server.request("GET", "/metrics").text

@@ -34,9 +34,24 @@ def read_json(req, max_bytes: int):
     if not raw.strip():
         return None, 0
     try:
-        return json.loads(raw), len(raw)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float), len(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"Malformed JSON body: {exc}") from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"Malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "Malformed JSON body: nested too deeply") from None
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
 
 
 def int_param(req, name, default, low, high, code="invalid_request"):
