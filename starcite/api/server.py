@@ -26,6 +26,8 @@ from gunicorn.http.wsgi import base_environ
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from starcite.api.http_headers import read_headers
+
 from starcite.api.auth import redact
 
 
@@ -68,6 +70,9 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
     """Plain WSGI for every request; the tail resource calls ``environ['starcite.upgrade']``."""
 
     log_request = PyWSGIHandler.log_request  # gunicorn's access log, not geventwebsocket's
+
+    def MessageClass(self, fp, *args):  # noqa: N802 (pywsgi's name)
+        return read_headers(fp)
 
     def run_application(self):
         self.environ["starcite.upgrade"] = self._upgrade
