@@ -164,3 +164,19 @@ def test_large_inbound_frames_are_ignored(server, sid):
     fill(server, sid, 1, 3)
     assert tail.read_until(3) and tail.seqs() == [1, 2, 3]
     tail.close()
+
+
+def test_slow_consumer_gets_everything_in_order(server, sid):
+    """Live batches are written without blocking; when the socket buffer is full the rest
+    waits in order behind what was already written."""
+    server.create(sid)
+    tail = TailClient(server, sid)
+    big = {"blob": "x" * 60000}
+    for n in range(1, 201):  # ~12 MB while the client reads nothing: more than the socket buffers
+        assert server.append(sid, n, payload=big).status_code == 201
+    events = tail.read_until(200, timeout=60)
+    assert [e["seq"] for e in events] == list(range(1, 201))
+    assert all(e["payload"] == big for e in events)
+    fill(server, sid, 201, 205)
+    assert tail.read_until(205)[-1]["seq"] == 205
+    tail.close()

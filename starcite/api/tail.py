@@ -119,12 +119,35 @@ class InboundFrames:
         self.buffer = buf[:1024]
 
 
+def encode_frames(entries, batch_size) -> bytes:
+    """The wire bytes of ``entries`` as text frames: one event per frame, or arrays of ``batch_size``."""
+    if batch_size == 1:
+        return b"".join(frame(OP_TEXT, event_json.encode()) for _seq, event_json in entries)
+    return b"".join(frame(OP_TEXT, ("[" + ",".join(e[1] for e in entries[i:i + batch_size]) + "]").encode())
+                    for i in range(0, len(entries), batch_size))
+
+
+class _FrameMemo:
+    """The group puts one batch into every live outbox in a row: encode it once, not once per tail."""
+
+    entries = None
+    batch_size = None
+    data = b""
+
+    @classmethod
+    def frames(cls, entries, batch_size):
+        if entries is not cls.entries or batch_size != cls.batch_size:
+            cls.entries, cls.batch_size, cls.data = entries, batch_size, encode_frames(entries, batch_size)
+        return cls.data
+
+
 class TailSocket:
     """The tail's own handle on the connection, detached from the WSGI handler after the 101."""
 
     def __init__(self, sock):
         self.sock = sock
         self.closed = False
+        self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
 
     @classmethod
     def detach(cls, ws):
@@ -133,12 +156,30 @@ class TailSocket:
         event loop loses our readiness events."""
         return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()))
 
-    def send_text(self, payloads):
-        self.sock.sendall(b"".join(frame(OP_TEXT, p.encode()) for p in payloads))
+    def send(self, data: bytes):
+        self.flush()
+        self.sock.sendall(data)
+
+    def flush(self):
+        if self.unsent:
+            data, self.unsent = self.unsent, b""
+            self.sock.sendall(data)
+
+    def send_now(self, data: bytes) -> bool:
+        """Non-blocking: True when every byte was written or queued in ``unsent``; False on a dead socket."""
+        try:
+            sent = self.sock._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(data):
+            self.unsent = data[sent:]
+        return True
 
     def send_control(self, opcode, payload=b""):
         try:
-            self.sock.sendall(frame(opcode, payload))
+            self.send(frame(opcode, payload))
         except OSError:
             pass
 
@@ -152,13 +193,20 @@ class TailSocket:
 
 
 class Outbox:
-    """Work for a tail: the TailActor puts items here; each put wakes the tail's pump."""
+    """Work for a tail: the group and the TailActor put items here.
 
-    def __init__(self, wake):
+    A committed batch for an idle live tail is written straight to the socket,
+    non-blocking (``deliver``), with no greenlet; anything else wakes the pump.
+    """
+
+    def __init__(self, wake, deliver):
         self.items = collections.deque()
         self.wake = wake
+        self.deliver = deliver
 
     def put(self, item):
+        if item[0] == "events" and not self.items and self.deliver(item[1]):
+            return
         self.items.append(item)
         self.wake()
 
@@ -181,7 +229,7 @@ class TailStream:
         self.expires_at = expires_at
         self.replaying = True
         self.pump = None
-        self.outbox = Outbox(self.kick)
+        self.outbox = Outbox(self.kick, self._deliver_now)
         self.handle = None
         self.watchers = []
         self.inbound = InboundFrames()
@@ -210,9 +258,23 @@ class TailStream:
         finally:
             self.pump = None
 
+    def _deliver_now(self, entries) -> bool:
+        """Hub context (never blocks): write the next contiguous batch of an idle live tail."""
+        if self.pump is not None or self.replaying or self.conn.closed or self.conn.unsent:
+            return False
+        if entries[0][0] != self.sent + 1:
+            return False  # overlap or gap: the pump sorts it out
+        if not self.conn.send_now(_FrameMemo.frames(entries, self.batch_size)):
+            return False  # the pump will hit the error and end the tail
+        self.sent = entries[-1][0]
+        if self.conn.unsent:
+            self.kick()  # the kernel buffer was full: the pump writes the rest
+        return True
+
     def _work(self):
         items = self.outbox.items
         while not self.conn.closed:
+            self.conn.flush()
             if self.replaying:
                 if self.expires_at is not None and time.time() >= self.expires_at:
                     return self._finish(CLOSE_TOKEN_EXPIRED, "token_expired")  # a long replay ends too
@@ -260,12 +322,7 @@ class TailStream:
     def _send(self, entries):
         if not entries:
             return
-        if self.batch_size == 1:
-            self.conn.send_text([event_json for _seq, event_json in entries])
-        else:
-            size = self.batch_size
-            self.conn.send_text(["[" + ",".join(e[1] for e in entries[start:start + size]) + "]"
-                                 for start in range(0, len(entries), size)])
+        self.conn.send(encode_frames(entries, self.batch_size))
         self.sent = entries[-1][0]
 
     def _finish(self, code=None, reason=""):
