@@ -1,6 +1,7 @@
 """Crash and restart on a real node: nothing acknowledged is lost, seq and dedupe continue."""
 
 import concurrent.futures
+import os
 import signal
 import threading
 import time
@@ -87,7 +88,8 @@ def test_restart_keeps_sessions_dedupe_and_archived_events(make_server, tmp_path
     assert [s["id"] for s in listed] == ["a"]
 
 
-def test_sigterm_is_graceful(make_server):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_shutdown_is_graceful(make_server, sig):
     server = make_server({"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "60000"})
     server.create("s")
     for n in range(1, 21):
@@ -97,7 +99,7 @@ def test_sigterm_is_graceful(make_server):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(server.append, "s", 1, f"late{i}") for i in range(8)]
         time.sleep(0.05)
-        server.proc.send_signal(signal.SIGTERM)
+        os.killpg(server.proc.pid, sig)  # the whole group, as a terminal's Ctrl-C does
         outcomes = []
         for future in futures:
             try:

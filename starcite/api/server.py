@@ -104,6 +104,12 @@ class StarciteWorker(GeventPyWSGIWorker):
 
     wsgi_handler = StarciteHandler
 
+    def handle_quit(self, sig, frame):
+        # gunicorn makes SIGINT/SIGQUIT (Ctrl-C) a quick exit that would skip the
+        # shutdown below; a node always stops gracefully (the master still SIGKILLs
+        # after graceful_timeout_seconds).
+        self.alive = False
+
     def _node(self):
         return getattr(self.app, "node", None)
 
