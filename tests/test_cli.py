@@ -16,7 +16,8 @@ def serve_error(tmp_path, env, args=()):
 def test_invalid_config_is_one_clear_line(tmp_path):
     for env, needle in [({"PORT": "0"}, "PORT"), ({"STARCITE_ARCHIVE_ADAPTER": "ftp"}, "STARCITE_ARCHIVE_ADAPTER"),
                         ({"STARCITE_EVENT_STORE_MAX_SIZE": "lots"}, "STARCITE_EVENT_STORE_MAX_SIZE"),
-                        ({"STARCITE_ARCHIVE_ADAPTER": "s3"}, "STARCITE_S3_BUCKET")]:
+                        ({"STARCITE_ARCHIVE_ADAPTER": "s3"}, "STARCITE_S3_BUCKET"),
+                        ({"NODE_NAME": "a", "STARCITE_WRITE_NODE_IDS": "a,b,c"}, "STARCITE_WRITE_NODE_IDS")]:
         code, err = serve_error(tmp_path, env)
         assert code == 2 and needle in err and len(err.splitlines()) == 1, (env, err)
 
