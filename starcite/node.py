@@ -26,6 +26,7 @@ from starcite.actors.raft_group import RaftGroup, RaftGroupActor, RaftUnavailabl
 from starcite.actors.tail import TailActor
 from starcite.adapters import ArchiveUnavailable, build_adapter
 from starcite.adapters.chunks import InvalidCursor
+from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.errors import StarciteError
 from starcite.metrics import Metrics
 from starcite.placement import group_for, replicas_for
@@ -86,7 +87,7 @@ class Node:
         self.adapter.check()
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
         self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
-        self.cold = self._build_read_cache()
+        self.cold = ArchiveReadCache.from_config(config, self.adapter)
         self.metrics = Metrics(self.snapshot)
         self.asys = ActorSystem("simpleSystemBase")
         self.observer = self.asys.createActor(ObserverActor)
@@ -111,13 +112,6 @@ class Node:
         ]
 
     # -- assembly -------------------------------------------------------------
-
-    def _build_read_cache(self):
-        try:
-            from starcite.adapters.read_cache import ArchiveReadCache
-        except ImportError:
-            return self.adapter
-        return ArchiveReadCache.from_config(self.config, self.adapter)
 
     def _start_group(self, group_id, replicas):
         address = self.asys.createActor(RaftGroupActor)
@@ -231,7 +225,7 @@ class Node:
         (least recently used chunks); only when the hot events alone fill it are appends refused."""
         limit = self.config.event_store_max_bytes
         hot = self.hot_bytes()
-        cache = getattr(self.cold, "size_bytes", 0)
+        cache = self.cold.size_bytes
         if hot + cache < limit:
             return
         if cache:
@@ -339,9 +333,7 @@ class Node:
             handle.outbox.put(("check",))
 
     def _cache_cleanup(self):
-        cleanup = getattr(self.cold, "cleanup", None)
-        if cleanup is not None:
-            cleanup()
+        self.cold.cleanup()
 
     # -- health, ops, metrics -------------------------------------------------
 
@@ -380,7 +372,7 @@ class Node:
                 hot_events += len(state.hot)
         return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
                 "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
-                "cache_bytes": getattr(self.cold, "size_bytes", 0), "tails": len(self.tails)}
+                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails)}
 
     # -- shutdown -------------------------------------------------------------
 
