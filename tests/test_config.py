@@ -412,3 +412,9 @@ def test_every_key_of_shipped_config_parses(path):
 @pytest.mark.skipif(not (CONF_DIR / "starcite.toml").exists(), reason="conf/starcite.toml not written yet")
 def test_default_config_file_loads_with_empty_env():
     load_config(str(CONF_DIR / "starcite.toml"), {})
+
+
+def test_readme_configuration_table_matches_the_code():
+    """The README's table is generated from SETTINGS; regenerate it when a setting changes."""
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert cfg.settings_table() in readme
