@@ -70,6 +70,7 @@ def run_scenario(cluster, kill_round, rounds, entry_nodes=None):
         clients.stop()
     checked = check_history(cluster, clients, sessions)
     assert checked >= len(clients.acks) > 0
+    print(f"{rounds} rounds: {len(clients.acks)} acks, {clients.retries} retries, {checked} events checked")
     return clients
 
 
