@@ -171,6 +171,8 @@ class RaftGroup(SyncObj):
         self.watched = set()   # session ids with tail subscribers (maintained by RaftGroupActor)
         self.machine = SessionStateMachine(on_committed, on_trimmed)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
+        self.leader_changes = 0
+        self._last_leader = None
         self.transport = None
         self._running = True
         self._ticker = None
@@ -232,6 +234,11 @@ class RaftGroup(SyncObj):
         self.journal.sync()
         self._submit_appends()
         super()._onTick(timeToWait)
+        leader = self._getLeader()
+        if leader != self._last_leader:
+            self._last_leader = leader
+            if leader is not None:
+                self.leader_changes += 1
 
     def _checkCommandsToApply(self):
         before = len(self.journal)
@@ -296,9 +303,18 @@ class RaftGroup(SyncObj):
         return learned is not None and self.raftLastApplied >= learned
 
     def status(self) -> dict:
-        return {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
-                "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
-                "last_applied": self.raftLastApplied, "log_entries": len(self.journal)}
+        out = {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
+               "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
+               "last_applied": self.raftLastApplied, "last_index": self.journal[-1][1],
+               "log_entries": len(self.journal)}
+        if self.transport is not None:
+            connected = self._SyncObj__connectedNodes
+            next_index, match_index = self._SyncObj__raftNextIndex, self._SyncObj__raftMatchIndex
+            out["replicas"] = {node.id: {"connected": node in connected,
+                                         **({"next_index": next_index.get(node), "match_index": match_index.get(node)}
+                                            if self.is_leader() else {})}
+                               for node in self.transport.nodes.values()}
+        return out
 
     def stop(self):
         self._running = False

@@ -103,7 +103,13 @@ def wait_converged(cluster, sessions, timeout=60.0):
         if all(len(values) == 1 and None not in values for values in seen.values()):
             return {sid: values.pop() for sid, values in seen.items()}
         time.sleep(0.2)
-    raise AssertionError(f"replicas did not converge: {seen}")
+    states = {}
+    for node in cluster.running():
+        try:
+            states[node.env["NODE_NAME"]] = node.request("GET", "/ops/status").json()
+        except (requests.RequestException, ValueError) as exc:
+            states[node.env["NODE_NAME"]] = str(exc)
+    raise AssertionError(f"replicas did not converge: {seen}; status: {states}")
 
 
 def check_history(cluster, clients, sessions):
