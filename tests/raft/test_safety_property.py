@@ -7,8 +7,10 @@ at or below their commit index (State Machine Safety). Checked after the faults
 stop and the cluster settles: every value whose callback reported success is
 applied on every replica, and all replicas applied the same values.
 
-The same workload on stock pysyncobj 0.3.17 finds a violation for a known seed,
-so the property test shows both sides.
+The same workload on stock pysyncobj 0.3.17 finds a violation for known seeds, so
+the property test shows both sides; those violations come from the truncation bug
+(fix a). The follower-ack-before-sync bug (fix c) needs a narrower crash window,
+so a scripted scenario at the end of this file shows it.
 """
 
 import random
@@ -145,3 +147,39 @@ def test_stock_pysyncobj_breaks_the_property(seed, tmp_path):
 @pytest.mark.parametrize("seed", STOCK_LOSES_COMMITTED)
 def test_the_fix_holds_where_stock_breaks(seed, tmp_path):
     assert run_faulty_workload(SafeReplica, seed, str(tmp_path)) > 0
+
+
+@pytest.mark.parametrize("replica_class", [
+    SafeReplica, pytest.param(StockReplica, marks=pytest.mark.xfail(strict=True, raises=SafetyViolation))])
+def test_an_acknowledged_entry_survives_a_follower_power_loss(replica_class, tmp_path):
+    """Fix (c) at cluster level: a follower acks, loses power before its sync, the leader dies.
+
+    Stock: the ack (sent before the sync) lets the leader commit and acknowledge the
+    value; the two survivors never durably held it and overwrite it.
+    """
+    clock = SimClock()
+    with simulated_world(clock, seed=7):
+        cluster = SimCluster(replica_class, NODES, str(tmp_path), SimNetwork(clock, seed=7))
+        prefix, acked = CommittedPrefix(), []
+        try:
+            for node_id in NODES:
+                cluster.start(node_id)
+            _settle(cluster, prefix)
+            leader = cluster.leader()
+            follower, down = [n for n in NODES if n != leader.selfNode.id]
+            cluster.crash(down)
+            _submit(cluster, leader, "value", acked)
+            leader.doTick(0)                  # appends the entry and sends it
+            cluster.network.deliver_due()     # the follower stores it (unsynced) and may ack
+            cluster.crash(follower)           # power loss before the follower's next tick
+            leader.doTick(0)                  # commits if it was acked
+            prefix.check(cluster)
+            cluster.crash(leader.selfNode.id)
+            for node_id in (follower, down):
+                cluster.start(node_id)
+            _settle(cluster, prefix)
+            cluster.start(leader.selfNode.id)
+            _settle(cluster, prefix)
+            _check_acked_values_applied(cluster, acked)
+        finally:
+            cluster.stop_all()
