@@ -72,21 +72,26 @@ class SafeSyncObj(SyncObj):
         entries this follower already acknowledged, and a snapshot-transfer message
         (no prevLogIdx) commits whatever the log holds, matched or not.
         """
-        if message.get("type") == "append_entries" and message["term"] >= self._getTerm():
-            if message.get("transmission") == "finish":
-                message = self._reassembled(message)
-            if "transmission" in message:
-                pass   # 'start'/'process': pysyncobj buffers the chunk and answers "not yet"
-            elif "prevLogIdx" in message:
-                message = self._skip_held_entries(node, message)
-                if message is None:
-                    return
-            else:
-                # Snapshot transfer: it proves nothing about the log until the snapshot
-                # is installed, so it must not advance the commit index; the next
-                # regular append-entries (prevLogIdx = snapshot index) does that.
-                message = dict(message, commit_index=min(message["commit_index"], self.raftCommitIndex))
-        super()._SyncObj__onMessageReceived(node, message)
+        if message.get("type") != "append_entries" or message["term"] < self._getTerm():
+            super()._SyncObj__onMessageReceived(node, message)
+            return
+        leader_commit = message["commit_index"]
+        if message.get("transmission") == "finish":
+            message = self._reassembled(message)
+        if "transmission" in message:
+            # 'start'/'process': pysyncobj buffers the chunk and answers "not yet".
+            super()._SyncObj__onMessageReceived(node, message)
+        elif "prevLogIdx" in message:
+            self._append_from_first_conflict(node, message)
+        else:
+            # Snapshot transfer: it proves nothing about the log until the snapshot
+            # is installed, so it must not advance the commit index; the next
+            # regular append-entries (prevLogIdx = snapshot index) does that.
+            capped = min(leader_commit, self.raftCommitIndex)
+            super()._SyncObj__onMessageReceived(node, dict(message, commit_index=capped))
+        # pysyncobj's record of the leader's commit index (RaftGroup.ready(), onReady)
+        # stays the leader's own figure, not the cap we applied to ours.
+        self._SyncObj__leaderCommitIndex = leader_commit
 
     def _reassembled(self, message):
         """A chunked entry's last chunk, turned into an ordinary one-entry append-entries.
@@ -100,16 +105,12 @@ class SafeSyncObj(SyncObj):
         plain["entries"] = [pysyncobj_pickle.loads(data)]
         return plain
 
-    def _skip_held_entries(self, node, message):
-        """etcd's maybeAppend: drop the leading entries already held with the same term.
-
-        Returns the message pysyncobj should handle, or None when this method has
-        answered it itself (everything in it was already held).
-        """
-        prev_idx = message["prevLogIdx"]
-        prev = self._SyncObj__getEntries(prev_idx, 1)
+    def _append_from_first_conflict(self, node, message):
+        """etcd's maybeAppend: skip the leading entries already held with the same term."""
+        prev = self._SyncObj__getEntries(message["prevLogIdx"], 1)
         if not prev or prev[0][2] != message["prevLogTerm"]:
-            return message  # pysyncobj rejects it (~L985-990): nothing to change
+            super()._SyncObj__onMessageReceived(node, message)   # pysyncobj rejects it (~L985-990)
+            return
         entries = message.get("entries", [])
         held = 0
         for _, index, term in entries:
@@ -117,24 +118,29 @@ class SafeSyncObj(SyncObj):
             if not mine or mine[0][2] != term:
                 break   # findConflict: the first entry that is missing or differs
             held += 1
-        if held < len(entries):
-            if held == 0:
-                return message  # the first new entry conflicts or extends: stock is right
+        if held == len(entries):
+            self._acknowledge_held(node, message, entries[-1][1] if entries else prev[0][1])
+        elif held == 0:
+            super()._SyncObj__onMessageReceived(node, message)   # conflicts or extends: stock is right
+        else:
+            # pysyncobj deletes only from the first conflict and appends the rest; its
+            # commit cap (end of log) then equals the end of this message.
             last = entries[held - 1]
-            # pysyncobj now deletes only from the first conflict and appends the rest;
-            # its commit cap (end of log) then equals the end of this message.
-            return dict(message, prevLogIdx=last[1], prevLogTerm=last[2], entries=entries[held:])
-        matched = self._last_index_matching_leader(message, entries[-1][1] if entries else prev_idx)
-        # Let pysyncobj do its leader/term/election-timer bookkeeping and commit with a
+            super()._SyncObj__onMessageReceived(
+                node, dict(message, prevLogIdx=last[1], prevLogTerm=last[2], entries=entries[held:]))
+
+    def _acknowledge_held(self, node, message, covered):
+        """Everything in the message is held: change nothing in the log, commit, acknowledge."""
+        matched = self._last_index_matching_leader(message, covered)
+        # pysyncobj does its leader/term/election-timer bookkeeping and commits from a
         # message that carries no entries and commits no further than `matched` ...
         super()._SyncObj__onMessageReceived(node, {
             "type": "append_entries",
             "term": message["term"],
             "commit_index": min(message["commit_index"], matched),
         })
-        # ... then acknowledge what it covers, as the stock path would (~L1019).
+        # ... then we acknowledge what it covers, as its own path would (~L1019).
         self._SyncObj__sendNextNodeIdx(node, nextNodeIdx=matched + 1, success=True)
-        return None
 
     def _last_index_matching_leader(self, message, covered):
         """The highest index this follower may claim to share with the sender's log.
@@ -168,6 +174,10 @@ class SafeSyncObj(SyncObj):
         held = self._held_success_replies.get(node)
         if held is None or held[0] != term or held[1] < nextNodeIdx:
             self._held_success_replies[node] = (term, nextNodeIdx)
+
+    def has_held_replies(self) -> bool:
+        """True while success replies wait for a sync: a tick loop must not sleep then."""
+        return bool(self._held_success_replies)
 
     def release_held_replies(self):
         """Send the success replies held since the last tick. Call only after the journal sync.
