@@ -17,11 +17,12 @@ import os
 
 import gevent
 import gevent.event
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from starcite.actors.raft_journal import DurableFileJournal
+from starcite.actors.raft_safety import SafeSyncObj
 from starcite.cluster.raft_transport import MuxTransport
 from starcite.errors import StarciteError
 from starcite.rules import GroupState, RuleError
@@ -153,7 +154,7 @@ class NotLeader(RaftUnavailable):
         self.hint = hint
 
 
-class RaftGroup(SyncObj):
+class RaftGroup(SafeSyncObj):
     """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick.
 
     ``peer_names`` are the other replicas (none: a one-node group, no transport at
