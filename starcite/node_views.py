@@ -36,6 +36,7 @@ class NodeViews:
         if self.peer_hub is not None:
             out["peers"] = self.peer_hub.status()
             out["remote_tails"] = self.remote_tails.counts()
+            out["digests"] = self.digests.status()
         return out
 
     def observer_statuses(self) -> dict:

@@ -105,7 +105,8 @@ class _InboxPoller:
     def poll(self, timeout):
         group = self.group
         transport = group.transport
-        busy = group.journal.dirty or group.pending_appends or (transport is not None and transport.inbox)
+        busy = (group.journal.dirty or group.pending_appends or group.has_held_replies()
+                or (transport is not None and transport.inbox))
         if not busy:
             group.wake.wait(timeout)
         group.wake.clear()  # before the drain: anything queued after it re-wakes us
@@ -307,6 +308,7 @@ class RaftGroup(SafeSyncObj):
         out = {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
                "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
                "last_applied": self.raftLastApplied, "last_index": self.journal[-1][1],
+               "applied_digest": list(self.applied_digest()),
                "log_entries": len(self.journal)}
         if self.transport is not None:
             connected = self._SyncObj__connectedNodes

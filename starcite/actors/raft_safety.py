@@ -108,7 +108,10 @@ class SafeSyncObj(SyncObj):
     def _append_from_first_conflict(self, node, message):
         """etcd's maybeAppend: skip the leading entries already held with the same term."""
         prev = self._SyncObj__getEntries(message["prevLogIdx"], 1)
-        if not prev or prev[0][2] != message["prevLogTerm"]:
+        if prev and prev[0][2] != message["prevLogTerm"]:
+            self._drop_conflicting_suffix(message["prevLogIdx"])
+            prev = []
+        if not prev:
             super()._SyncObj__onMessageReceived(node, message)   # pysyncobj rejects it (~L985-990)
             return
         entries = message.get("entries", [])
@@ -128,6 +131,21 @@ class SafeSyncObj(SyncObj):
             last = entries[held - 1]
             super()._SyncObj__onMessageReceived(
                 node, dict(message, prevLogIdx=last[1], prevLogTerm=last[2], entries=entries[held:]))
+
+    def _drop_conflicting_suffix(self, index):
+        """(f) The entry at ``index`` has another term than the leader's: it and all after it are
+        not committed (the leader holds every committed entry), so Raft lets us delete them.
+
+        Stock pysyncobj keeps them and answers "send from ``index``", but when the leader
+        sent several messages in one heartbeat, the next one (prevLogIdx past our log)
+        is answered "send from the end of my log + 1", which lands after the first
+        answer and moves the leader's next index back past the conflict: measured in
+        the partition drill, a healed follower never caught up (the two answers
+        alternated every heartbeat). With the suffix gone, every answer points at or
+        below the conflict.
+        """
+        if index > self.raftCommitIndex and index > self.raftLastApplied:
+            self._SyncObj__deleteEntriesFrom(index)
 
     def _acknowledge_held(self, node, message, covered):
         """Everything in the message is held: change nothing in the log, commit, acknowledge."""

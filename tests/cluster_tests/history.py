@@ -141,4 +141,22 @@ def check_history(cluster, clients, sessions):
             if session_id == sid:
                 assert by_seq.get(seq) == (seq, producer, producer_seq, payload), f"acked {sid}#{seq} lost or changed"
         total += len(first)
+    check_digests(cluster)
     return total
+
+
+def check_digests(cluster, timeout=30.0):
+    """Once applied indexes agree, every replica of a group has the same digest, and the
+    nodes' own digest exchange saw no divergence."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = [node.request("GET", "/ops/status").json() for node in cluster.running()]
+        by_group = {}
+        for status in statuses:
+            assert status["digests"]["diverged"] == 0, status["digests"]
+            for group in status["groups"]:
+                by_group.setdefault(group["group"], set()).add(tuple(group["applied_digest"]))
+        if all(len(digests) == 1 for digests in by_group.values()):
+            return
+        assert time.monotonic() < deadline, f"replica digests differ: {by_group}"
+        time.sleep(0.2)

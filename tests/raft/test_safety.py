@@ -296,3 +296,21 @@ def test_digest_chain_survives_snapshots(cluster_of_three, tmp_path):
     assert any("serialized" in msg for _, dst, msg in cluster.network.sent if dst == 3)
     digests = {r.applied_digest() for r in cluster.replicas.values()}
     assert len(digests) == 1 and cluster.registers[3].values == list(range(85))
+
+
+# --- (f) a conflicting suffix is dropped, so two rejections cannot undo each other ---------
+
+@BOTH
+def test_two_rejections_in_one_heartbeat_point_at_the_conflict(make_follower, replica_class):
+    """Found by the partition drill: a follower holds 2..5 from an old leader (term 1); the new
+    leader's log differs from index 4 (term 2). In one heartbeat it sends two messages, the
+    second starting past the follower's log. Stock pysyncobj answers "from 4" then "from 6"
+    (the end of its log), the later answer wins, and the leader resends from 6 forever."""
+    follower = make_follower(replica_class)
+    follower.hold_1_to_5()
+    follower.receive(append_entries((4, 2), [(5, 2), (6, 2)], term=2))   # conflict at 4
+    follower.receive(append_entries((6, 2), [(7, 2)], term=2))           # past the log
+    follower.replica.doTick(0)
+    hints = [r["next_node_idx"] for r in follower.network.replies_to(LEADER) if r["reset"]]
+    assert hints and max(hints) <= 4, hints
+    assert follower.log() == [(1, 0), (2, 1), (3, 1)]  # the conflicting 4, 5 are gone (never committed)
