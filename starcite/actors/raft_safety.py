@@ -238,7 +238,7 @@ class SafeSyncObj(SyncObj):
 
     def _wake_next_tick(self):
         # pysyncobj creates its pipe notifier only when appendEntriesUseBatch is off
-        # (as we run it); RaftGroup's one-node groups replace it with an Event.
+        # (as we run it); RaftGroup replaces it with an Event its tick loop waits on.
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)
         if notifier is not None:
             notifier.notify()
