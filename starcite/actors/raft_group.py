@@ -308,7 +308,7 @@ class RaftGroup(SafeSyncObj):
         out = {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
                "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
                "last_applied": self.raftLastApplied, "last_index": self.journal[-1][1],
-               "applied_digest": list(self.applied_digest()),
+               "applied_digest": [self.digest_chain_start(), *self.applied_digest()],
                "log_entries": len(self.journal)}
         if self.transport is not None:
             connected = self._SyncObj__connectedNodes
