@@ -86,6 +86,8 @@ _SETTINGS = [
      "Write nodes by name (default: every node in CLUSTER_NODES); others are router-only"),
     ("cluster_secret", "cluster.secret", ["STARCITE_CLUSTER_SECRET"], _str, None,
      "Shared secret of the peer port (required with more than one node)"),
+    ("observer_lost_after_ms", "cluster.lost_after_ms", ["STARCITE_OBSERVER_LOST_AFTER_MS"], _int, 120000,
+     "How long a write node stays suspect (peer link down) before the Observer calls it lost"),
     ("raft_timeout_ms", "raft.command_timeout_ms", ["STARCITE_RAFT_TIMEOUT_MS"], _int, 5000,
      "How long an append waits for commit before 503 raft_timeout"),
     ("raft_fsync", "raft.fsync", ["STARCITE_RAFT_FSYNC"], parse_bool, True,
@@ -149,6 +151,8 @@ _SETTINGS = [
     ("access_log", "http.access_log", ["STARCITE_ACCESS_LOG"], parse_bool, True,
      "Write one access log line per request to stdout (access_token redacted)"),
     ("log_level", "node.log_level", ["STARCITE_LOG_LEVEL"], _str, "info", "debug, info, warning, error"),
+    ("ops_socket", "node.ops_socket", ["STARCITE_OPS_SOCKET"], _str, None,
+     "Unix socket of the ops console, mode 0600 (default <data_dir>/ops.sock); never on the API port"),
 ]
 
 SETTINGS = {name: (key, envs, parser, default, help_) for name, key, envs, parser, default, help_ in _SETTINGS}
@@ -172,6 +176,10 @@ class Config:
     def peers(self) -> dict:
         """``{name: (host, peer_port)}`` of every node in `CLUSTER_NODES` (empty for a lone node)."""
         return parse_cluster_nodes(self.cluster_nodes)
+
+    @property
+    def ops_socket_path(self) -> str:
+        return self.ops_socket or os.path.join(self.data_dir, "ops.sock")
 
     def replace(self, **changes) -> "Config":
         return Config({**self.values, **changes})

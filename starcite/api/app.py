@@ -10,7 +10,7 @@ import time
 
 import falcon
 
-from starcite.api import errors, ops
+from starcite.api import errors
 from starcite.api.access import OPEN, build_gate
 from starcite.api.auth import extract_token
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
@@ -19,7 +19,7 @@ from starcite.api.tail import TailResource
 
 
 class AccessMiddleware:
-    """`/v1/*` only: health, metrics, openapi and ops never need a token.
+    """`/v1/*` only: health, metrics and openapi never need a token (ops is not on this app at all).
 
     The token comes from `Authorization: Bearer` or the `access_token` query
     parameter (the only way a browser WebSocket can send one); a refusal is
@@ -86,5 +86,4 @@ def create_app(node, config):
     app.add_route("/health/ready", HealthReadyResource(node))
     app.add_route("/metrics", MetricsResource(node))
     app.add_route("/openapi.json", OpenApiResource())
-    ops.add_routes(app, node)
     return app

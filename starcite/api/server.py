@@ -27,6 +27,7 @@ from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from starcite.api.http_headers import read_headers
+from starcite.api.ops_channel import close_ops, serve_ops
 
 from starcite.api.auth import redact
 
@@ -113,6 +114,14 @@ class StarciteWorker(GeventPyWSGIWorker):
     def _node(self):
         return getattr(self.app, "node", None)
 
+    def _start_ops(self):
+        """The ops console on its unix socket (never on the API port)."""
+        app = getattr(self.app, "ops_app", None)
+        if app is None:
+            return None, None
+        path = self.app.config.ops_socket_path
+        return serve_ops(app, path), path
+
     def run(self):
         servers = []
         for sock in self.sockets:
@@ -123,6 +132,7 @@ class StarciteWorker(GeventPyWSGIWorker):
                                        log=self.log, handler_class=self.wsgi_handler, environ=environ)
             server.start()
             servers.append(server)
+        ops_server, ops_path = self._start_ops()
         while self.alive:
             self.notify()
             gevent.sleep(0.1)
@@ -137,6 +147,7 @@ class StarciteWorker(GeventPyWSGIWorker):
                 gevent.sleep(0.02)
         for server in servers:
             server.stop(timeout=0.5)  # idle keep-alive connections
+        close_ops(ops_server, ops_path)
         if node is not None:
             node.shutdown()
 
@@ -173,5 +184,7 @@ class StarciteApplication(BaseApplication):
         from starcite.node import Node
         logging.basicConfig(level=self.config.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from starcite.api.ops import create_ops_app
         self.node = Node(self.config)
+        self.ops_app = create_ops_app(self.node)
         return create_app(self.node, self.config)

@@ -106,8 +106,8 @@ def wait_converged(cluster, sessions, timeout=60.0):
     states = {}
     for node in cluster.running():
         try:
-            states[node.env["NODE_NAME"]] = node.request("GET", "/ops/status").json()
-        except (requests.RequestException, ValueError) as exc:
+            states[node.env["NODE_NAME"]] = node.ops_status()
+        except (OSError, ValueError, AssertionError) as exc:
             states[node.env["NODE_NAME"]] = str(exc)
     raise AssertionError(f"replicas did not converge: {seen}; status: {states}")
 
@@ -150,7 +150,7 @@ def check_digests(cluster, timeout=30.0):
     nodes' own digest exchange saw no divergence."""
     deadline = time.monotonic() + timeout
     while True:
-        statuses = [node.request("GET", "/ops/status").json() for node in cluster.running()]
+        statuses = [node.ops_status() for node in cluster.running()]
         by_group = {}
         for status in statuses:
             assert status["digests"]["diverged"] == 0, status["digests"]
