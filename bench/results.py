@@ -14,20 +14,21 @@ from bench.stats import summarize
 
 OK, NOT_AVAILABLE, NOT_YET, FAILED = "ok", "not available", "not yet", "failed"
 CEILING_SYSTEM = "loadgen-ceiling"
+ETCD_SYSTEM, CLUSTER_SYSTEM = "etcd-3node", "starcite-3node"
 CEILING_WARN_FRACTION = 0.7
 GENERATOR_BUSY_FRACTION = 0.85
-HTTP_SYSTEMS = ("hello", "starcite", "starcite-3node")  # driven by the same HTTP client as the ceiling
+HTTP_SYSTEMS = ("hello", "starcite", CLUSTER_SYSTEM, ETCD_SYSTEM)  # driven by the same HTTP client as the ceiling
 
 # The peers every Starcite row of a workload is compared with (Starcite ÷ peer).
 RATIO_PEERS = {
-    "append": ("redis-always", "postgres", "hello"),
+    "append": ("redis-always", "postgres", ETCD_SYSTEM, "hello"),
     "replay": ("redis-xread", "postgres-scan"),
 }
 
 
 @dataclasses.dataclass
 class Row:
-    workload: str                 # append | replay | fanout | idle
+    workload: str                 # append | replay | fanout | failover | idle
     system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
     clients: int = None           # concurrent clients (tails for fanout/idle)
     status: str = OK
@@ -123,6 +124,10 @@ _SECTIONS = [
       ("appends/s", _figure("appends_per_s")), ("deliveries", _figure("ops")),
       ("missing", _figure("missing")), *_LATENCY, ("send p50", _figure("send_p50_ms")),
       ("send p99", _figure("send_p99_ms"))]),
+    ("failover", "Failover (leader SIGKILLed under light load: seconds from the kill to the first ack on its group)",
+     [("producers", lambda r: _fmt(r.clients)), ("rounds", _figure("rounds")), ("median s", _figure("median_s")),
+      ("max s", _figure("max_s")), ("each s", _figure("times_s", lambda v: _fmt(v and " ".join(map(_fmt, v))))),
+      ("acked", _figure("acked")), ("failed tries", _figure("failed_tries")), ("lost", _figure("lost"))]),
     ("idle", "Idle tails (RSS of the node and its children)",
      [("tails", lambda r: _fmt(r.clients)), ("open", _figure("open")), ("rss 0", _figure("rss_0", _mib)),
       ("rss N", _figure("rss_n", _mib)), ("bytes/tail", _figure("bytes_per_tail"))]),

@@ -9,7 +9,7 @@ Owns: the shared payload, session names and the sweep over concurrencies.
 import json
 
 from bench import loadgen
-from bench.results import FAILED, NOT_YET, Row
+from bench.results import FAILED, Row
 
 
 def _payload(size: int = 200) -> bytes:
@@ -47,6 +47,3 @@ def sweep(ctx, workload: str, system: str, make_factory) -> list:
         rows.append(row)
     return rows
 
-
-def not_yet(ctx, workload: str, system: str, note: str) -> list:
-    return [Row(workload, system, clients, NOT_YET, note) for clients in ctx.profile.concurrency]
