@@ -15,13 +15,12 @@ import urllib.error
 import urllib.request
 
 from starcite.config import ConfigError, load_config
-from starcite.layout import check_data_layout, check_topology
+from starcite.layout import check_data_layout
 
 
 def _serve(args):
     try:
         config = load_config(args.config)
-        check_topology(config)
         check_data_layout(config)
         if config.archive_adapter != "local":
             # The adapter check talks to S3/Postgres from this (master) process: patch it

@@ -79,13 +79,13 @@ _SETTINGS = [
      "Raft journals and snapshots (default <data_dir>/raft)"),
     ("num_groups", "raft.num_groups", ["STARCITE_NUM_GROUPS"], _int, 16, "Session sharding groups"),
     ("replication_factor", "raft.replication_factor", ["STARCITE_WRITE_REPLICATION_FACTOR"], _int, 3,
-     "Replicas per group (capped at the number of write nodes: 1 in this build)"),
+     "Replicas per group (refused when larger than the number of write nodes in a cluster)"),
+    ("cluster_nodes", "cluster.nodes", ["CLUSTER_NODES"], parse_list, [],
+     "Every node as name@host:peer_port, the same on every node; empty or one entry: a single node"),
     ("write_node_ids", "cluster.write_node_ids", ["STARCITE_WRITE_NODE_IDS"], parse_list, [],
-     "Static write nodes; this build runs one (empty, or this node only)"),
-    ("cluster_nodes", "cluster.nodes", ["CLUSTER_NODES"], parse_list, [], "Cluster peers (reserved: no cluster transport in this build)"),
-    ("raft_port", "raft.port", ["STARCITE_RAFT_PORT"], _int, 4100, "First Raft peer port (reserved for the cluster build)"),
-    ("raft_password", "raft.password", ["STARCITE_RAFT_PASSWORD"], _str, None,
-     "Shared secret for Raft peer traffic (reserved for the cluster build)"),
+     "Write nodes by name (default: every node in CLUSTER_NODES); others are router-only"),
+    ("cluster_secret", "cluster.secret", ["STARCITE_CLUSTER_SECRET"], _str, None,
+     "Shared secret of the peer port (required with more than one node)"),
     ("raft_timeout_ms", "raft.command_timeout_ms", ["STARCITE_RAFT_TIMEOUT_MS"], _int, 5000,
      "How long an append waits for commit before 503 raft_timeout"),
     ("raft_fsync", "raft.fsync", ["STARCITE_RAFT_FSYNC"], parse_bool, True,
@@ -166,7 +166,12 @@ class Config:
 
     @property
     def single_node(self) -> bool:
-        return len(self.write_node_ids) <= 1
+        return len(self.peers) <= 1
+
+    @property
+    def peers(self) -> dict:
+        """``{name: (host, peer_port)}`` of every node in `CLUSTER_NODES` (empty for a lone node)."""
+        return self.values["peers"]
 
     def replace(self, **changes) -> "Config":
         return Config({**self.values, **changes})
@@ -236,9 +241,12 @@ def _require(config, field, reason):
 
 def _finish(config: Config) -> Config:
     v = config.values
+    v["peers"] = parse_cluster_nodes(v["cluster_nodes"])
     if not v["node_name"]:
+        if len(v["peers"]) > 1:
+            raise ConfigError("NODE_NAME (node.name): required when CLUSTER_NODES names several nodes")
         v["node_name"] = (v["write_node_ids"][0] if len(v["write_node_ids"]) == 1
-                          else f"starcite-{secrets.token_hex(3)}")
+                          else next(iter(v["peers"]), None) or f"starcite-{secrets.token_hex(3)}")
     v["raft_data_dir"] = v["raft_data_dir"] or os.path.join(v["data_dir"], "raft")
     v["archive_dir"] = v["archive_dir"] or os.path.join(v["data_dir"], "archive")
     checks = [
@@ -259,8 +267,7 @@ def _finish(config: Config) -> Config:
         if not ok:
             key, envs, *_ = SETTINGS[field]
             raise ConfigError(f"{envs[0]} ({key}): {why}, got {v[field]!r}")
-    if v["write_node_ids"] and v["node_name"] not in v["write_node_ids"] and len(v["write_node_ids"]) > 1:
-        pass  # a router node: allowed
+    _check_cluster(v)
     if v["archive_adapter"] == "s3":
         _require(config, "s3_bucket", "when archive adapter is s3")
     if v["archive_adapter"] == "postgres":
@@ -271,6 +278,49 @@ def _finish(config: Config) -> Config:
         for field in ("auth_jwks_url", "auth_issuer", "auth_audience", "secret_key_base"):
             _require(config, field, "when auth mode is jwt")
     return config
+
+
+_NODE_ENTRY_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})@([A-Za-z0-9_.:\[\]-]+):(\d{1,5})$")
+
+
+def parse_cluster_nodes(entries) -> dict:
+    """``["n1@127.0.0.1:4400", ...]`` -> ``{"n1": ("127.0.0.1", 4400), ...}`` in the given order."""
+    peers = {}
+    for entry in entries:
+        match = _NODE_ENTRY_RE.match(entry)
+        if not match or not 0 < int(match.group(3)) < 65536:
+            raise ConfigError(f"CLUSTER_NODES (cluster.nodes): {entry!r} is not name@host:peer_port")
+        name, host, port = match.group(1), match.group(2).strip("[]"), int(match.group(3))
+        if name in peers:
+            raise ConfigError(f"CLUSTER_NODES (cluster.nodes): {name} is named twice")
+        peers[name] = (host, port)
+    return peers
+
+
+def _check_cluster(v):
+    """The cluster settings agree with each other; one line naming the key otherwise."""
+    peers, name = v["peers"], v["node_name"]
+    if len(peers) > 1:
+        if name not in peers:
+            raise ConfigError(f"NODE_NAME (node.name): {name} is not one of CLUSTER_NODES ({', '.join(peers)})")
+        if not v["cluster_secret"]:
+            raise ConfigError("STARCITE_CLUSTER_SECRET (cluster.secret): required when CLUSTER_NODES names "
+                              "several nodes (it authenticates the peer port)")
+        if len(v["cluster_secret"]) < 16:
+            raise ConfigError("STARCITE_CLUSTER_SECRET (cluster.secret): must be at least 16 characters")
+        v["write_node_ids"] = v["write_node_ids"] or list(peers)
+        unknown = [node for node in v["write_node_ids"] if node not in peers]
+        if unknown:
+            raise ConfigError(f"STARCITE_WRITE_NODE_IDS (cluster.write_node_ids): {', '.join(unknown)} "
+                              f"not in CLUSTER_NODES")
+        if v["replication_factor"] > len(v["write_node_ids"]):
+            raise ConfigError(f"STARCITE_WRITE_REPLICATION_FACTOR (raft.replication_factor): "
+                              f"{v['replication_factor']} is more than the {len(v['write_node_ids'])} write nodes")
+        return
+    others = [node for node in v["write_node_ids"] if node != name]
+    if others:
+        raise ConfigError(f"STARCITE_WRITE_NODE_IDS (cluster.write_node_ids): {', '.join(others)} named, but "
+                          f"CLUSTER_NODES does not give the peer address of any other node")
 
 
 def settings_table() -> str:

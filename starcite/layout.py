@@ -14,14 +14,6 @@ from starcite.config import ConfigError
 FIXED = ("num_groups",)
 
 
-def check_topology(config):
-    """This build runs one write node: the Raft peer transport and routing are the cluster work."""
-    others = [node for node in config.write_node_ids if node != config.node_name]
-    if others:
-        raise ConfigError(f"STARCITE_WRITE_NODE_IDS (cluster.write_node_ids): this build runs a single write "
-                          f"node; {', '.join(others)} cannot be joined yet (leave it unset or name this node only)")
-
-
 def check_data_layout(config):
     os.makedirs(config.raft_data_dir, exist_ok=True)
     path = os.path.join(config.raft_data_dir, "layout.json")

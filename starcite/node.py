@@ -22,13 +22,19 @@ from thespian.actors import ActorExitRequest, ActorSystem
 from starcite.actors import messages as m
 from starcite.actors.archiver import ArchiverActor, flush_cycle
 from starcite.actors.observer import ObserverActor
-from starcite.actors.raft_group import RaftGroup, RaftGroupActor, RaftUnavailable
+from starcite.actors.group_actor import RaftGroupActor
+from starcite.actors.raft_group import NotLeader, RaftGroup, RaftUnavailable
 from starcite.actors.tail import TailActor
 from starcite.adapters import ArchiveUnavailable, build_adapter
 from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.errors import StarciteError
 from starcite.metrics import Metrics
+from starcite.node_views import NodeViews
+from starcite.cluster.peer_link import PeerHub
+from starcite.cluster.raft_transport import RaftHub
+from starcite.cluster.remote_tails import RemoteTails
+from starcite.cluster.routing import Router
 from starcite.placement import group_for, replicas_for
 from starcite.rules import RuleError, encode_event, parse_result
 
@@ -68,14 +74,21 @@ class TailHandle:
         self.node.tell(self.address, m.GoReplay())
 
     def close(self):
-        self.node.close_tail(self)
+        if self.address is not None:
+            self.node.tails.discard(self)
+            self.node.tell(self.address, m.TailStop())
+            self.address = None
 
 
-class Node:
+class Node(NodeViews):
     def __init__(self, config):
         self.config = config
         self.name = config.node_name
         self.write_nodes = config.write_node_ids or [self.name]
+        self.peer_hub = PeerHub(self.name, config.peers, config.cluster_secret) if not config.single_node else None
+        self.raft_hub = RaftHub(self.peer_hub) if self.peer_hub is not None else None
+        self.router = Router(self, self.peer_hub, config.replace(write_node_ids=self.write_nodes))
+        self.remote_tails = RemoteTails(self, self.peer_hub, self.router) if self.peer_hub is not None else None
         self.mode = "write_node" if self.name in self.write_nodes else "router_node"
         self.draining = False
         self.stopping = False
@@ -103,6 +116,9 @@ class Node:
             replicas = replicas_for(group_id, self.write_nodes, config.replication_factor)
             if self.name in replicas:
                 self._start_group(group_id, replicas)
+        if self.peer_hub is not None:
+            self.peer_hub.link_listeners.append(lambda peer, up: self.tell(self.observer, m.NodeSeen(peer, up)))
+            self.peer_hub.start()
         self.archiver = self.asys.createActor(ArchiverActor)
         self.tell(self.archiver, m.StartArchiver(self))
         self._timers = [
@@ -129,9 +145,8 @@ class Node:
             self.metrics.archive_trimmed.inc(count)
 
         peers = [p for p in replicas if p != self.name]
-        self_addr = f"local-{group_id}" if not peers else None  # cluster transport: not in this build
-        group = RaftGroup(group_id, self_addr, peers, self.config.raft_data_dir, self.config, on_committed,
-                          on_trimmed)
+        group = RaftGroup(group_id, self.name, peers, self.config.raft_data_dir, self.config, on_committed,
+                          on_trimmed, raft_hub=self.raft_hub)
         self.groups[group_id] = group
         self.group_actors[group_id] = address
         self.tell(address, m.StartGroup(group, group_id))
@@ -146,12 +161,39 @@ class Node:
         except gevent.Timeout:
             raise RaftUnavailable("raft_timeout", "Timed out waiting for the Raft commit") from None
 
-    def _group_actor(self, session_id):
-        group_id = group_for(session_id, self.config.num_groups)
+    def group_of(self, session_id) -> int:
+        return group_for(session_id, self.config.num_groups)
+
+    def local_command(self, group_id, kind, args, timeout):
+        """A Raft command on this node's replica of ``group_id`` (`NotLeader` unless it leads)."""
         address = self.group_actors.get(group_id)
         if address is None:
-            raise RaftUnavailable("raft_unavailable", f"Group {group_id} is not served by this node")
-        return address
+            raise NotLeader(group_id, None)
+        if kind == "append":
+            self.check_backpressure()
+            return self._ask(address, m.Append(*args, AsyncResult()), timeout)
+        if kind == "create":
+            return self._ask(address, m.CreateSession(*args, AsyncResult()), timeout)
+        if kind == "ack":
+            return self._ask(address, m.AckArchived(*args, AsyncResult()), timeout)
+        if not self.groups[group_id].is_leader():  # a read that must see every commit
+            raise NotLeader(group_id, self.groups[group_id].leader_name())
+        return self.local_read(group_id, kind, args)
+
+    def local_read(self, group_id, kind, args):
+        """A read from this node's replica of ``group_id``."""
+        message = m.GetSession(*args, AsyncResult()) if kind == "get_session" else m.ReadHot(*args, AsyncResult())
+        return self._ask(self.group_actors[group_id], message)
+
+    def _read(self, session_id, kind, args):
+        """A read from the local replica, else a remote one. A follower that does not know the
+        session yet (it may not have applied its creation) asks the leader."""
+        group_id = self.group_of(session_id)
+        value = self.router.read(group_id, kind, args)
+        group = self.groups.get(group_id)
+        if value is None and group is not None and not group.is_leader() and self.peer_hub is not None:
+            value = self.router.command(group_id, kind, args)
+        return value
 
     @property
     def command_timeout(self):
@@ -173,10 +215,8 @@ class Node:
 
     def create_session(self, spec: dict, creator_principal=None) -> dict:
         session_id = spec.get("id") or f"ses_{secrets.token_urlsafe(12)}"
-        now = now_iso()
-        msg = m.CreateSession(session_id, spec.get("title"), spec.get("metadata") or {}, now, creator_principal,
-                              AsyncResult())
-        record = parse_result(self._ask(self._group_actor(session_id), msg, self.command_timeout))[1]
+        args = (session_id, spec.get("title"), spec.get("metadata") or {}, now_iso(), creator_principal)
+        record = parse_result(self.router.command(self.group_of(session_id), "create", args))[1]
         self._index_session(record)
         return record
 
@@ -192,11 +232,7 @@ class Node:
             return False
 
     def get_session(self, session_id: str):
-        group_id = group_for(session_id, self.config.num_groups)
-        address = self.group_actors.get(group_id)
-        if address is None:
-            return None
-        return self._ask(address, m.GetSession(session_id, AsyncResult()))
+        return self._read(session_id, "get_session", (session_id,))
 
     def require_session(self, session_id: str) -> dict:
         record = self.get_session(session_id)
@@ -238,22 +274,20 @@ class Node:
 
     def append(self, session_id: str, append: dict, nbytes: int) -> dict:
         self.check_backpressure()
-        msg = m.Append(session_id, append, now_iso(), nbytes, AsyncResult())
-        result = parse_result(self._ask(self._group_actor(session_id), msg, self.command_timeout)[0])
-        _ok, seq, last_seq, deduped = result
+        args = (session_id, append, now_iso(), nbytes)
+        _ok, seq, last_seq, deduped = parse_result(self.router.command(self.group_of(session_id), "append", args))
         if not deduped:
             self.metrics.append_total.inc()
             self.metrics.payload_bytes.inc(nbytes)
         return {"seq": seq, "last_seq": last_seq, "deduped": deduped}
 
     def ack_archived(self, session_id: str, upto_seq: int):
-        msg = m.AckArchived(session_id, upto_seq, AsyncResult())
-        return parse_result(self._ask(self._group_actor(session_id), msg, self.command_timeout))
+        return parse_result(self.router.command(self.group_of(session_id), "ack", (session_id, upto_seq)))
 
     # -- reads ----------------------------------------------------------------
 
     def read_hot(self, session_id, after_seq, limit):
-        return self._ask(self._group_actor(session_id), m.ReadHot(session_id, after_seq, limit, AsyncResult()))
+        return self._read(session_id, "read_hot", (session_id, after_seq, limit))
 
     def pending_archive(self, group_id):
         return self._ask(self.group_actors[group_id], m.PendingArchive(AsyncResult()))
@@ -296,18 +330,22 @@ class Node:
 
     # -- tails ----------------------------------------------------------------
 
-    def open_tail(self, session_id: str, cursor: int, outbox) -> TailHandle:
-        """``outbox`` has ``put(item)``; the TailActor puts ``("events"|"replay", ...)`` on it."""
-        address = self.asys.createActor(TailActor)
-        handle = TailHandle(self, session_id, address, outbox)
+    def open_tail(self, session_id: str, cursor: int, outbox):
+        """``outbox`` has ``put(item)``; the TailActor puts ``("events"|"replay", ...)`` on it.
+        Served by the local replica, or by a remote one when this node holds none."""
+        group_id = self.group_of(session_id)
+        if group_id in self.group_actors:
+            handle = self.open_local_tail(session_id, cursor, outbox)
+        else:
+            handle = self.remote_tails.open(session_id, group_id, cursor, outbox)
         self.tails.add(handle)
-        self.tell(address, m.TailStart(session_id, cursor, outbox, self._group_actor(session_id)))
         return handle
 
-    def close_tail(self, handle: TailHandle):
-        if handle in self.tails:
-            self.tails.discard(handle)
-            self.tell(handle.address, m.TailStop())
+    def open_local_tail(self, session_id, cursor, outbox) -> TailHandle:
+        address = self.asys.createActor(TailActor)
+        handle = TailHandle(self, session_id, address, outbox)
+        self.tell(address, m.TailStart(session_id, cursor, outbox, self.group_actors[self.group_of(session_id)]))
+        return handle
 
     # -- timers ---------------------------------------------------------------
 
@@ -335,45 +373,6 @@ class Node:
     def _cache_cleanup(self):
         self.cold.cleanup()
 
-    # -- health, ops, metrics -------------------------------------------------
-
-    def readiness(self):
-        """``(ready, reason)``: ready once every local group has a leader and has applied its log."""
-        if self.draining or self.stopping:
-            return False, "draining"
-        if not all(group.ready() for group in self.groups.values()):
-            return False, "raft_sync"
-        return True, None
-
-    def status(self) -> dict:
-        groups = [self._ask(addr, m.GroupStatus(AsyncResult())) for addr in self.group_actors.values()]
-        ready, reason = self.readiness()
-        return {"node": self.name, "mode": self.mode, "ready": ready, "reason": reason,
-                "write_nodes": self.write_nodes, "observer": self.observer_statuses(),
-                "groups": groups, "tails": len(self.tails), "hot_bytes": self.hot_bytes()}
-
-    def observer_statuses(self) -> dict:
-        return self._ask(self.observer, m.ObserverQuery(AsyncResult()))
-
-    def set_drain(self, node, draining):
-        if node == self.name:
-            self.draining = draining
-        return self._ask(self.observer, m.SetDrain(node, draining, AsyncResult()))
-
-    def snapshot(self) -> dict:
-        pending_rows = pending_sessions = lag = hot_events = 0
-        for group in self.groups.values():
-            for state in group.state.sessions.values():
-                behind = state.last_seq - state.archived_seq
-                if behind:
-                    pending_rows += behind
-                    pending_sessions += 1
-                    lag = max(lag, behind)
-                hot_events += len(state.hot)
-        return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
-                "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
-                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails)}
-
     # -- shutdown -------------------------------------------------------------
 
     def begin_shutdown(self):
@@ -393,6 +392,8 @@ class Node:
         gevent.killall(self._timers, block=False)
         for group in self.groups.values():
             group.stop()
+        if self.peer_hub is not None:
+            self.peer_hub.stop()
         for address in list(self.group_actors.values()) + [self.archiver, self.observer]:
             self.tell(address, ActorExitRequest())
         try:

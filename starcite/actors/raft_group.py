@@ -11,22 +11,18 @@ block inside an actor handler (commands are handed to pysyncobj, whose
 callback resolves the caller's reply future from the tick greenlet).
 """
 
-import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 
 import gevent
 import gevent.event
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
-from pysyncobj import journal as pysyncobj_journal
-from pysyncobj import serializer as pysyncobj_serializer
-from pysyncobj import syncobj as pysyncobj_syncobj
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
-from thespian.actors import Actor, ActorExitRequest
 
-from starcite.actors import messages as m
+from starcite.actors.raft_journal import DurableFileJournal
+from starcite.cluster.raft_transport import MuxTransport
 from starcite.errors import StarciteError
 from starcite.rules import GroupState, RuleError
 
@@ -46,131 +42,6 @@ def raft_error(reason: int) -> RaftUnavailable:
     if reason == FAIL_REASON.QUEUE_FULL:
         return RaftUnavailable("raft_unavailable", "Raft command queue is full")
     return RaftUnavailable("raft_unavailable", f"Raft leadership changed before commit (reason {reason})")
-
-
-class DurableMetaStorer(pysyncobj_journal.MetaStorer):
-    """pysyncobj's meta file (term, vote, commit index), written with fsync before the rename."""
-
-    def storeMeta(self, meta):
-        tmp = self.getPath() + ".tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(pysyncobj_journal.dumps(meta))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.getPath())
-
-
-def _load_syncfs():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.syncfs
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNCFS = _load_syncfs()
-
-
-def flush_files(fds):
-    """Make the written data of ``fds`` durable: one syncfs when several files (all
-    journals live in one directory, so one filesystem), else fdatasync."""
-    if len(fds) > 2 and _SYNCFS is not None:
-        fd = next(iter(fds))
-        if _SYNCFS(fd) == 0:
-            return
-    for fd in fds:
-        os.fdatasync(fd)
-
-
-class JournalSyncer:
-    """Group commit across the node's Raft groups.
-
-    A group's tick asks for its journal to be synced and waits; every journal that
-    asks while a flush is running rides on the next one, so 16 busy groups cost one
-    flush (measured: one syncfs ~0.35 ms vs 16 fdatasyncs ~2.7 ms). The flush runs in
-    the hub's thread pool, so HTTP and the other groups keep running meanwhile.
-    """
-
-    def __init__(self):
-        self.waiting = set()
-        self.next_flush = gevent.event.Event()
-        self.flusher = None
-
-    def sync(self, fd):
-        self.waiting.add(fd)
-        done = self.next_flush
-        if self.flusher is None:
-            self.flusher = gevent.spawn(self._flush_loop)
-        done.wait()
-
-    def _flush_loop(self):
-        pool = gevent.get_hub().threadpool
-        try:
-            while self.waiting:
-                fds, done = self.waiting, self.next_flush
-                self.waiting, self.next_flush = set(), gevent.event.Event()
-                try:
-                    pool.apply(flush_files, (fds,))
-                finally:
-                    done.set()
-        finally:
-            self.flusher = None
-
-
-SYNCER = JournalSyncer()
-
-
-class DurableFileJournal(pysyncobj_journal.FileJournal):
-    """pysyncobj's mmap journal plus `sync()`: everything added since the last sync made durable."""
-
-    def __init__(self, journal_file):
-        super().__init__(journal_file)
-        self._FileJournal__metaStorer = DurableMetaStorer(journal_file + ".meta")
-        self.dirty = False
-        self.fsync = True
-
-    def _file(self):
-        return self._FileJournal__journalFile._ResizableFile__f
-
-    def add(self, command, idx, term):
-        super().add(command, idx, term)
-        self.dirty = True
-
-    def deleteEntriesFrom(self, entryFrom):
-        super().deleteEntriesFrom(entryFrom)
-        self.dirty = True
-
-    def sync(self):
-        """Called by the group's tick greenlet, which waits; other greenlets keep running."""
-        if self.dirty:
-            self.dirty = False
-            if self.fsync:
-                SYNCER.sync(self._file().fileno())
-
-
-def _create_journal(journal_file=None):
-    if journal_file is None:
-        return pysyncobj_journal.MemoryJournal()
-    return DurableFileJournal(journal_file)
-
-
-def durable_replace(tmp_path, final_path):
-    """Snapshot files: fsync the new file, rename it into place, fsync the directory."""
-    with open(tmp_path, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp_path, final_path)
-    dir_fd = os.open(os.path.dirname(os.path.abspath(final_path)), os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-# SyncObj builds its journal through this module-level name; ours adds fsync.
-pysyncobj_syncobj.createJournal = _create_journal
-# The snapshot writer (run in a forked child) renames through this name: make it durable,
-# since the journal entries it covers are deleted once it reports success.
-pysyncobj_serializer.atomicReplace = durable_replace
 
 
 class LocalOnlyTransport(Transport):
@@ -203,7 +74,7 @@ class LocalOnlyTransport(Transport):
 
 
 class _EventNotifier:
-    """Stands in for pysyncobj's pipe notifier in a one-node group: wakes the tick greenlet."""
+    """Stands in for pysyncobj's pipe notifier: wakes the group's tick greenlet."""
 
     def __init__(self, event):
         self.event = event
@@ -212,8 +83,17 @@ class _EventNotifier:
         self.event.set()
 
 
-class _NullPoller:
-    """A one-node group has no sockets to poll; its tick greenlet waits on an Event instead."""
+class _InboxPoller:
+    """Stands in for pysyncobj's socket poller (called at the end of every tick).
+
+    The tick greenlet waits here on an Event, set by a queued command or a peer
+    message, instead of on sockets; then it hands the group's inbox (peer messages,
+    link changes) to pysyncobj, all inside the tick, as pysyncobj's own poller does.
+    A dirty journal or held replies mean another tick is due at once (it syncs).
+    """
+
+    def __init__(self, group):
+        self.group = group
 
     def subscribe(self, descr, callback, eventType):
         pass
@@ -222,7 +102,14 @@ class _NullPoller:
         pass
 
     def poll(self, timeout):
-        pass
+        group = self.group
+        transport = group.transport
+        busy = group.journal.dirty or group.pending_appends or (transport is not None and transport.inbox)
+        if not busy:
+            group.wake.wait(timeout)
+        group.wake.clear()  # before the drain: anything queued after it re-wakes us
+        if transport is not None:
+            transport.drain()
 
 
 class SessionStateMachine(SyncObjConsumer):
@@ -258,21 +145,38 @@ class SessionStateMachine(SyncObjConsumer):
         return result
 
 
-class RaftGroup(SyncObj):
-    """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick."""
+class NotLeader(RaftUnavailable):
+    """This replica is not the group's leader; ``hint`` names the leader it knows (or None)."""
 
-    def __init__(self, group_id, self_node, peer_nodes, data_dir, config, on_committed, on_trimmed):
+    def __init__(self, group_id, hint):
+        super().__init__("raft_unavailable", f"No Raft leader for group {group_id} on this node")
+        self.hint = hint
+
+
+class RaftGroup(SyncObj):
+    """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick.
+
+    ``peer_names`` are the other replicas (none: a one-node group, no transport at
+    all); with peers, ``raft_hub`` multiplexes the group over the node's peer links.
+    Appends that reach the group within one tick go into one ``append_events``
+    Raft entry (`queue_append`): one replication round and one fsync per batch.
+    """
+
+    def __init__(self, group_id, self_name, peer_names, data_dir, config, on_committed, on_trimmed,
+                 raft_hub=None):
         # Every attribute is set before SyncObj.__init__, which marks the ones present
         # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
+        self.self_name = self_name
         self.watched = set()   # session ids with tail subscribers (maintained by RaftGroupActor)
         self.machine = SessionStateMachine(on_committed, on_trimmed)
+        self.pending_appends = []   # [(item, reply)] waiting for the next tick
+        self.transport = None
         self._running = True
         self._ticker = None
-        self._wake = gevent.event.Event()
-        self._single = not peer_nodes
+        self.wake = gevent.event.Event()
+        single = not peer_names
         os.makedirs(data_dir, exist_ok=True)
-        single = not peer_nodes
         conf = SyncObjConf(
             autoTick=False,
             appendEntriesUseBatch=False,
@@ -283,19 +187,26 @@ class RaftGroup(SyncObj):
             appendEntriesPeriod=0.01 if single else 0.05,
             raftMinTimeout=0.05 if single else 0.4,
             raftMaxTimeout=0.1 if single else 0.9,
+            leaderFallbackTimeout=3.0,   # a cut-off leader steps down, so routers stop waiting on it
             commandsQueueSize=200000,
-            password=None if single else config.raft_password,
         )
-        kwargs = {"transportClass": LocalOnlyTransport, "nodeClass": Node} if single else {}
-        super().__init__(self_node, peer_nodes, conf, consumers=[self.machine], **kwargs)
         if single:
-            # No sockets: drop the pipe and the poller (a write, a read and a poll setup
-            # per command) for an Event the tick greenlet waits on.
-            pipe = self._SyncObj__pipeNotifier
-            os.close(pipe._PipeNotifier__pipeR)
-            os.close(pipe._PipeNotifier__pipeW)
-            self._SyncObj__pipeNotifier = _EventNotifier(self._wake)
-            self._poller = _NullPoller()
+            super().__init__(f"local-{group_id}", [], conf, consumers=[self.machine],
+                             transportClass=LocalOnlyTransport, nodeClass=Node)
+        else:
+            super().__init__(Node(self_name), [Node(name) for name in peer_names], conf, consumers=[self.machine],
+                             transportClass=functools.partial(MuxTransport, raft_hub, group_id))
+            self.transport = raft_hub.transports[group_id]
+            self.transport.wake = self.wake.set
+        # No pipe and no socket poller: the tick greenlet waits on an Event (set by a
+        # queued command or a peer message) and drains the group's inbox itself.
+        pipe = self._SyncObj__pipeNotifier
+        os.close(pipe._PipeNotifier__pipeR)
+        os.close(pipe._PipeNotifier__pipeW)
+        self._SyncObj__pipeNotifier = _EventNotifier(self.wake)
+        self._poller = _InboxPoller(self)
+        if self.transport is not None:
+            self.transport.start()
         self.journal.fsync = config.raft_fsync
         self._ticker = gevent.spawn(self._tick_loop)
 
@@ -310,12 +221,7 @@ class RaftGroup(SyncObj):
     def _tick_loop(self):
         while self._running:
             try:
-                if self._single:
-                    self._wake.wait(0.05)
-                    self._wake.clear()  # before the tick: a command queued during it re-wakes us
-                    self.doTick(0)
-                else:
-                    self.doTick(0.05)
+                self.doTick(0.05)
             except Exception:
                 log.exception("raft group %s: tick failed", self.group_id)
                 gevent.sleep(0.05)
@@ -324,140 +230,82 @@ class RaftGroup(SyncObj):
         # Entries added since the last tick become durable before they count
         # toward a commit (and before any reply that acknowledges them).
         self.journal.sync()
+        self._submit_appends()
         super()._onTick(timeToWait)
 
     def _checkCommandsToApply(self):
         before = len(self.journal)
         super()._checkCommandsToApply()
-        if len(self.journal) != before and self._single:
-            # A one-node group commits on its next tick: do not sleep until then.
-            self._wake.set()
+        if len(self.journal) != before:
+            # New entries: the next tick syncs and (alone) commits them at once.
+            self.wake.set()
+
+    # -- batching -------------------------------------------------------------
+
+    def queue_append(self, item, reply):
+        """One append for the next tick's batch entry; ``reply`` gets its result or an error."""
+        if not self._isLeader():
+            reply.set_exception(NotLeader(self.group_id, self.leader_name()))
+            return
+        self.pending_appends.append((item, reply))
+        self.wake.set()
+
+    def _submit_appends(self):
+        if not self.pending_appends:
+            return
+        batch, self.pending_appends = self.pending_appends, []
+        if not self._isLeader():
+            for _item, reply in batch:
+                reply.set_exception(NotLeader(self.group_id, self.leader_name()))
+            return
+        replies = [reply for _item, reply in batch]
+
+        def callback(results, err):
+            if err != FAIL_REASON.SUCCESS:
+                failure = raft_error(err)
+                for reply in replies:
+                    reply.set_exception(failure)
+                return
+            for reply, result in zip(replies, results):
+                reply.set(result)
+
+        self.machine.append_events([item for item, _reply in batch], callback=callback)
+
+    # -- state ----------------------------------------------------------------
 
     def is_leader(self) -> bool:
         return self._isLeader()
 
+    def leader_name(self):
+        """The node name of the leader this replica knows, or None."""
+        if self.transport is None:
+            return self.self_name if self._isLeader() else None
+        leader = self._getLeader()
+        return None if leader is None else str(leader.id)
+
+    def leader_commit_index(self):
+        return self._SyncObj__leaderCommitIndex
+
     def ready(self) -> bool:
-        return self._getLeader() is not None and self.raftLastApplied >= self.raftCommitIndex
+        """Has a leader, and has applied everything that leader said was committed."""
+        if self._getLeader() is None:
+            return False
+        if self._isLeader():
+            return self.raftLastApplied >= self.raftCommitIndex
+        learned = self.leader_commit_index()
+        return learned is not None and self.raftLastApplied >= learned
+
+    def status(self) -> dict:
+        return {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
+                "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
+                "last_applied": self.raftLastApplied, "log_entries": len(self.journal)}
 
     def stop(self):
         self._running = False
+        self.wake.set()
         self._ticker.join(timeout=2)
         self.journal.sync()
         self.destroy()
 
 
-def _reply_from_raft(reply):
-    """A pysyncobj callback that resolves ``reply`` with the result or a RaftUnavailable."""
-    def callback(result, err):
-        if err == FAIL_REASON.SUCCESS:
-            reply.set(result)
-        else:
-            reply.set_exception(raft_error(err))
-    return callback
-
-
-class RaftGroupActor(Actor):
-    """Front door of one Raft group.
-
-    Messages: StartGroup, CreateSession, Append, AckArchived (Raft commands,
-    replied through their future once committed); GetSession, ReadHot,
-    PendingArchive, GroupStatus (answered at once from local state);
-    Subscribe/Unsubscribe/SetLive (tail registry), Committed (fan-out into live tails' outboxes),
-    LastSeq (a tail's catch-up probe, answered with LastSeqIs).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.group = None
-        self.subscribers = {}
-
-    def receiveMessage(self, msg, sender):
-        handler = self._handlers.get(type(msg))
-        if handler is not None:
-            handler(self, msg, sender)
-
-    def _start(self, msg, sender):
-        self.group = msg.group
-
-    def _create(self, msg, sender):
-        self.group.machine.create_session(msg.session_id, msg.title, msg.metadata, msg.created_at,
-                                          msg.creator_principal, callback=_reply_from_raft(msg.reply))
-
-    def _append(self, msg, sender):
-        self.group.machine.append_events([(msg.session_id, msg.append, msg.inserted_at, msg.nbytes)],
-                                         callback=_reply_from_raft(msg.reply))
-
-    def _ack(self, msg, sender):
-        self.group.machine.ack_archived(msg.session_id, msg.upto_seq, callback=_reply_from_raft(msg.reply))
-
-    def _get(self, msg, sender):
-        state = self.group.state.sessions.get(msg.session_id)
-        msg.reply.set(None if state is None else state.record())
-
-    def _read_hot(self, msg, sender):
-        state = self.group.state.sessions.get(msg.session_id)
-        if state is None:
-            msg.reply.set(None)
-        else:
-            msg.reply.set((state.archived_seq, state.last_seq, state.hot_range(msg.after_seq, msg.limit)))
-
-    def _pending(self, msg, sender):
-        msg.reply.set(self.group.state.pending() if self.group.is_leader() else [])
-
-    def _status(self, msg, sender):
-        group = self.group
-        msg.reply.set({
-            "group": group.group_id,
-            "leader": str(group._getLeader()) if group._getLeader() is not None else None,
-            "is_leader": group.is_leader(),
-            "ready": group.ready(),
-            "commit_index": group.raftCommitIndex,
-            "last_applied": group.raftLastApplied,
-            "sessions": len(group.state.sessions),
-            "hot_bytes": group.state.hot_bytes,
-            "tails": sum(len(t) for t in self.subscribers.values()),
-        })
-
-    def _subscribe(self, msg, sender):
-        self.subscribers.setdefault(msg.session_id, {})[msg.tail.addressDetails] = None
-        self.group.watched.add(msg.session_id)
-
-    def _set_live(self, msg, sender):
-        tails = self.subscribers.get(msg.session_id)
-        if tails is not None and msg.tail.addressDetails in tails:
-            tails[msg.tail.addressDetails] = msg.outbox
-
-    def _unsubscribe(self, msg, sender):
-        tails = self.subscribers.get(msg.session_id)
-        if tails is not None:
-            tails.pop(msg.tail.addressDetails, None)
-            if not tails:
-                del self.subscribers[msg.session_id]
-                self.group.watched.discard(msg.session_id)
-
-    def _committed(self, msg, sender):
-        # Straight into each live tail's outbox: one Thespian message per tail per commit
-        # would cost ~10 us each, a whole core at 1,000 tails x 100 appends/s.
-        tails = self.subscribers.get(msg.session_id)
-        if tails:
-            item = ("events", msg.entries)
-            for outbox in tails.values():
-                if outbox is not None:
-                    outbox.put(item)
-
-    def _last_seq(self, msg, sender):
-        state = self.group.state.sessions.get(msg.session_id)
-        self.send(msg.tail, m.LastSeqIs(0 if state is None else state.last_seq))
-
-    def _exit(self, msg, sender):
-        self.subscribers.clear()
-
-    _handlers = {
-        m.StartGroup: _start, m.CreateSession: _create, m.Append: _append, m.AckArchived: _ack,
-        m.GetSession: _get, m.ReadHot: _read_hot, m.PendingArchive: _pending, m.GroupStatus: _status,
-        m.Subscribe: _subscribe, m.Unsubscribe: _unsubscribe, m.SetLive: _set_live, m.Committed: _committed,
-        m.LastSeq: _last_seq, ActorExitRequest: _exit,
-    }
-
-
-__all__ = ["RaftGroup", "RaftGroupActor", "RaftUnavailable", "RuleError", "SessionStateMachine"]
+__all__ = ["NotLeader", "RaftGroup", "RaftUnavailable", "RuleError", "SessionStateMachine"]

@@ -1,0 +1,131 @@
+"""Routing: which node serves a command or a read of a group, from any node.
+
+Owns: the leader-hint cache per group, sending a command to the group's
+leader (a local call when this node leads, a peer call otherwise), retrying
+on not-leader with the new hint or on a lost link, all within one deadline
+(`STARCITE_RAFT_TIMEOUT_MS`, then 503), and choosing a replica for reads (the
+local one when there is one, else a connected remote replica).
+
+Forwarding never loops: a peer that receives a forwarded command runs it on
+its own replica or answers not-leader with its hint; it never forwards again.
+Must not: touch Raft state or session rules; the `Node` runs what arrives.
+"""
+
+import time
+
+import gevent
+
+from starcite.actors.raft_group import NotLeader, RaftUnavailable
+from starcite.cluster.peer_link import PeerUnavailable
+from starcite.placement import replicas_for
+
+RETRY_PAUSE = 0.05  # between attempts while a group elects a leader
+
+
+class Router:
+    def __init__(self, node, hub, config):
+        self.node = node
+        self.hub = hub
+        self.name = config.node_name
+        self.write_nodes = config.write_node_ids
+        self.replication_factor = config.replication_factor
+        self.timeout = config.raft_timeout_ms / 1000.0
+        self.hints = {}             # group id -> node name believed to lead it
+        self.forwarded = 0
+        if hub is not None:
+            hub.methods["command"] = self._serve_command
+            hub.methods["read"] = self._serve_read
+
+    def replicas(self, group_id):
+        return replicas_for(group_id, self.write_nodes, self.replication_factor)
+
+    # -- commands (to the leader) ---------------------------------------------
+
+    def command(self, group_id, kind, args):
+        """Run ``kind`` on the group's leader; retried on not-leader or a lost link until the deadline."""
+        deadline = time.monotonic() + self.timeout
+        replicas = self.replicas(group_id)
+        target = self._first_target(group_id, replicas)
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RaftUnavailable("raft_timeout", f"No leader of group {group_id} answered in time")
+            hint = None
+            try:
+                if target == self.name:
+                    return self.node.local_command(group_id, kind, args, remaining)
+                self.forwarded += 1
+                outcome, value = self.hub.call(target, "command", (group_id, kind, args), remaining)
+                if outcome == "ok":
+                    self.hints[group_id] = target
+                    return value
+                hint = value  # ("not_leader", hint)
+            except NotLeader as exc:
+                hint = exc.hint
+            except PeerUnavailable:
+                hint = None
+            except RaftUnavailable as exc:
+                if exc.code == "raft_timeout":
+                    raise
+                # leadership changed before the commit: the outcome is unknown, and a retry
+                # is safe (producer dedupe), so try again at whoever leads now
+            attempt += 1
+            if hint is not None and hint != target and (hint == self.name or self.hub.connected(hint)):
+                target = hint
+                self.hints[group_id] = hint
+                continue
+            self.hints.pop(group_id, None)
+            gevent.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
+            target = self._rotate(replicas, attempt)
+
+    def _first_target(self, group_id, replicas):
+        local = self.node.groups.get(group_id)
+        if local is not None:
+            leader = local.leader_name()
+            if leader is not None:
+                return leader
+        hint = self.hints.get(group_id)
+        if hint is not None:
+            return hint
+        return self._rotate(replicas, 0)
+
+    def _rotate(self, replicas, attempt):
+        reachable = [r for r in replicas if r == self.name or self.hub is None or self.hub.connected(r)]
+        pool = reachable or replicas
+        return pool[attempt % len(pool)]
+
+    def _serve_command(self, peer, group_id, kind, args):
+        try:
+            return "ok", self.node.local_command(group_id, kind, args, self.timeout)
+        except NotLeader as exc:
+            return "not_leader", exc.hint
+
+    # -- reads (any ready replica) --------------------------------------------
+
+    def read(self, group_id, kind, args):
+        """``kind`` from the local replica, or from a connected remote replica when there is none here."""
+        if group_id in self.node.groups:
+            return self.node.local_read(group_id, kind, args)
+        return self.remote(group_id, lambda peer: self.hub.call(peer, "read", (group_id, kind, args), self.timeout))
+
+    def remote(self, group_id, attempt):
+        """``attempt(peer)`` on the first replica that answers (leader hint first)."""
+        replicas = self.replicas(group_id)
+        hint = self.hints.get(group_id)
+        ordered = ([hint] if hint in replicas else []) + [r for r in replicas if r != hint]
+        failures = []
+        for peer in ordered:
+            if peer == self.name or not self.hub.connected(peer):
+                continue
+            try:
+                return attempt(peer)
+            except PeerUnavailable as exc:
+                failures.append(str(exc))
+        raise RaftUnavailable("raft_unavailable", f"No replica of group {group_id} is reachable"
+                              + (f" ({'; '.join(failures)})" if failures else ""))
+
+    def _serve_read(self, peer, group_id, kind, args):
+        if group_id not in self.node.groups:
+            raise PeerUnavailable(f"{self.name} holds no replica of group {group_id}")
+        return self.node.local_read(group_id, kind, args)

@@ -1,0 +1,61 @@
+"""What a node shows about itself: readiness, the ops status, drain, and the metrics snapshot.
+
+Owns: `NodeViews`, the mixin of `Node` that reads its groups, peer links and
+observer for `/health/ready`, `starcite ops status` and `/metrics`. Must not:
+change data-plane state (drain only flips routing flags through the Observer).
+"""
+
+from gevent.event import AsyncResult
+
+from starcite.actors import messages as m
+
+
+class NodeViews:
+    # -- health, ops, metrics -------------------------------------------------
+
+    def readiness(self):
+        """``(ready, reason)``. A write node is ready once every local group has a leader and has
+        applied what that leader said was committed; a router once it reaches a quorum of write nodes."""
+        if self.draining or self.stopping:
+            return False, "draining"
+        if not all(group.ready() for group in self.groups.values()):
+            return False, "raft_sync"
+        if self.mode == "router_node" and self.peer_hub is not None:
+            reachable = sum(1 for name in self.write_nodes if self.peer_hub.connected(name))
+            if reachable <= len(self.write_nodes) // 2:
+                return False, "router_sync"
+        return True, None
+
+    def status(self) -> dict:
+        groups = [self._ask(addr, m.GroupStatus(AsyncResult())) for addr in self.group_actors.values()]
+        ready, reason = self.readiness()
+        out = {"node": self.name, "mode": self.mode, "ready": ready, "reason": reason,
+               "write_nodes": self.write_nodes, "observer": self.observer_statuses(),
+               "groups": sorted(groups, key=lambda g: g["group"]), "tails": len(self.tails),
+               "hot_bytes": self.hot_bytes(), "forwarded_commands": self.router.forwarded}
+        if self.peer_hub is not None:
+            out["peers"] = self.peer_hub.status()
+            out["remote_tails"] = self.remote_tails.counts()
+        return out
+
+    def observer_statuses(self) -> dict:
+        return self._ask(self.observer, m.ObserverQuery(AsyncResult()))
+
+    def set_drain(self, node, draining):
+        if node == self.name:
+            self.draining = draining
+        return self._ask(self.observer, m.SetDrain(node, draining, AsyncResult()))
+
+    def snapshot(self) -> dict:
+        pending_rows = pending_sessions = lag = hot_events = 0
+        for group in self.groups.values():
+            for state in group.state.sessions.values():
+                behind = state.last_seq - state.archived_seq
+                if behind:
+                    pending_rows += behind
+                    pending_sessions += 1
+                    lag = max(lag, behind)
+                hot_events += len(state.hot)
+        return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
+                "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
+                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails)}
