@@ -74,7 +74,7 @@ class Node:
             raise StartError(f"{EXECUTABLE} is not installed")
         self.port = self.fixed_port or free_port()
         full_env = {"PORT": str(self.port), "STARCITE_HOST": "127.0.0.1", "STARCITE_DATA_DIR": self.data_dir,
-                    "STARCITE_RAFT_PORT": str(free_port()), **self.extra_env, **(env or {})}
+                    **self.extra_env, **(env or {})}
         self.child = self.sup.spawn(self.name, [EXECUTABLE, "serve"], full_env, REPO_ROOT)
         return self
 
