@@ -24,6 +24,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_listen_port(low=20000, high=32000) -> int:
+    """A free port below the ephemeral range, for listeners that must not collide with the
+    source ports of outgoing connections (the peer port)."""
+    import random
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
 class StarciteServer:
     def __init__(self, data_dir, env=None, config_file=None):
         self.data_dir = str(data_dir)

@@ -11,8 +11,12 @@ adapter says ``blocking_io = True`` and the node runs it in gevent's hub
 threadpool. Must not: cache event data (that is `ArchiveReadCache`'s job), use
 gevent's (patched) locks or sleep, or talk to the network.
 
-The session index reflects this process's writes plus what was on disk when
-it was first loaded; `get_session` falls back to disk for ids it has not seen.
+The session index is shared by every process writing the directory (the
+nodes of a one-host development cluster): each upsert appends the session's
+file name to ``.locks/index.log`` (``O_APPEND``, one short line, under the session
+lock), and a process reads the log's new lines before it lists, so a session
+indexed by another node is listed too. `get_session` falls back to disk for
+ids it has not seen.
 """
 
 import bisect
@@ -46,6 +50,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
         self._index_lock = osthread.rlock()
         self._records = None  # id -> record, loaded lazily
         self._sorted_ids = []
+        self._log_offset = 0  # how much of the shared index log this process has read
 
     # -- events ---------------------------------------------------------------
 
@@ -89,6 +94,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
         with self._session_lock(session_id):
             self._write_atomic(self._path(chunks.session_key(session_id)), data)
             self._index_put(chunks.decode_json(data))
+            self._log_indexed(chunks.session_key(session_id))
 
     def get_session(self, session_id):
         with self._index_lock:
@@ -108,9 +114,49 @@ class LocalArchiveAdapter(ArchiveAdapter):
                                                  metadata_filters)
             return copy.deepcopy(page), next_cursor
 
+    def _index_log_path(self):
+        return os.path.join(self.directory, ".locks", "index.log")
+
+    def _log_indexed(self, key):
+        try:
+            fd = os.open(self._index_log_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, key.encode() + b"\n")
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ArchiveUnavailable(f"local archive: cannot write the index log: {exc}") from exc
+
+    def _catch_up_index_log(self, records):
+        """Index the sessions other processes upserted since this one last looked."""
+        try:
+            with open(self._index_log_path(), "rb") as fh:
+                fh.seek(self._log_offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ArchiveUnavailable(f"local archive: cannot read the index log: {exc}") from exc
+        complete = data[:data.rfind(b"\n") + 1]
+        self._log_offset += len(complete)
+        for key in set(complete.decode(errors="replace").split("\n")) - {""}:
+            session_id = chunks.session_id_from_name(key.rsplit("/", 1)[-1])
+            record = self._read_session_file(session_id) if session_id is not None else None
+            if record is not None:
+                if session_id not in records:
+                    bisect.insort(self._sorted_ids, session_id)
+                records[session_id] = record
+
     def _index(self):
-        """``(records by id, sorted ids)``, loading them from disk on first use (index lock held)."""
+        """``(records by id, sorted ids)``, loading them from disk on first use and then following
+        the shared index log (index lock held)."""
+        if self._records is not None:
+            self._catch_up_index_log(self._records)
         if self._records is None:
+            try:
+                self._log_offset = os.path.getsize(self._index_log_path())
+            except OSError:
+                self._log_offset = 0
             records = {}
             for name in self._session_file_names():
                 session_id = chunks.session_id_from_name(name)

@@ -134,3 +134,14 @@ def test_runs_in_the_gevent_threadpool_without_blocking_the_hub(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]
+
+
+def test_sessions_indexed_by_another_process_are_listed(tmp_path):
+    """Nodes of a one-host cluster share one directory: each lists what the others indexed."""
+    first, second = LocalArchiveAdapter(str(tmp_path)), LocalArchiveAdapter(str(tmp_path))
+    first.upsert_session(make_session("a"))
+    assert [r["id"] for r in second.list_sessions(10)[0]] == ["a"]   # loaded from disk
+    first.upsert_session(make_session("b"))
+    second.upsert_session(make_session("c"))
+    assert [r["id"] for r in second.list_sessions(10)[0]] == ["a", "b", "c"]  # followed the log
+    assert [r["id"] for r in first.list_sessions(10)[0]] == ["a", "b", "c"]

@@ -13,14 +13,14 @@ import time
 
 import requests
 
-from tests.server import StarciteServer, free_port
+from tests.server import StarciteServer, free_listen_port
 
 
 class Cluster:
     def __init__(self, root, size=3, env=None, write_nodes=None, names=None):
         self.root = str(root)
         self.names = names or [f"n{i + 1}" for i in range(size)]
-        peer_ports = {name: free_port() for name in self.names}
+        peer_ports = {name: free_listen_port() for name in self.names}
         cluster_nodes = ",".join(f"{name}@127.0.0.1:{peer_ports[name]}" for name in self.names)
         shared = {
             "CLUSTER_NODES": cluster_nodes,
