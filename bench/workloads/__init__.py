@@ -27,16 +27,20 @@ def session_ids(count: int, prefix: str = "bench") -> list:
     return [f"{prefix}-{i:05d}" for i in range(count)]
 
 
-def sweep(ctx, workload: str, system: str, make_factory) -> list:
+def sweep(ctx, workload: str, system: str, make_factory, ops: int = None) -> list:
     """One row per concurrency of the profile; ``make_factory(clients)`` builds the client factory.
+    ``ops`` (default: the profile's) timed operations per point, after the profile's warm-up scaled
+    to ``ops`` (at least one operation per client).
 
     A point that fails becomes a FAILED row and the sweep goes on (each point is bounded).
     """
     p = ctx.profile
+    ops = ops or p.ops
+    warmup = p.warmup * ops // p.ops
     rows = []
     for clients in p.concurrency:
         try:
-            m = loadgen.run(make_factory(clients), clients, p.ops, warmup=max(p.warmup, clients),
+            m = loadgen.run(make_factory(clients), clients, ops, warmup=max(warmup, clients),
                             timeout=p.timeout_s, procs=ctx.procs)
             row = Row.measured(workload, system, clients, m)
             ctx.log(f"{workload} {system} c={clients}: {row.figures['ops_per_s']} ops/s, "

@@ -142,7 +142,7 @@ def etcd(ctx) -> list:
     bodies = [etcd_target.put_body(b"bench/k/%05d" % i, PAYLOAD) for i in range(ctx.profile.sessions)]
     children, ports = etcd_target.start(ctx.sup, ctx.work_dir)
     try:
-        return sweep(ctx, "append", ETCD_SYSTEM, lambda _clients: _etcd_put(ports, bodies))
+        return sweep(ctx, "append", ETCD_SYSTEM, lambda _clients: _etcd_put(ports, bodies), ctx.profile.replicated_ops)
     finally:
         etcd_target.stop(ctx.sup, children)
 
@@ -153,4 +153,5 @@ def starcite_cluster(ctx) -> list:
     cluster = cluster_target.shared(ctx)
     ctx.run_async(cluster.nodes[0].create_sessions(ids))
     return sweep(ctx, "append", CLUSTER_SYSTEM,
-                 lambda clients: starcite_appender(cluster.ports, ids, f"b{clients}", own_session=True))
+                 lambda clients: starcite_appender(cluster.ports, ids, f"b{clients}", own_session=True),
+                 ctx.profile.replicated_ops)
