@@ -1,8 +1,9 @@
 """Result rows, the ratios to the peers, the printed table and the JSON file.
 
 Owns: `Row` (one measured point or one "not available" line), the
-generator-ceiling check, the ratio rules (Starcite ÷ Redis-always, ÷ Postgres,
-÷ hello ceiling; replay: ÷ Redis XREAD, ÷ Postgres scan), text formatting and
+generator-ceiling check, the cluster's targets note, the ratio rules
+(Starcite ÷ Redis-always, ÷ Postgres, ÷ etcd 3-node, ÷ hello ceiling; replay:
+÷ Redis XREAD, ÷ Postgres scan), text formatting and
 `bench/results/<timestamp>.json`. Must not: measure anything.
 """
 
@@ -61,6 +62,20 @@ def flag_generator_bound(rows: list):
             notes.append(f"{ops / top:.0%} of generator ceiling")
         if notes:
             row.note = "; ".join(filter(None, [row.note, *notes]))
+
+
+def note_cluster_targets(rows: list, clients: int = 16, min_ratio: float = 0.5, max_p99_ms: float = 24.0):
+    """Say on the Starcite cluster's append row at ``clients`` whether it met its targets: throughput at
+    least ``min_ratio`` × the etcd cluster's in the same run, p99 at most ``max_p99_ms``."""
+    index = {(r.workload, r.system, r.clients): r for r in rows}
+    row, etcd = index.get(("append", CLUSTER_SYSTEM, clients)), index.get(("append", ETCD_SYSTEM, clients))
+    if row is None or row.status != OK:
+        return
+    ratio, p99 = _ratio(row.get("ops_per_s"), etcd and etcd.get("ops_per_s")), row.get("p99_ms")
+    verdict = lambda ok: "met" if ok else "NOT met"
+    row.note = "; ".join(filter(None, [
+        row.note, f"÷etcd {_fmt(ratio)} (target >= {min_ratio}: {verdict(ratio is not None and ratio >= min_ratio)})",
+        f"p99 target <= {max_p99_ms:g} ms: {verdict(p99 is not None and p99 <= max_p99_ms)}"]))
 
 
 def _ratio(a, b):

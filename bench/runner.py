@@ -134,6 +134,7 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
         shutil.rmtree(work_dir, ignore_errors=True)
     duration = round(time.monotonic() - started, 1)
     results.flag_generator_bound(rows)
+    results.note_cluster_targets(rows)
     ratio_rows = results.ratios(rows)
     path = base_name + ".json"
     run_facts = {"started_at": stamp.isoformat(timespec="seconds"), "duration_s": duration, "interrupted": interrupted,
