@@ -2,8 +2,10 @@
 archive, durable Raft journal) on a free loopback port with its own data
 directory.
 
-Owns: starting and restarting a node, readiness (`GET /health/ready` → 200),
-creating sessions, reading `/metrics`, and the append/tail paths of the API.
+Owns: starting (at once or in two steps, for cluster members), restarting,
+stopping and SIGKILLing a node, readiness (`GET /health/ready` → 200),
+`/ops/status`, creating sessions, reading `/metrics`, the append/tail paths
+of the API and a tail reader.
 Must not: measure anything. A node that cannot start raises
 `bench.procs.StartError`, which the workloads report as "not available".
 """
