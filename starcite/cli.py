@@ -80,8 +80,32 @@ def _ops(args):
     else:  # wait-drained
         code, body = _wait(f"{base}/ops/status", lambda s, b: s == 200 and b.get("observer", {}).get(
             b.get("node")) == "draining", int(args.arg or 30000))
-    print(json.dumps(body, indent=2))
+    if command == "status" and not args.json and isinstance(body, dict) and "groups" in body:
+        print(format_status(body))
+    else:
+        print(json.dumps(body, indent=2))
     return code
+
+
+def format_status(body: dict) -> str:
+    """`starcite ops status` for a person: the node, its peer links, then one line per local group."""
+    lines = [f"node {body['node']} ({body['mode']}): {'ready' if body['ready'] else 'not ready: ' + str(body['reason'])}",
+             f"write nodes: " + ", ".join(f"{n} {s}" for n, s in body.get("observer", {}).items()),
+             f"tails {body.get('tails', 0)}, hot bytes {body.get('hot_bytes', 0)}, "
+             f"forwarded commands {body.get('forwarded_commands', 0)}"]
+    for peer, link in (body.get("peers") or {}).items():
+        detail = f"up {link['up_seconds']}s" if link["state"] == "up" else f"down ({link.get('error') or 'never up'})"
+        lines.append(f"peer {peer}: {detail}")
+    if body["groups"]:
+        lines.append(f"{'group':>5} {'leader':<12} {'term':>5} {'commit':>8} {'applied':>8}  replicas")
+    for group in body["groups"]:
+        replicas = " ".join(f"{name}{'' if state['connected'] else '(disconnected)'}"
+                            + (f"@{state['match_index']}" if "match_index" in state else "")
+                            for name, state in (group.get("replicas") or {}).items())
+        leader = (group["leader"] or "-") + ("*" if group["is_leader"] else "")
+        lines.append(f"{group['group']:>5} {leader:<12} {group['term']:>5} {group['commit_index']:>8} "
+                     f"{group['last_applied']:>8}  {replicas}")
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -93,6 +117,7 @@ def main(argv=None):
     ops.add_argument("command", choices=["status", "ready-nodes", "drain", "undrain", "wait-ready", "wait-drained"])
     ops.add_argument("arg", nargs="?", help="node name (drain/undrain) or timeout in ms (wait-*)")
     ops.add_argument("--url", default="http://127.0.0.1:4000", help="the node's HTTP address (loopback)")
+    ops.add_argument("--json", action="store_true", help="status as JSON")
     args = parser.parse_args(argv)
     return _serve(args) if args.cmd == "serve" else _ops(args)
 

@@ -171,7 +171,7 @@ class Config:
     @property
     def peers(self) -> dict:
         """``{name: (host, peer_port)}`` of every node in `CLUSTER_NODES` (empty for a lone node)."""
-        return self.values["peers"]
+        return parse_cluster_nodes(self.cluster_nodes)
 
     def replace(self, **changes) -> "Config":
         return Config({**self.values, **changes})
@@ -241,12 +241,12 @@ def _require(config, field, reason):
 
 def _finish(config: Config) -> Config:
     v = config.values
-    v["peers"] = parse_cluster_nodes(v["cluster_nodes"])
+    peers = parse_cluster_nodes(v["cluster_nodes"])
     if not v["node_name"]:
-        if len(v["peers"]) > 1:
+        if len(peers) > 1:
             raise ConfigError("NODE_NAME (node.name): required when CLUSTER_NODES names several nodes")
         v["node_name"] = (v["write_node_ids"][0] if len(v["write_node_ids"]) == 1
-                          else next(iter(v["peers"]), None) or f"starcite-{secrets.token_hex(3)}")
+                          else next(iter(peers), None) or f"starcite-{secrets.token_hex(3)}")
     v["raft_data_dir"] = v["raft_data_dir"] or os.path.join(v["data_dir"], "raft")
     v["archive_dir"] = v["archive_dir"] or os.path.join(v["data_dir"], "archive")
     checks = [
@@ -267,7 +267,7 @@ def _finish(config: Config) -> Config:
         if not ok:
             key, envs, *_ = SETTINGS[field]
             raise ConfigError(f"{envs[0]} ({key}): {why}, got {v[field]!r}")
-    _check_cluster(v)
+    _check_cluster(v, peers)
     if v["archive_adapter"] == "s3":
         _require(config, "s3_bucket", "when archive adapter is s3")
     if v["archive_adapter"] == "postgres":
@@ -297,9 +297,9 @@ def parse_cluster_nodes(entries) -> dict:
     return peers
 
 
-def _check_cluster(v):
+def _check_cluster(v, peers):
     """The cluster settings agree with each other; one line naming the key otherwise."""
-    peers, name = v["peers"], v["node_name"]
+    name = v["node_name"]
     if len(peers) > 1:
         if name not in peers:
             raise ConfigError(f"NODE_NAME (node.name): {name} is not one of CLUSTER_NODES ({', '.join(peers)})")
@@ -330,3 +330,37 @@ def settings_table() -> str:
         shown = "" if default is None else default
         rows.append(f"| `{'` / `'.join(envs)}` | `{key}` | `{shown}` | {help_} |")
     return "\n".join(rows)
+
+
+def documented_toml() -> str:
+    """The text of `conf/starcite.toml`: every setting under its table, with its help, env var and default."""
+    lines = ["# Starcite node configuration. Every key is optional; the values shown are the defaults.",
+             "# Environment variables (named on each key) override this file.",
+             "# Start a node with it:  starcite serve --config conf/starcite.toml"]
+    tables = {}
+    for name, (key, envs, _parser, default, help_) in SETTINGS.items():
+        table, leaf = key.rsplit(".", 1)
+        tables.setdefault(table, []).append((leaf, envs, default, help_))
+    for table, entries in tables.items():
+        lines += ["", f"[{table}]"]
+        for leaf, envs, default, help_ in entries:
+            lines.append(f"# {help_}. Env: {', '.join(envs)}")
+            if default is None:
+                lines.append(f"# {leaf} = ...")
+            else:
+                lines.append(f"{leaf} = {_toml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and value >= 1024**2:
+        for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
+            if value % size == 0:
+                return f'"{value // size}{unit}"'
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

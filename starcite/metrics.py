@@ -13,7 +13,7 @@ registry is the whole node's view.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -38,6 +38,18 @@ class _StateCollector:
             family = GaugeMetricFamily(name, help_)
             family.add_metric([], value)
             yield family
+        peers = GaugeMetricFamily("starcite_peer_connection_up", "1 while the peer link to a node is up",
+                                  labels=["peer"])
+        for peer, up in snap.get("peer_links", {}).items():
+            peers.add_metric([peer], 1 if up else 0)
+        yield peers
+        changes = CounterMetricFamily("starcite_raft_leader_changes",
+                                      "Leader changes seen by this node's replicas since it started")
+        changes.add_metric([], snap.get("leader_changes", 0))
+        yield changes
+        leaders = GaugeMetricFamily("starcite_raft_groups_led", "Raft groups this node leads")
+        leaders.add_metric([], snap.get("groups_led", 0))
+        yield leaders
 
 
 class Metrics:
@@ -64,6 +76,10 @@ class Metrics:
         self.archive_errors = Counter("starcite_archive_errors_total", "Failed archive writes", registry=r)
         self.backpressure = Counter("starcite_event_store_backpressure_total",
                                     "Appends refused because the hot store is full", registry=r)
+        self.forwarded = Counter("starcite_cluster_forwarded_total",
+                                 "Commands this node forwarded to another node's leader", ["kind"], registry=r)
+        self.divergence = Counter("starcite_raft_replica_divergence_total",
+                                  "Replica digests that differed from a peer's at the same index", registry=r)
         self.request_latency = Histogram("starcite_http_request_duration_seconds", "HTTP request latency",
                                          ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
         r.register(_StateCollector(snapshot))

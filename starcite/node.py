@@ -34,6 +34,7 @@ from starcite.node_views import NodeViews
 from starcite.cluster.peer_link import PeerHub
 from starcite.cluster.raft_transport import RaftHub
 from starcite.cluster.remote_tails import RemoteTails
+from starcite.cluster.replica_digests import DigestExchange
 from starcite.cluster.routing import Router
 from starcite.placement import group_for, replicas_for
 from starcite.rules import RuleError, encode_event, parse_result
@@ -89,6 +90,7 @@ class Node(NodeViews):
         self.raft_hub = RaftHub(self.peer_hub) if self.peer_hub is not None else None
         self.router = Router(self, self.peer_hub, config.replace(write_node_ids=self.write_nodes))
         self.remote_tails = RemoteTails(self, self.peer_hub, self.router) if self.peer_hub is not None else None
+        self.digests = DigestExchange(self, self.peer_hub) if self.peer_hub is not None else None
         self.mode = "write_node" if self.name in self.write_nodes else "router_node"
         self.draining = False
         self.stopping = False
@@ -119,6 +121,7 @@ class Node(NodeViews):
         if self.peer_hub is not None:
             self.peer_hub.link_listeners.append(lambda peer, up: self.tell(self.observer, m.NodeSeen(peer, up)))
             self.peer_hub.start()
+            self.digests.start()
         self.archiver = self.asys.createActor(ArchiverActor)
         self.tell(self.archiver, m.StartArchiver(self))
         self._timers = [
@@ -393,6 +396,7 @@ class Node(NodeViews):
         for group in self.groups.values():
             group.stop()
         if self.peer_hub is not None:
+            self.digests.stop()
             self.peer_hub.stop()
         for address in list(self.group_actors.values()) + [self.archiver, self.observer]:
             self.tell(address, ActorExitRequest())

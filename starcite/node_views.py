@@ -36,6 +36,7 @@ class NodeViews:
         if self.peer_hub is not None:
             out["peers"] = self.peer_hub.status()
             out["remote_tails"] = self.remote_tails.counts()
+            out["digests"] = self.digests.status()
         return out
 
     def observer_statuses(self) -> dict:
@@ -56,6 +57,10 @@ class NodeViews:
                     pending_sessions += 1
                     lag = max(lag, behind)
                 hot_events += len(state.hot)
+        peer_links = {} if self.peer_hub is None else {peer: self.peer_hub.connected(peer)
+                                                       for peer in self.peer_hub.peers}
         return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
                 "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
-                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails)}
+                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails), "peer_links": peer_links,
+                "groups_led": sum(1 for group in self.groups.values() if group.is_leader()),
+                "leader_changes": sum(group.leader_changes for group in self.groups.values())}

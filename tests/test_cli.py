@@ -45,8 +45,12 @@ def test_ops_console(server):
                                 timeout=30)
         return result.returncode, json.loads(result.stdout)
 
-    code, status = ops("status")
+    code, status = ops("status", "--json")
     assert code == 0 and status["ready"] and len(status["groups"]) == 16
+    summary = subprocess.run([STARCITE, "ops", "status", "--url", server.base], capture_output=True, text=True,
+                             timeout=30)
+    assert summary.returncode == 0 and f"node {status['node']} (write_node): ready" in summary.stdout
+    assert len([line for line in summary.stdout.splitlines() if line.split()[0].isdigit()]) == 16
     assert all(group["is_leader"] for group in status["groups"])
     code, ready = ops("ready-nodes")
     assert code == 0 and ready["ready_nodes"] == [status["node"]]

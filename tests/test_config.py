@@ -96,9 +96,41 @@ def test_single_write_node_names_the_node():
     assert (config.node_name, config.write_node_ids, config.single_node) == ("n1", ["n1"], True)
 
 
-def test_several_write_nodes_are_not_single_node():
-    config = load_config(None, {"STARCITE_WRITE_NODE_IDS": "n1,n2,n3", "NODE_NAME": "n2"})
-    assert (config.node_name, config.single_node) == ("n2", False)
+CLUSTER = {"CLUSTER_NODES": "n1@127.0.0.1:4401,n2@127.0.0.1:4402,n3@127.0.0.2:4403", "NODE_NAME": "n2",
+           "STARCITE_CLUSTER_SECRET": "s" * 32}
+
+
+def test_cluster_nodes_name_every_node_and_default_the_write_nodes():
+    config = load_config(None, CLUSTER)
+    assert (config.node_name, config.single_node, config.write_node_ids) == ("n2", False, ["n1", "n2", "n3"])
+    assert config.peers == {"n1": ("127.0.0.1", 4401), "n2": ("127.0.0.1", 4402), "n3": ("127.0.0.2", 4403)}
+
+
+def test_one_cluster_entry_is_a_single_node():
+    config = load_config(None, {"CLUSTER_NODES": "solo@127.0.0.1:4400"})
+    assert (config.node_name, config.single_node) == ("solo", True)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({**CLUSTER, "STARCITE_CLUSTER_SECRET": ""}, "STARCITE_CLUSTER_SECRET (cluster.secret): required"),
+    ({**CLUSTER, "STARCITE_CLUSTER_SECRET": "short"}, "STARCITE_CLUSTER_SECRET (cluster.secret): must be at least"),
+    ({**CLUSTER, "NODE_NAME": "n9"}, "NODE_NAME (node.name): n9 is not one of CLUSTER_NODES"),
+    ({**CLUSTER, "NODE_NAME": ""}, "NODE_NAME (node.name): required"),
+    ({**CLUSTER, "CLUSTER_NODES": "n1@127.0.0.1,n2@127.0.0.1:1"}, "'n1@127.0.0.1' is not name@host:peer_port"),
+    ({**CLUSTER, "CLUSTER_NODES": "n2@h:1,n2@h:2"}, "n2 is named twice"),
+    ({**CLUSTER, "STARCITE_WRITE_NODE_IDS": "n1,n4"}, "n4 not in CLUSTER_NODES"),
+    ({**CLUSTER, "STARCITE_WRITE_NODE_IDS": "n1,n2"}, "(raft.replication_factor): 3 is more than the 2 write nodes"),
+    ({"STARCITE_WRITE_NODE_IDS": "n1,n2,n3", "NODE_NAME": "n2"}, "does not give the peer address"),
+])
+def test_cluster_settings_refused_with_one_line(env, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, env)
+
+
+def test_router_only_node_and_smaller_replication():
+    config = load_config(None, {**CLUSTER, "STARCITE_WRITE_NODE_IDS": "n1,n3",
+                                "STARCITE_WRITE_REPLICATION_FACTOR": "2"})
+    assert (config.write_node_ids, config.replication_factor) == (["n1", "n3"], 2)
 
 
 @pytest.mark.parametrize("env, raft_dir, archive_dir", [
@@ -127,7 +159,9 @@ def test_toml_file_with_nested_tables_and_dotted_keys(load):
         num_groups = 4
         fsync = false
         [cluster]
+        nodes = ["n1@10.0.0.1:4400", "n2@10.0.0.2:4400", "n3@10.0.0.3:4400"]
         write_node_ids = ["n1", "n2", "n3"]
+        secret = "0123456789abcdef0123"
         [storage]
         event_store_max_size = "64MB"
     """)
@@ -151,6 +185,15 @@ FIELD_SAMPLES = {
     "archive_adapter": (("s3", "s3", "s3"), ("postgres", "postgres", "postgres")),
     "auth_mode": (("jwt", "jwt", "jwt"), ("none", "none", "none")),
     "log_level": (("debug", "debug", "debug"), ("ERROR", "ERROR", "ERROR")),
+    "cluster_nodes": ((["a@h:1", "b@h:2"], "a@h:1,b@h:2", ["a@h:1", "b@h:2"]),
+                      (["a@h:3"], " a@h:3 , c@h:4 ", ["a@h:3", "c@h:4"])),
+    "write_node_ids": ((["a", "b"], "a,b", ["a", "b"]), (["c"], " c , a ", ["c", "a"])),
+}
+_SECRET = {"STARCITE_CLUSTER_SECRET": "0123456789abcdef"}
+FIELD_COMPANIONS = {
+    "cluster_nodes": {"NODE_NAME": "a", "STARCITE_WRITE_REPLICATION_FACTOR": "1", **_SECRET},
+    "write_node_ids": {"CLUSTER_NODES": "a@h:1,b@h:2,c@h:3", "NODE_NAME": "a",
+                       "STARCITE_WRITE_REPLICATION_FACTOR": "1", **_SECRET},
 }
 # Settings the restricted samples above need (explicit, so they are never the value under test).
 COMPANIONS = {"STARCITE_S3_BUCKET": "b", "DATABASE_URL": "postgres://db", "STARCITE_AUTH_JWKS_URL": "http://jwks",
@@ -163,7 +206,7 @@ def samples(name):
 
 
 def companions(name):
-    return COMPANIONS if name in FIELD_SAMPLES else {}
+    return FIELD_COMPANIONS.get(name) or (COMPANIONS if name in FIELD_SAMPLES else {})
 
 
 @pytest.mark.parametrize("name", sorted(SETTINGS))
@@ -418,3 +461,8 @@ def test_readme_configuration_table_matches_the_code():
     """The README's table is generated from SETTINGS; regenerate it when a setting changes."""
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert cfg.settings_table() in readme
+
+
+def test_shipped_config_file_is_generated_from_the_settings():
+    """conf/starcite.toml documents every setting; regenerate it with `starcite.config.documented_toml()`."""
+    assert (CONF_DIR / "starcite.toml").read_text(encoding="utf-8") == cfg.documented_toml()

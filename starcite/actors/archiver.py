@@ -27,6 +27,7 @@ from thespian.actors import Actor
 
 from starcite.actors import messages as m
 from starcite.adapters import ArchiveUnavailable
+from starcite.errors import StarciteError
 
 log = logging.getLogger("starcite.archiver")
 
@@ -81,6 +82,9 @@ def flush_cycle(node) -> dict:
             stats["errors"] += 1
             node.metrics.archive_errors.inc()
             log.warning("archive write failed for %s: %s", session_id, exc)
+        except StarciteError as exc:  # e.g. leadership moved before ack_archived committed: next tick
+            stats["errors"] += 1
+            log.warning("archive ack for %s not committed: %s", session_id, exc.message)
         except Exception:
             stats["errors"] += 1
             node.metrics.archive_errors.inc()

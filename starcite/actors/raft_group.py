@@ -17,11 +17,12 @@ import os
 
 import gevent
 import gevent.event
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from starcite.actors.raft_journal import DurableFileJournal
+from starcite.actors.raft_safety import SafeSyncObj
 from starcite.cluster.raft_transport import MuxTransport
 from starcite.errors import StarciteError
 from starcite.rules import GroupState, RuleError
@@ -104,7 +105,8 @@ class _InboxPoller:
     def poll(self, timeout):
         group = self.group
         transport = group.transport
-        busy = group.journal.dirty or group.pending_appends or (transport is not None and transport.inbox)
+        busy = (group.journal.dirty or group.pending_appends or group.has_held_replies()
+                or (transport is not None and transport.inbox))
         if not busy:
             group.wake.wait(timeout)
         group.wake.clear()  # before the drain: anything queued after it re-wakes us
@@ -153,7 +155,7 @@ class NotLeader(RaftUnavailable):
         self.hint = hint
 
 
-class RaftGroup(SyncObj):
+class RaftGroup(SafeSyncObj):
     """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick.
 
     ``peer_names`` are the other replicas (none: a one-node group, no transport at
@@ -171,6 +173,8 @@ class RaftGroup(SyncObj):
         self.watched = set()   # session ids with tail subscribers (maintained by RaftGroupActor)
         self.machine = SessionStateMachine(on_committed, on_trimmed)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
+        self.leader_changes = 0
+        self._last_leader = None
         self.transport = None
         self._running = True
         self._ticker = None
@@ -232,6 +236,11 @@ class RaftGroup(SyncObj):
         self.journal.sync()
         self._submit_appends()
         super()._onTick(timeToWait)
+        leader = self._getLeader()
+        if leader != self._last_leader:
+            self._last_leader = leader
+            if leader is not None:
+                self.leader_changes += 1
 
     def _checkCommandsToApply(self):
         before = len(self.journal)
@@ -296,9 +305,19 @@ class RaftGroup(SyncObj):
         return learned is not None and self.raftLastApplied >= learned
 
     def status(self) -> dict:
-        return {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
-                "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
-                "last_applied": self.raftLastApplied, "log_entries": len(self.journal)}
+        out = {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
+               "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
+               "last_applied": self.raftLastApplied, "last_index": self.journal[-1][1],
+               "applied_digest": list(self.applied_digest()),
+               "log_entries": len(self.journal)}
+        if self.transport is not None:
+            connected = self._SyncObj__connectedNodes
+            next_index, match_index = self._SyncObj__raftNextIndex, self._SyncObj__raftMatchIndex
+            out["replicas"] = {node.id: {"connected": node in connected,
+                                         **({"next_index": next_index.get(node), "match_index": match_index.get(node)}
+                                            if self.is_leader() else {})}
+                               for node in self.transport.nodes.values()}
+        return out
 
     def stop(self):
         self._running = False

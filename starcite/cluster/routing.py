@@ -56,6 +56,7 @@ class Router:
                 if target == self.name:
                     return self.node.local_command(group_id, kind, args, remaining)
                 self.forwarded += 1
+                self.node.metrics.forwarded.labels(kind).inc()
                 outcome, value = self.hub.call(target, "command", (group_id, kind, args), remaining)
                 if outcome == "ok":
                     self.hints[group_id] = target

@@ -17,3 +17,6 @@ def make_cluster(tmp_path):
     yield make
     for cluster in clusters:
         cluster.stop()
+    for cluster in clusters:
+        for node in cluster:
+            assert "Traceback" not in node.output(), node.output()[-4000:]
