@@ -47,25 +47,32 @@ class Context:
     work_dir: str                 # scratch directory, removed at the end of the run
     procs: int = 1                # load generator processes
     started: float = dataclasses.field(default_factory=time.monotonic)
-    shared: dict = dataclasses.field(default_factory=dict)  # name -> (system or its start error, stop)
+    # name -> (system or its start error, stop, index in sup.spawned of its first process)
+    shared: dict = dataclasses.field(default_factory=dict)
 
     def shared_system(self, name: str, start, stop):
         """The system ``name``: started by ``start()`` the first time it is asked for, then kept (so is a
         start error, re-raised to every later asker) until `release`, which calls ``stop(system)``."""
         if name not in self.shared:
+            first_child = len(self.sup.spawned)
             try:
-                self.shared[name] = (start(), stop)
+                self.shared[name] = (start(), stop, first_child)
             except Exception as exc:
-                self.shared[name] = (exc, None)
-        system, _ = self.shared[name]
+                self.shared[name] = (exc, None, first_child)
+        system = self.shared[name][0]
         if isinstance(system, Exception):
             raise system
         return system
 
+    def first_child(self, names) -> int:
+        """Index in ``sup.spawned`` of the first process of the shared systems ``names`` that are running
+        (or of the next process to start): whose logs a failing workload that uses them keeps."""
+        return min([self.shared[n][2] for n in names if n in self.shared] + [len(self.sup.spawned)])
+
     def release(self, keep=()):
         """Stop every shared system whose name is not in ``keep``."""
         for name in [n for n in self.shared if n not in keep]:
-            system, stop = self.shared.pop(name)
+            system, stop, _ = self.shared.pop(name)
             if stop is not None:
                 stop(system)
 

@@ -69,7 +69,7 @@ def _keep_logs(children: list, log_dir: str) -> str:
 
 
 def _run_spec(ctx, spec: Spec, log_dir: str) -> list:
-    started, first_child = time.monotonic(), len(ctx.sup.spawned)
+    started, first_child = time.monotonic(), ctx.first_child(spec.shares)
     ctx.log(f"-- {spec.key}")
     try:
         rows = spec.run(ctx)
