@@ -16,6 +16,7 @@ from starcite.api.auth import extract_token
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
 from starcite.api.tail import TailResource
+from starcite.errors import StarciteError
 
 
 class AccessMiddleware:
@@ -47,13 +48,20 @@ class AccessMiddleware:
 
 
 class MetricsMiddleware:
-    """Request latency by route, and the node's count of requests in flight (for shutdown)."""
+    """Request latency by route, the node's count of requests in flight (for shutdown), and the
+    refusal of new requests once the node is stopping."""
 
     def __init__(self, node):
         self.node = node
         self.histogram = node.metrics.request_latency
 
     def process_request(self, req, resp):
+        if self.node.stopping and not req.path.startswith("/health/"):
+            # A keep-alive connection keeps bringing requests while the node stops: answer them
+            # at once (the client retries elsewhere) instead of starting work that shutdown kills.
+            resp.set_header("Connection", "close")
+            raise StarciteError(503, "node_stopping", "This node is shutting down; retry on another node",
+                                {"Retry-After": "1"})
         req.context.started = time.perf_counter()
         self.node.inflight += 1
 

@@ -26,6 +26,7 @@ class AppendClients:
         self.entry_nodes = entry_nodes or cluster.names
         self.pause = pause
         self.acks = []          # (session, producer, producer_seq, seq, payload)
+        self.ack_times = []     # monotonic time of each ack
         self.errors = []        # unexpected answers: any of them fails the test
         self.retries = 0
         self.stop_event = threading.Event()
@@ -68,6 +69,7 @@ class AppendClients:
                 if response is not None and response.status_code == 201:
                     with self.lock:
                         self.acks.append((session_id, producer, producer_seq, response.json()["seq"], payload))
+                        self.ack_times.append(time.monotonic())
                     break
                 if response is not None and response.status_code not in RETRYABLE:
                     self._error(f"{producer}#{producer_seq} via {node}: {response.status_code} {response.text}")
@@ -82,6 +84,12 @@ class AppendClients:
     def _error(self, text):
         with self.lock:
             self.errors.append(text)
+
+    def longest_pause(self) -> float:
+        """The longest time between two acknowledgements (any client), in seconds."""
+        with self.lock:
+            times = sorted(self.ack_times)
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
     def acked_count(self):
         with self.lock:
