@@ -5,6 +5,8 @@ observer for `/health/ready`, `starcite ops status` and `/metrics`. Must not:
 change data-plane state (drain only flips routing flags through the Observer).
 """
 
+import time
+
 from gevent.event import AsyncResult
 
 from starcite.actors import messages as m
@@ -13,7 +15,19 @@ from starcite.actors import messages as m
 class NodeViews:
     # -- health, ops, metrics -------------------------------------------------
 
+    READY_TTL = 0.25  # seconds a readiness answer is reused: a load balancer's probe stays cheap
+
     def readiness(self):
+        """``(ready, reason)``, computed at most every `READY_TTL` seconds (a drain or a shutdown
+        refreshes it at once)."""
+        now = time.monotonic()
+        cached = getattr(self, "_readiness_cache", None)
+        if cached is None or cached[0] < now or cached[2] != (self.draining, self.stopping):
+            cached = (now + self.READY_TTL, self._compute_readiness(), (self.draining, self.stopping))
+            self._readiness_cache = cached
+        return cached[1]
+
+    def _compute_readiness(self):
         """``(ready, reason)``. A write node is ready once every local group has a leader and has
         applied what that leader said was committed; a router once it reaches a quorum of write nodes."""
         if self.draining or self.stopping:
