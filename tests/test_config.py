@@ -151,6 +151,7 @@ FIELD_SAMPLES = {
     "archive_adapter": (("s3", "s3", "s3"), ("postgres", "postgres", "postgres")),
     "auth_mode": (("jwt", "jwt", "jwt"), ("none", "none", "none")),
     "log_level": (("debug", "debug", "debug"), ("ERROR", "ERROR", "ERROR")),
+    "auth_jwks_refetch_ms": ((1500, "1500", 1500), (250, "250", 250)),  # at least 100
 }
 # Settings the restricted samples above need (explicit, so they are never the value under test).
 COMPANIONS = {"STARCITE_S3_BUCKET": "b", "DATABASE_URL": "postgres://db", "STARCITE_AUTH_JWKS_URL": "http://jwks",
@@ -339,6 +340,7 @@ def test_unreadable_file_is_config_error(tmp_path, make_path):
     ("STARCITE_EVENT_STORE_MAX_SIZE", "storage.event_store_max_size", "0"),
     ("STARCITE_MAX_BODY_SIZE", "http.max_body_size", "0kb"),
     ("STARCITE_RAFT_TIMEOUT_MS", "raft.command_timeout_ms", "9"),
+    ("STARCITE_AUTH_JWKS_UNKNOWN_KID_REFETCH_MS", "auth.jwks_unknown_kid_refetch_ms", "99"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "0"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "1.5"),
     ("STARCITE_LOG_LEVEL", "node.log_level", "loud"),

@@ -1,16 +1,16 @@
 """JWT authentication and authorization policy for `STARCITE_AUTH_MODE=jwt`.
 
 Owns: reading a bearer token from a request, verifying service JWTs against
-a cached JWKS (asymmetric algorithms only), minting and verifying Starcite's
+the keys of a `starcite.api.jwks.JwksCache` (asymmetric algorithms only;
+a missing key is a 401 decided here), minting and verifying Starcite's
 own principal tokens (`POST /v1/auth/issue`), the `AuthContext` every
 resource receives, the policy checks (scope, session lock, tenant, actor)
 that raise `AuthError`, and redaction of `access_token` in logged URLs.
 
 Must not: import the web framework, touch sessions or storage, read the
 environment (everything comes from `Config`), or fetch the JWKS on the
-request path except for one rate-limited refetch on an unknown `kid`. It must
-not depend on gevent; under gevent's monkey patching the refresh thread and
-the blocking `urllib` call simply become cooperative.
+request path except through the cache's rate-limited refetch on an unknown
+`kid`. It must not depend on gevent.
 
 Token kinds. A *service* token is issued by the customer's identity provider
 and verified with a JWKS key chosen by `kid`. A *principal* token is minted by
@@ -46,16 +46,14 @@ import dataclasses
 import datetime
 import hashlib
 import hmac
-import json
 import logging
 import re
-import threading
 import time
-import urllib.request
 
 from jose import jwk, jws, jwt
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 
+from starcite.api.jwks import JwksCache
 from starcite.errors import StarciteError
 
 log = logging.getLogger("starcite.auth")
@@ -75,7 +73,6 @@ _SERVICE_ALGS = {
     "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
 }
-_MAX_JWKS_BYTES = 1024 * 1024
 _ISSUE_FIELDS = frozenset({"principal", "scopes", "session_ids", "ttl_seconds"})
 _PRINCIPAL_FIELDS = frozenset({"tenant_id", "id", "type"})
 def _name_pattern(name: str) -> str:
@@ -164,115 +161,6 @@ def redact(text: str) -> str:
     return _ACCESS_TOKEN_RE.sub(r"\1=[REDACTED]", text) if text else text
 
 
-# ---------------------------------------------------------------- JWKS
-
-class JwksCache:
-    """Public signing keys of the identity provider, by `kid`.
-
-    `start()` fetches once (a failure only logs: the node still starts) and
-    then refreshes every `refresh_ms` in a daemon thread. A failed refresh
-    keeps the keys already cached. `get_key` never waits for the periodic
-    refresh; an unknown `kid` triggers at most one refetch per refresh
-    interval (so forged kids cannot hammer the endpoint; a genuinely new key
-    arriving right after such a refetch is picked up by the next periodic
-    refresh at the latest).
-    """
-
-    def __init__(self, url: str, refresh_ms: int, fetch_timeout: float = 3.0, clock=time.monotonic):
-        if not url:
-            raise ValueError("JWKS url is required (auth.jwks_url / STARCITE_AUTH_JWKS_URL)")
-        self.url = url
-        self.interval = max(refresh_ms, 1) / 1000.0
-        self.fetch_timeout = fetch_timeout
-        self._clock = clock
-        self._keys = {}
-        self._last_error = None
-        self._last_refetch = None
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread = None
-
-    @property
-    def key_ids(self) -> list:
-        return sorted(self._keys, key=str)
-
-    def start(self):
-        self.refresh()
-        self._thread = threading.Thread(target=self._run, name="jwks-refresh", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0):
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self):
-        while not self._stopping.wait(self.interval):
-            self.refresh()
-
-    def refresh(self) -> bool:
-        """Fetch the JWKS now; True on success. Never raises."""
-        with self._lock:
-            return self._refresh_locked()
-
-    def _refresh_locked(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url, timeout=self.fetch_timeout) as response:
-                body = response.read(_MAX_JWKS_BYTES + 1)
-            if len(body) > _MAX_JWKS_BYTES:
-                raise ValueError("JWKS document larger than 1 MiB")
-            self._keys = _parse_jwks(json.loads(body))
-        except Exception as exc:  # noqa: BLE001 - the refresher must survive anything
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("JWKS fetch from %s failed (%s); %d cached key(s) stay in use",
-                        self.url, self._last_error, len(self._keys))
-            return False
-        self._last_error = None
-        return True
-
-    def _lookup(self, kid):
-        if kid is None:
-            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
-        return self._keys.get(kid)
-
-    def _may_refetch(self) -> bool:
-        now = self._clock()
-        if self._last_refetch is not None and now - self._last_refetch < self.interval:
-            return False
-        self._last_refetch = now
-        return True
-
-    def get_key(self, kid: str | None) -> dict:
-        """The JWK for `kid` (None: the only key of the set), or AuthError 401."""
-        if kid is None and len(self._keys) > 1:
-            raise _invalid("token has no 'kid' header and the JWKS holds several keys")
-        key = self._lookup(kid)
-        if key is None:
-            with self._lock:  # one refetch at a time; waiters see its result
-                key = self._lookup(kid)
-                if key is None and self._may_refetch():
-                    self._refresh_locked()
-                    key = self._lookup(kid)
-        if key is not None:
-            return key
-        if not self._keys:
-            why = " (JWKS endpoint unavailable)" if self._last_error else ""
-            raise AuthError(401, "unauthorized", f"cannot verify token: no signing keys available{why}")
-        raise _invalid("token has no 'kid' header" if kid is None else f"unknown signing key id {kid!r}")
-
-
-def _parse_jwks(document) -> dict:
-    """kid -> JWK for every RSA/EC signing key; symmetric keys are ignored."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("JWKS document has no 'keys' list")
-    keys = {}
-    for entry in document["keys"]:
-        if (isinstance(entry, dict) and entry.get("kty") in ("RSA", "EC") and entry.get("use", "sig") == "sig"
-                and isinstance(entry.get("kid"), (str, type(None)))):
-            keys.setdefault(entry.get("kid"), entry)
-    return keys
-
-
 # ---------------------------------------------------------------- claims
 
 def _string(value, what: str, error) -> str:
@@ -328,7 +216,8 @@ class Authenticator:
         self.leeway = config.auth_leeway_seconds
         self.max_ttl = config.principal_token_max_ttl
         self.default_ttl = min(config.principal_token_default_ttl, self.max_ttl)
-        self.jwks = jwks_cache or JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms)
+        self.jwks = jwks_cache or JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms,
+                                            refetch_ms=config.auth_jwks_refetch_ms)
         self._principal_key = None
         if config.secret_key_base:
             secret = derive_principal_key(config.secret_key_base, config.principal_token_salt)
@@ -379,7 +268,7 @@ class Authenticator:
             raise _invalid(f"algorithm {alg!r} is not accepted (use RS256/384/512 or ES256/384/512)")
         if kid is not None and not isinstance(kid, str):
             raise _invalid("header 'kid' must be a string")
-        key = self.jwks.get_key(kid)
+        key = self._signing_key(kid)
         kty, crv = _SERVICE_ALGS[alg]
         if key.get("kty") != kty or key.get("crv") != crv or key.get("alg", alg) != alg:
             raise _invalid(f"algorithm {alg} does not match the signing key")
@@ -398,6 +287,18 @@ class Authenticator:
             session_ids=None if session is None else frozenset({_string(session, "claim 'session_id'", _invalid)}),
             expires_at=int(claims["exp"]),
         )
+
+    def _signing_key(self, kid: str | None) -> dict:
+        """The JWKS key for `kid` (None: the only key of the set), or AuthError 401."""
+        if kid is None and self.jwks.key_count > 1:
+            raise _invalid("token has no 'kid' header and the JWKS holds several keys")
+        key = self.jwks.get_key(kid)
+        if key is not None:
+            return key
+        if not self.jwks.key_count:
+            why = " (JWKS endpoint unavailable)" if self.jwks.last_error else ""
+            raise AuthError(401, "unauthorized", f"cannot verify token: no signing keys available{why}")
+        raise _invalid("token has no 'kid' header" if kid is None else f"unknown signing key id {kid!r}")
 
     def _principal_context(self, token) -> AuthContext:
         if self._principal_key is None:

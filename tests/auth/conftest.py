@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
-from starcite.api.auth import Authenticator, JwksCache
+from starcite.api.auth import Authenticator
+from starcite.api.jwks import JwksCache
 from starcite.config import load_config
 
 ISSUER = "https://idp.test/"
@@ -181,11 +182,12 @@ def make_config(jwks_url, **env):
 
 @pytest.fixture
 def make_auth():
-    """make_auth(url, refresh_ms=60000, clock=None, **env) -> started Authenticator."""
+    """make_auth(url, refresh_ms=60000, clock=None, refetch_ms=3000, **env) -> started Authenticator."""
     started = []
 
-    def _make(url, refresh_ms=60000, clock=time.monotonic, **env):
-        auth = Authenticator(make_config(url, **env), JwksCache(url, refresh_ms, fetch_timeout=1.0, clock=clock))
+    def _make(url, refresh_ms=60000, clock=time.monotonic, refetch_ms=3000, **env):
+        cache = JwksCache(url, refresh_ms, fetch_timeout=1.0, clock=clock, refetch_ms=refetch_ms)
+        auth = Authenticator(make_config(url, **env), cache)
         auth.start()
         started.append(auth)
         return auth
