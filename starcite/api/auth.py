@@ -33,8 +33,10 @@ listing shows only the token's tenant (and, for a session-locked token,
 only its sessions); a session-locked token must name one of its sessions
 when it creates one (a generated id would make a session it cannot use);
 a principal's appends are recorded with `actor` = `user:<id>`/`agent:<id>`
-and any other requested actor is 403 `forbidden_actor` (service tokens act
-for others and keep the requested actor); `creator_principal` records
+and any other requested actor is 403 `forbidden_actor`; a service token's
+appends are recorded with the requested actor (services act for others) or,
+without one, `service:<sub>`, so every event under auth says who wrote it;
+`creator_principal` records
 `{tenant_id, id, type}` with type `user`/`agent`/`service`.
 
 Policy helpers take the `AuthContext` of the request. With auth disabled the
@@ -126,8 +128,7 @@ class AuthContext:
     @property
     def actor(self) -> str | None:
         """`user:<id>` / `agent:<id>` for principals, `service:<sub>` for
-        service tokens (informational: service appends keep the requested
-        actor), None with auth off."""
+        service tokens, None with auth off: the actor an append defaults to."""
         if self.kind == "principal":
             return f"{self.principal_type}:{self.subject}"
         return f"service:{self.subject}" if self.kind == "service" else None
@@ -428,10 +429,13 @@ def fence_create_metadata(ctx: AuthContext, metadata: dict | None) -> dict:
 
 def resolve_actor(ctx: AuthContext, requested: str | None) -> str | None:
     """The actor to record: the principal itself for principal tokens (a
-    different requested actor is 403 `forbidden_actor`); the requested value
-    (possibly None) for service tokens and with auth off."""
-    if not _restricted(ctx) or ctx.kind == "service":
+    different requested actor is 403 `forbidden_actor`); for service tokens
+    the requested value, else `service:<sub>`; with auth off the requested
+    value (possibly None)."""
+    if not _restricted(ctx):
         return requested
+    if ctx.kind == "service":
+        return requested or ctx.actor
     if requested and requested != ctx.actor:
         raise AuthError(403, "forbidden_actor", f"actor must be {ctx.actor} for this token")
     return ctx.actor

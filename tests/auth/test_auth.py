@@ -485,7 +485,8 @@ def test_resolve_actor():
         expect(403, "forbidden_actor", resolve_actor, agent, forged)
     assert resolve_actor(context(principal_type="user"), None) == "user:bot"
     assert resolve_actor(context(kind="service"), "agent:anyone") == "agent:anyone"
-    assert resolve_actor(context(kind="service"), None) is None
+    assert resolve_actor(context(kind="service"), None) == "service:bot"
+    assert resolve_actor(context(kind="service"), "") == "service:bot"
     assert resolve_actor(NO_AUTH, "human") == "human"
 
 
