@@ -57,6 +57,7 @@ from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 
 from starcite.api.jwks import JwksCache
 from starcite.errors import StarciteError
+from starcite.shapes import Array, Field, Integer, Obj, Text, check_object
 
 log = logging.getLogger("starcite.auth")
 
@@ -75,8 +76,6 @@ _SERVICE_ALGS = {
     "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
 }
-_ISSUE_FIELDS = frozenset({"principal", "scopes", "session_ids", "ttl_seconds"})
-_PRINCIPAL_FIELDS = frozenset({"tenant_id", "id", "type"})
 def _name_pattern(name: str) -> str:
     """A regex for `name` with any of its characters percent-encoded."""
     return "".join(f"(?:{re.escape(c)}|%{ord(c):02x})" for c in name)
@@ -176,10 +175,6 @@ def _strings(value, what: str, error) -> frozenset:
     return frozenset(_string(item, f"each of {what}", error) for item in value)
 
 
-def _bad_request(message: str) -> AuthError:
-    return AuthError(400, "invalid_request", message)
-
-
 def _service_scopes(claims) -> frozenset:
     scope, scopes = claims.get("scope"), claims.get("scopes")
     if scope is not None and not isinstance(scope, str):
@@ -217,6 +212,7 @@ class Authenticator:
         self.leeway = config.auth_leeway_seconds
         self.max_ttl = config.principal_token_max_ttl
         self.default_ttl = min(config.principal_token_default_ttl, self.max_ttl)
+        self.issue_body = issue_body_shape(self.max_ttl)
         self.jwks = jwks_cache or JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms,
                                             refetch_ms=config.auth_jwks_refetch_ms)
         self._principal_key = None
@@ -349,29 +345,31 @@ class Authenticator:
         return {"token": token, "expires_at": _iso(claims["exp"])}
 
     def _parse_issue(self, body):
-        if not isinstance(body, dict):
-            raise _bad_request("body must be a JSON object")
-        principal = body.get("principal")
-        if not isinstance(principal, dict):
-            raise _bad_request("principal must be an object {tenant_id, id, type}")
-        for fields, given, where in ((_ISSUE_FIELDS, body, "body"), (_PRINCIPAL_FIELDS, principal, "principal")):
-            if set(given) - fields:
-                raise _bad_request(f"unknown field(s) in {where}: {', '.join(sorted(set(given) - fields))}")
-        for field in ("tenant_id", "id"):
-            _string(principal.get(field), f"principal.{field}", _bad_request)
-        if principal.get("type") not in PRINCIPAL_TYPES:
-            raise _bad_request("principal.type must be 'user' or 'agent'")
-        scopes = _strings(body.get("scopes"), "scopes", _bad_request)
-        if not scopes <= PRINCIPAL_SCOPES:
-            raise _bad_request(f"scopes not grantable to a principal: {', '.join(sorted(scopes - PRINCIPAL_SCOPES))}"
-                               f" (allowed: {', '.join(sorted(PRINCIPAL_SCOPES))})")
-        session_ids = _optional_sessions(body.get("session_ids"), "session_ids", _bad_request)
-        ttl = body.get("ttl_seconds")
-        if ttl is None:
-            ttl = self.default_ttl
-        elif isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.max_ttl:
-            raise _bad_request(f"ttl_seconds must be an integer from 1 to {self.max_ttl}")
-        return principal, scopes, session_ids, ttl
+        check_object(body, self.issue_body, "body must be a JSON object", AuthError)
+        session_ids = body.get("session_ids")
+        return (body["principal"], frozenset(body["scopes"]),
+                None if session_ids is None else frozenset(session_ids),
+                self.default_ttl if body.get("ttl_seconds") is None else body["ttl_seconds"])
+
+
+def issue_body_shape(max_ttl: int) -> Obj:
+    """The body of `POST /v1/auth/issue`: its validator and its OpenAPI schema (see `starcite.shapes`)."""
+    grantable = ", ".join(sorted(PRINCIPAL_SCOPES))
+    return Obj(closed=True, fields=(
+        Field("principal", _PRINCIPAL_SHAPE, "principal must be an object {tenant_id, id, type}", required=True),
+        Field("scopes", Array(Text(choices=tuple(sorted(PRINCIPAL_SCOPES))), min_items=1),
+              f"scopes must be a non-empty list of scopes grantable to a principal ({grantable})", required=True),
+        Field("session_ids", Array(Text(min_length=1), min_items=1),
+              "session_ids must be a non-empty list of non-empty strings"),
+        Field("ttl_seconds", Integer(1, max_ttl), f"ttl_seconds must be an integer from 1 to {max_ttl}"),
+    ))
+
+
+_PRINCIPAL_SHAPE = Obj(closed=True, fields=(
+    Field("tenant_id", Text(min_length=1), "principal.tenant_id must be a non-empty string", required=True),
+    Field("id", Text(min_length=1), "principal.id must be a non-empty string", required=True),
+    Field("type", Text(choices=PRINCIPAL_TYPES), "principal.type must be 'user' or 'agent'", required=True),
+))
 
 
 def issue_principal_token(ctx: AuthContext, body, authenticator: Authenticator, now: float | None = None) -> dict:

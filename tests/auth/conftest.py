@@ -53,18 +53,18 @@ class SigningKey:
         return jwt.encode(claims, self.signer(alg), algorithm=alg or self.alg, headers={"kid": self.kid, **headers})
 
 
-def _rsa(kid, alg="RS256"):
+def make_rsa_key(kid, alg="RS256"):
     return SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=2048), alg, kid)
 
 
 @pytest.fixture(scope="session")
 def rsa_key():
-    return _rsa("rsa-1")
+    return make_rsa_key("rsa-1")
 
 
 @pytest.fixture(scope="session")
 def rsa_key2():
-    return _rsa("rsa-2")
+    return make_rsa_key("rsa-2")
 
 
 @pytest.fixture(scope="session")
