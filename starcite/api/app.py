@@ -13,6 +13,7 @@ import falcon
 from starcite.api import errors, ops
 from starcite.api.access import OPEN, build_gate
 from starcite.api.auth import extract_token
+from starcite.api.http_edges import EdgesMiddleware, add_head_responders
 from starcite.api.openapi import build_spec
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
@@ -72,7 +73,7 @@ class MetricsMiddleware:
 
 def create_app(node, config):
     gate = build_gate(config)
-    app = falcon.App(middleware=[MetricsMiddleware(node), AccessMiddleware(gate)],
+    app = falcon.App(middleware=[MetricsMiddleware(node), EdgesMiddleware(), AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
@@ -92,6 +93,6 @@ def create_app(node, config):
         "/openapi.json": OpenApiResource(build_spec(authenticator.issue_body if authenticator else None)),
     }
     for template, resource in routes.items():
-        app.add_route(template, resource)
+        app.add_route(template, add_head_responders(resource))
     ops.add_routes(app, node)
     return app

@@ -29,7 +29,10 @@ def read_json(req, max_bytes: int):
     # Without a Content-Length (chunked), Falcon's bounded stream is empty: read the
     # server's de-chunking input directly, never more than the limit plus one byte.
     stream = req.bounded_stream if length is not None else req.stream
-    raw = stream.read(max_bytes + 1)
+    try:
+        raw = stream.read(max_bytes + 1)
+    except (OSError, ValueError) as exc:  # broken chunked framing: the connection cannot be reused
+        raise ApiError(400, "bad_request", f"Malformed request body: {exc}", {"Connection": "close"}) from None
     if len(raw) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes")
     if not raw.strip():

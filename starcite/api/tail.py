@@ -58,6 +58,11 @@ class TailResource:
         _check_handshake(req.env)
         return access, cursor, batch_size
 
+    def on_head(self, req, resp, session_id):
+        """The GET's answer without a body; a HEAD never upgrades, so a valid handshake is refused."""
+        self._checked(req, session_id)
+        raise ApiError(400, "invalid_handshake", "A WebSocket tail opens with GET, not HEAD")
+
     def on_get(self, req, resp, session_id):
         access, cursor, batch_size = self._checked(req, session_id)
         upgrade = req.env.get("starcite.upgrade")
