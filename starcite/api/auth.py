@@ -3,9 +3,9 @@
 Owns: reading a bearer token from a request, verifying service JWTs against
 the keys of a `starcite.api.jwks.JwksCache` (asymmetric algorithms only;
 a missing key is a 401 decided here), minting and verifying Starcite's
-own principal tokens (`POST /v1/auth/issue`), the `AuthContext` every
-resource receives, the policy checks (scope, session lock, tenant, actor)
-that raise `AuthError`, and redaction of `access_token` in logged URLs.
+own principal tokens (`POST /v1/auth/issue`, its body shape), turning a
+token into the `policy.AuthContext` every resource receives, and redaction
+of `access_token` in logged URLs.
 
 Must not: import the web framework, touch sessions or storage, read the
 environment (everything comes from `Config`), or fetch the JWKS on the
@@ -21,30 +21,11 @@ the verification path: a principal-path token must carry our HMAC signature
 and issuer/audience, a service-path token must carry an RSA/EC signature from
 the JWKS, so neither kind can pass as the other.
 
-What each kind may do. Scopes, not the token kind, decide every endpoint
-except `/v1/auth/issue`, which needs a service token. Seed 000 calls session
-create/list "service-only"; here a principal token may also create and list
-when the service that issued it granted `session:create` / `session:read`,
-because the issuing service chose those scopes (a service that wants
-create/list for itself alone simply does not grant them), and a principal
-that can read every session of its tenant one by one gains nothing it could
-not already see from a listing. The fences stay the same for both kinds:
-listing shows only the token's tenant (and, for a session-locked token,
-only its sessions); a session-locked token must name one of its sessions
-when it creates one (a generated id would make a session it cannot use);
-a principal's appends are recorded with `actor` = `user:<id>`/`agent:<id>`
-and any other requested actor is 403 `forbidden_actor`; a service token's
-appends are recorded with the requested actor (services act for others) or,
-without one, `service:<sub>`, so every event under auth says who wrote it;
-`creator_principal` records
-`{tenant_id, id, type}` with type `user`/`agent`/`service`.
-
-Policy helpers take the `AuthContext` of the request. With auth disabled the
-middleware passes `NO_AUTH`, which every helper allows; `None` (no context at
-all) is refused with 401 so a wiring mistake fails closed.
+What each kind may do, and the `AuthContext` every check takes, is
+`starcite.api.policy`.
 """
 
-import dataclasses
+
 import datetime
 import hashlib
 import hmac
@@ -56,15 +37,12 @@ from jose import jwk, jws, jwt
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 
 from starcite.api.jwks import JwksCache
-from starcite.errors import StarciteError
+from starcite.api.policy import (PRINCIPAL_SCOPES, PRINCIPAL_TYPES, AuthContext, AuthError, require_scope,
+                                 require_service, require_tenant)
 from starcite.shapes import Array, Field, Integer, Obj, Text, check_object
 
 log = logging.getLogger("starcite.auth")
 
-SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
-# A principal token can never hold auth:issue: only service tokens mint tokens.
-PRINCIPAL_SCOPES = SCOPES - {"auth:issue"}
-PRINCIPAL_TYPES = ("user", "agent")
 PRINCIPAL_TYP = "starcite-principal+jwt"
 PRINCIPAL_ISSUER = "starcite"
 PRINCIPAL_AUDIENCE = "starcite-principal"
@@ -89,52 +67,12 @@ _ACCESS_TOKEN_RE = re.compile(r"(?<![\w.~%+-])(" + _name_pattern("access_token")
                               re.IGNORECASE)
 
 
-class AuthError(StarciteError):
-    """An auth failure the API turns into `{"error": code, "message": message}`.
-
-    status: 401 (no/invalid/expired token), 403 (policy denial), 400 (bad
-    `/v1/auth/issue` body), 503 (principal tokens not configured).
-    """
-
-
 def _invalid(message: str) -> AuthError:
     return AuthError(401, "invalid_token", message)
 
 
 def _expired() -> AuthError:
     return AuthError(401, "token_expired", "token has expired")
-
-
-@dataclasses.dataclass(frozen=True)
-class AuthContext:
-    """Who is calling. kind: "service", "principal", or "none" (auth off).
-
-    subject: the service token's `sub`, or the principal's id.
-    principal_type: None for service tokens, "user"/"agent" for principals.
-    session_ids: None = any session of the tenant, else the only ones allowed.
-    expires_at: the token's `exp` (epoch seconds; None with auth off). The
-    token is accepted while now < `expires_at` + leeway.
-    """
-
-    kind: str
-    tenant_id: str | None
-    subject: str | None
-    principal_type: str | None
-    scopes: frozenset
-    session_ids: frozenset | None
-    expires_at: int | None
-
-    @property
-    def actor(self) -> str | None:
-        """`user:<id>` / `agent:<id>` for principals, `service:<sub>` for
-        service tokens, None with auth off: the actor an append defaults to."""
-        if self.kind == "principal":
-            return f"{self.principal_type}:{self.subject}"
-        return f"service:{self.subject}" if self.kind == "service" else None
-
-
-Principal = AuthContext
-NO_AUTH = AuthContext("none", None, None, None, SCOPES, None, None)
 
 
 # ---------------------------------------------------------------- requests
@@ -375,73 +313,3 @@ _PRINCIPAL_SHAPE = Obj(closed=True, fields=(
 def issue_principal_token(ctx: AuthContext, body, authenticator: Authenticator, now: float | None = None) -> dict:
     """Module-level form of `Authenticator.issue_principal_token`."""
     return authenticator.issue_principal_token(ctx, body, now)
-
-
-# ---------------------------------------------------------------- policy
-
-def _restricted(ctx: AuthContext | None) -> bool:
-    """True when `ctx` is a real token (checks apply), False for NO_AUTH."""
-    if ctx is None:
-        raise AuthError(401, "unauthorized", "missing bearer token")
-    return ctx.kind != "none"
-
-
-def require_service(ctx: AuthContext):
-    """403 `forbidden` for principal tokens (service-only endpoints)."""
-    if _restricted(ctx) and ctx.kind != "service":
-        raise AuthError(403, "forbidden", "this endpoint needs a service token")
-
-
-def require_scope(ctx: AuthContext, scope: str):
-    if _restricted(ctx) and scope not in ctx.scopes:
-        raise AuthError(403, "forbidden_scope", f"token lacks scope {scope}")
-
-
-def require_session(ctx: AuthContext, session_id: str):
-    if _restricted(ctx) and ctx.session_ids is not None and session_id not in ctx.session_ids:
-        raise AuthError(403, "forbidden_session", "token is not valid for this session")
-
-
-def require_create_session(ctx: AuthContext, session_id: str | None):
-    """A session-locked token may only create one of its sessions, by id."""
-    if _restricted(ctx) and ctx.session_ids is not None:
-        if session_id is None:
-            raise AuthError(403, "forbidden_session",
-                            "a session-locked token must create its session by id (one of its sessions)")
-        require_session(ctx, session_id)
-
-
-def require_tenant(ctx: AuthContext, tenant_id: str | None):
-    """403 unless `tenant_id` (e.g. a session's metadata.tenant_id) is the token's."""
-    if _restricted(ctx) and tenant_id != ctx.tenant_id:
-        raise AuthError(403, "forbidden_tenant", "tenant does not match the token's tenant")
-
-
-def fence_create_metadata(ctx: AuthContext, metadata: dict | None) -> dict:
-    """A copy of (already validated) create metadata with the token's tenant."""
-    metadata = dict(metadata or {})
-    if _restricted(ctx):
-        require_tenant(ctx, metadata.setdefault("tenant_id", ctx.tenant_id))
-    return metadata
-
-
-def resolve_actor(ctx: AuthContext, requested: str | None) -> str | None:
-    """The actor to record: the principal itself for principal tokens (a
-    different requested actor is 403 `forbidden_actor`); for service tokens
-    the requested value, else `service:<sub>`; with auth off the requested
-    value (possibly None)."""
-    if not _restricted(ctx):
-        return requested
-    if ctx.kind == "service":
-        return requested or ctx.actor
-    if requested and requested != ctx.actor:
-        raise AuthError(403, "forbidden_actor", f"actor must be {ctx.actor} for this token")
-    return ctx.actor
-
-
-def creator_principal(ctx: AuthContext) -> dict | None:
-    """`{tenant_id, id, type}` for a session's creator; type "service" for
-    service tokens, None with auth off."""
-    if not _restricted(ctx):
-        return None
-    return {"tenant_id": ctx.tenant_id, "id": ctx.subject, "type": ctx.principal_type or "service"}

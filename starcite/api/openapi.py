@@ -151,7 +151,8 @@ def build_spec(issue_body: Obj | None) -> dict:
         "/health/ready": {"get": _open("healthReady", "Readiness", {
             **_ok(200, "Health", "Ready"), **_ok(503, "Health", "Starting or draining")})},
         "/metrics": {"get": _open("metrics", "Prometheus metrics", {
-            "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}})},
+            "200": {"description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}})},
         "/openapi.json": {"get": _open("openapi", "This document", {
             "200": {"description": "OpenAPI 3", "content": _content({"type": "object"})}})},
     }

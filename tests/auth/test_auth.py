@@ -15,9 +15,10 @@ import time
 import pytest
 from jose import jwt
 
-from starcite.api.auth import (
-    NO_AUTH, PRINCIPAL_TYP, AuthContext, AuthError, Authenticator, creator_principal, derive_principal_key,
-    extract_token, fence_create_metadata, issue_principal_token, redact, require_create_session, require_scope,
+from starcite.api.auth import (PRINCIPAL_TYP, Authenticator, derive_principal_key, extract_token, issue_principal_token,
+                               redact)
+from starcite.api.policy import (
+    NO_AUTH, AuthContext, AuthError, creator_principal, fence_create_metadata, require_create_session, require_scope,
     require_service, require_session, require_tenant, resolve_actor,
 )
 

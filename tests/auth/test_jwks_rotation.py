@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from starcite.api.auth import Authenticator, AuthError
+from starcite.api.auth import Authenticator
+from starcite.api.policy import AuthError
 from tests.auth.conftest import JwksServer, claims, jwt_env, make_config
 
 
