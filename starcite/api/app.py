@@ -13,6 +13,8 @@ import falcon
 from starcite.api import errors
 from starcite.api.access import OPEN, build_gate
 from starcite.api.auth import extract_token
+from starcite.api.http_edges import EdgesMiddleware, add_head_responders
+from starcite.api.openapi import build_spec
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
 from starcite.api.tail import TailResource
@@ -79,19 +81,25 @@ class MetricsMiddleware:
 
 def create_app(node, config):
     gate = build_gate(config)
-    app = falcon.App(middleware=[MetricsMiddleware(node), AccessMiddleware(gate)],
+    app = falcon.App(middleware=[MetricsMiddleware(node), EdgesMiddleware(), AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
+    app.req_options.keep_blank_qs_values = True  # `limit=` is a bad limit, not an absent one
     errors.install(app)
     max_body = config.max_body_bytes
-    app.add_route("/v1/sessions", SessionsResource(node, max_body))
-    app.add_route("/v1/sessions/{session_id}", SessionResource(node))
-    app.add_route("/v1/sessions/{session_id}/append", AppendResource(node, max_body))
-    app.add_route("/v1/sessions/{session_id}/tail", TailResource(node, gate))
-    app.add_route("/v1/auth/issue", AuthIssueResource(gate, max_body))
-    app.add_route("/health/live", HealthLiveResource())
-    app.add_route("/health/ready", HealthReadyResource(node))
-    app.add_route("/metrics", MetricsResource(node))
-    app.add_route("/openapi.json", OpenApiResource())
+    authenticator = gate.authenticator
+    routes = {
+        "/v1/sessions": SessionsResource(node, max_body),
+        "/v1/sessions/{session_id}": SessionResource(node),
+        "/v1/sessions/{session_id}/append": AppendResource(node, max_body),
+        "/v1/sessions/{session_id}/tail": TailResource(node, gate),
+        "/v1/auth/issue": AuthIssueResource(gate, max_body),
+        "/health/live": HealthLiveResource(),
+        "/health/ready": HealthReadyResource(node),
+        "/metrics": MetricsResource(node),
+        "/openapi.json": OpenApiResource(build_spec(authenticator.issue_body if authenticator else None)),
+    }
+    for template, resource in routes.items():
+        app.add_route(template, add_head_responders(resource))
     return app
