@@ -17,3 +17,40 @@ recorded_nodes() {
   size=$(cat "$STATE/size" 2>/dev/null || echo 0)
   for i in $(seq 1 "$size"); do echo "n$i"; done
 }
+
+# Start node $1 (n<i>) in the background as its own process group (setsid), so a stop can signal the
+# node and its workers; records its pid and API URL. Every node gets the same CLUSTER_NODES and secret.
+launch_node() {
+  local name=$1 i=${1#n} size peers="" j cluster_env=()
+  size=$(cat "$STATE/size")
+  for j in $(seq 1 "$size"); do peers+="${peers:+,}n$j@127.0.0.1:$((PEER_BASE + j - 1))"; done
+  [ "$size" = 1 ] || cluster_env=(CLUSTER_NODES="$peers" STARCITE_CLUSTER_SECRET="$(cat "$STATE/secret")")
+  env NODE_NAME="$name" PORT=$((API_BASE + i - 1)) STARCITE_HOST=127.0.0.1 STARCITE_DATA_DIR="$STATE/$name" \
+    STARCITE_ARCHIVE_ADAPTER=local STARCITE_ARCHIVE_DIR="$STATE/archive" "${cluster_env[@]}" \
+    setsid "$BIN" serve >>"$STATE/$name.log" 2>&1 </dev/null &
+  echo $! >"$STATE/$name.pid"
+  echo "http://127.0.0.1:$((API_BASE + i - 1))" >"$STATE/$name.url"
+}
+
+# SIGTERM node $1's process group (graceful), wait at most STOP_TIMEOUT_S (default 30), then SIGKILL.
+# Prints nothing; returns 0 once the group is gone (1 when it had no pid file).
+stop_node() {
+  local name=$1 pid deadline
+  [ -e "$STATE/$name.pid" ] || return 1
+  pid=$(cat "$STATE/$name.pid")
+  rm -f "$STATE/$name.pid"
+  kill -TERM -- "-$pid" 2>/dev/null || return 0
+  deadline=$((SECONDS + ${STOP_TIMEOUT_S:-30}))
+  while kill -0 -- "-$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    echo "process group $pid still running after SIGTERM: SIGKILL" >&2
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+}
+
+# `starcite ops` against node $1, through its ops socket.
+node_ops() {
+  local name=$1
+  shift
+  "$BIN" ops "$@" --socket "$STATE/$name/ops.sock"
+}

@@ -48,10 +48,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _node_ready(url: str, names: list) -> bool:
+def _ops_status(name: str):
+    """``(status, body)`` of ``/ops/status`` from node ``name``'s ops socket (never the API port)."""
+    from starcite.ops_client import OpsClient
+    path = os.path.join(os.environ.get("STARCITE_CLUSTER_STATE", "ops/.cluster"), name, "ops.sock")
+    try:
+        return OpsClient(path, timeout=2).get("/ops/status")
+    except OSError:
+        return None, None
+
+
+def _node_ready(url: str, names: list, name: str) -> bool:
     if _call(f"{url}/health/ready")[0] != 200:
         return False
-    status, body = _call(f"{url}/ops/status")
+    status, body = _ops_status(name)
     if status != 200:
         return False
     if len(names) > 1 and sorted(body.get("write_nodes") or []) != sorted(names):
@@ -69,7 +79,7 @@ def ready(timeout_s: float, nodes: list):
         if not _alive(int(pid)):
             raise CheckFailed(f"{name} (pid {pid}) exited while starting")
         try:
-            if _node_ready(url, names):
+            if _node_ready(url, names, name):
                 print(f"{name} ready: {url}")
                 waiting.pop(0)
                 continue

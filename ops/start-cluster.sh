@@ -21,22 +21,11 @@ fi
 echo "$n" >"$STATE/size"
 [ -s "$STATE/secret" ] || (umask 077; "$PY" -c 'import secrets; print(secrets.token_hex(24))' >"$STATE/secret")
 
-peers=""
-for i in $(seq 1 "$n"); do peers+="${peers:+,}n$i@127.0.0.1:$((PEER_BASE + i - 1))"; done
-cluster_env=()
-[ "$n" = 1 ] || cluster_env=(CLUSTER_NODES="$peers" STARCITE_CLUSTER_SECRET="$(cat "$STATE/secret")")
-
 waiting=()
 for name in $(recorded_nodes); do
-  i=${name#n}
-  url="http://127.0.0.1:$((API_BASE + i - 1))"
-  # setsid: each node leads its own process group, so stop-cluster.sh can signal the node and its workers.
-  env NODE_NAME="$name" PORT=$((API_BASE + i - 1)) STARCITE_HOST=127.0.0.1 STARCITE_DATA_DIR="$STATE/$name" \
-    STARCITE_ARCHIVE_ADAPTER=local STARCITE_ARCHIVE_DIR="$STATE/archive" "${cluster_env[@]}" \
-    setsid "$BIN" serve >"$STATE/$name.log" 2>&1 </dev/null &
-  echo $! >"$STATE/$name.pid"
-  echo "$url" >"$STATE/$name.url"
-  waiting+=("$name=$!=$url")
+  : >"$STATE/$name.log"
+  launch_node "$name"
+  waiting+=("$name=$(cat "$STATE/$name.pid")=$(cat "$STATE/$name.url")")
 done
 
 if ! "$PY" ops/cluster_check.py ready "${READY_TIMEOUT_S:-60}" "${waiting[@]}"; then

@@ -4,21 +4,8 @@
 # SIGKILL to whatever is left. Data stays in ops/.cluster/. Exits 0 when nothing is left running.
 set -euo pipefail
 source "$(dirname "$0")/cluster-env.sh"
-pids=()
+stopped=0
 for name in $(recorded_nodes); do
-  [ -e "$STATE/$name.pid" ] || continue
-  pid=$(cat "$STATE/$name.pid")
-  kill -TERM -- "-$pid" 2>/dev/null && pids+=("$pid")
-  rm -f "$STATE/$name.pid"
+  stop_node "$name" && stopped=$((stopped + 1))
 done
-
-group_alive() { kill -0 -- "-$1" 2>/dev/null; }
-deadline=$((SECONDS + ${STOP_TIMEOUT_S:-30}))
-for pid in "${pids[@]}"; do
-  while group_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-  if group_alive "$pid"; then
-    echo "process group $pid still running after SIGTERM: SIGKILL" >&2
-    kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-done
-echo "stopped ${#pids[@]} node(s)"
+echo "stopped $stopped node(s)"

@@ -32,7 +32,7 @@ def replay_all(server, session_id, expected):
     return events
 
 
-@pytest.mark.parametrize("env", [{}, {"STARCITE_RAFT_SNAPSHOT_ENTRIES": "150"}], ids=["journal", "snapshots"])
+@pytest.mark.parametrize("env", [{}, {"STARCITE_RAFT_SNAPSHOT_ENTRIES": "40"}], ids=["journal", "snapshots"])
 def test_sigkill_under_load_loses_nothing_acknowledged(make_server, tmp_path, env):
     server = make_server(env)
     server.create("s")
@@ -45,6 +45,9 @@ def test_sigkill_under_load_loses_nothing_acknowledged(make_server, tmp_path, en
     for thread in threads:
         thread.start()
     time.sleep(1.5)
+    if env:  # appends are batched into Raft entries: wait (bounded) until a snapshot exists
+        server.wait_until(lambda: list((tmp_path / "node0" / "raft").glob("group-*.snapshot")), timeout=20,
+                          what="a snapshot")
     server.kill()
     for thread in threads:
         thread.join(30)

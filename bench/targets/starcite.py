@@ -4,7 +4,7 @@ directory.
 
 Owns: starting (at once or in two steps, for cluster members), restarting,
 stopping and SIGKILLing a node, readiness (`GET /health/ready` → 200),
-`/ops/status`, creating sessions, reading `/metrics`, the append/tail paths
+the ops console's status, creating sessions, reading `/metrics`, the append/tail paths
 of the API and a tail reader.
 Must not: measure anything. A node that cannot start raises
 `bench.procs.StartError`, which the workloads report as "not available".
@@ -94,11 +94,15 @@ class Node:
         return self.child is not None and self.child.alive()
 
     def status(self) -> dict:
-        """``GET /ops/status`` as JSON."""
-        status, body = http_get(self.port, "/ops/status", timeout=2)
+        """``/ops/status`` from the node's ops console (its unix socket in the data dir)."""
+        from starcite.ops_client import OpsClient
+        try:
+            status, body = OpsClient(os.path.join(self.data_dir, "ops.sock"), timeout=2).get("/ops/status")
+        except OSError as exc:
+            raise StartError(f"{self.name}: ops socket: {exc}") from None
         if status != 200:
             raise StartError(f"{self.name}: /ops/status -> {status}")
-        return json.loads(body)
+        return body
 
     def stop(self):
         if self.child is not None:

@@ -59,6 +59,7 @@ class SafeSyncObj(SyncObj):
         # pysyncobj starts with lastApplied = 1: its initial no-op is never applied.
         self._applied_digest_index = 1
         self._applied_digest = b""
+        self._digest_chain_start = 2   # the first index the chain covers
 
     # --- (a) + (b): follower append-entries ------------------------------------
 
@@ -247,6 +248,7 @@ class SafeSyncObj(SyncObj):
                 # A snapshot without a digest (written before this class) or a gap:
                 # the chain restarts here and is comparable only from this point.
                 digest = b""
+                self._digest_chain_start = entry_index
             digest = chain_digest(digest, entry_index, term, command)
             index = entry_index
             self._digest_ring[index] = digest
@@ -256,7 +258,7 @@ class SafeSyncObj(SyncObj):
 
     def _wake_next_tick(self):
         # pysyncobj creates its pipe notifier only when appendEntriesUseBatch is off
-        # (as we run it); RaftGroup's one-node groups replace it with an Event.
+        # (as we run it); RaftGroup replaces it with an Event its tick loop waits on.
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)
         if notifier is not None:
             notifier.notify()
@@ -264,6 +266,14 @@ class SafeSyncObj(SyncObj):
     def applied_digest(self):
         """(index, hex digest) of the last applied entry; (1, "") before any."""
         return self._applied_digest_index, self._applied_digest.hex()
+
+    def digest_chain_start(self):
+        """The first index the chain covers: digests of two replicas compare only if theirs match.
+
+        2 (the first applied entry) unless this replica loaded a snapshot written
+        without a digest, after which its chain restarted.
+        """
+        return self._digest_chain_start
 
     def digest_at(self, index):
         """Hex digest of the chain at `index`, or None if it is not among the recent ones."""

@@ -1,7 +1,7 @@
 """Replica digests compared across nodes: a divergence is logged and counted, never silent.
 
 Owns: every `INTERVAL` seconds, sending each peer replica of each local group
-``("digest", group, index, hex)`` (the running digest of the entries this
+``("digest", group, chain start, index, hex)`` (the running digest of the entries this
 replica applied, from `SafeSyncObj.applied_digest`), and checking the claims
 received: once the local replica has applied the same index, its digest there
 must be equal. A mismatch is logged as an error and counted in
@@ -55,13 +55,13 @@ class DigestExchange:
             if not digest:
                 continue
             for peer in group.transport.nodes:
-                self.hub.send(peer, ("digest", group_id, index, digest))
+                self.hub.send(peer, ("digest", group_id, group.digest_chain_start(), index, digest))
 
     def _on_digest(self, peer, message):
-        _kind, group_id, index, digest = message
+        _kind, group_id, chain_start, index, digest = message
         group = self.node.groups.get(group_id)
-        if group is None:
-            return
+        if group is None or chain_start != group.digest_chain_start():
+            return  # chains restarted at different points (an old snapshot): not comparable
         claims = self.claims.setdefault(group_id, {})
         claims[index] = (peer, digest)
         while len(claims) > MAX_CLAIMS:

@@ -294,8 +294,17 @@ def test_digest_chain_survives_snapshots(cluster_of_three, tmp_path):
     cluster.start(3)                # catches up from a snapshot sent by the leader
     _replicate(cluster, range(80, 85))
     assert any("serialized" in msg for _, dst, msg in cluster.network.sent if dst == 3)
-    digests = {r.applied_digest() for r in cluster.replicas.values()}
+    digests = {(r.applied_digest(), r.digest_chain_start()) for r in cluster.replicas.values()}
     assert len(digests) == 1 and cluster.registers[3].values == list(range(85))
+
+
+def test_a_chain_that_skips_indexes_restarts_and_says_where(make_follower):
+    """After a snapshot written without a digest the applied index jumps: a new chain starts."""
+    replica = make_follower(SafeReplica).replica
+    assert replica.applied_digest() == (1, "") and replica.digest_chain_start() == 2
+    replica._chain_applied([entry(10, 1)])
+    assert replica.digest_chain_start() == 10
+    assert replica.applied_digest() == (10, chain_digest(b"", 10, 1, entry(10, 1)[0]).hex())
 
 
 # --- (f) a conflicting suffix is dropped, so two rejections cannot undo each other ---------
