@@ -14,7 +14,7 @@ import hashlib
 import json
 
 from starcite.errors import StarciteError
-from starcite.shapes import Field, Integer, Obj, Text, check_object
+from starcite.shapes import Either, Field, Integer, Obj, Text, check_object
 
 SEQ_LIMIT = 2**63 - 1
 _EVENT_FIELDS = ("type", "payload", "actor", "source", "metadata", "refs", "idempotency_key")
@@ -29,13 +29,19 @@ class RuleError(StarciteError):
 
 # -- request shapes: each is both the validator and the OpenAPI schema (`starcite.api.openapi`) --------
 
-# A session id is one URL path segment that every client can address: printable ASCII (so no client
-# re-encodes or normalises it differently), without the separators '/' and '\' (URL parsers treat a
-# backslash as '/'), and not the dot segments '.' and '..', which clients resolve before sending
-# (POST /v1/sessions/../append would reach /v1/append). Every other character is percent-encoded by a
-# client building the path and reaches the session unchanged.
-SESSION_ID = Text(min_length=1, max_length=256, alphabet=r"[\x20-\x2e\x30-\x5b\x5d-\x7e]", refused=(".", ".."))
-SESSION_ID_RULE = "1 to 256 printable ASCII characters without '/' or '\\', and not '.' or '..'"
+# A session id is one URL path segment that every client can address: no control characters, no
+# separators '/' and '\' (URL parsers treat a backslash as '/'), and not the dot segments '.' and '..',
+# which clients resolve before sending (POST /v1/sessions/../append would reach /v1/append). Every other
+# character is percent-encoded by a client building the path and reaches the session unchanged. Up to
+# 256 ASCII characters, or up to 64 of any other kind (256 bytes of UTF-8 at most either way: archive
+# keys are built from it).
+_ID_REFUSED = (".", "..")
+SESSION_ID = Either((
+    Text(min_length=1, max_length=256, alphabet=r"[\x20-\x2e\x30-\x5b\x5d-\x7e]", refused=_ID_REFUSED),
+    Text(min_length=1, max_length=64, alphabet=r"[^\x00-\x1f\x7f-\x9f/\\]", refused=_ID_REFUSED),
+))
+SESSION_ID_RULE = ("1 to 256 printable ASCII characters, or 1 to 64 characters of any script, without control "
+                   "characters, '/' or '\\', and not '.' or '..'")
 SEQ = Integer(0, SEQ_LIMIT)
 
 _NON_EMPTY = Text(min_length=1)

@@ -1,7 +1,7 @@
 """JSON shapes: one definition of an accepted value gives both its check and its JSON Schema.
 
 Owns: the small vocabulary the request rules are written in (`Text`,
-`Integer`, `Array`, `Obj`, `Field`), `Shape.accepts` and `check_object` (the
+`Either`, `Integer`, `Array`, `Obj`, `Field`), `Shape.accepts` and `check_object` (the
 validators) and `Shape.schema` (the OpenAPI 3.0 schema of the same rule).
 Keeping both views on one class is what keeps `/openapi.json` exact: a bound
 or a required field cannot be enforced without being documented, or the
@@ -22,6 +22,16 @@ from starcite.errors import StarciteError
 
 def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utf8_encodable(text: str) -> bool:
+    """False for a lone surrogate (JSON's "\\ud800"): not a Unicode character, so no schema pattern
+    can describe it and nothing downstream could encode it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Shape:
@@ -47,6 +57,7 @@ class Text(Shape):
         return (isinstance(value, str) and len(value) >= self.min_length
                 and (self.max_length is None or len(value) <= self.max_length)
                 and (self.alphabet is None or re.fullmatch(f"{self.alphabet}*", value) is not None)
+                and (value.isascii() or _utf8_encodable(value))
                 and value not in self.refused and (not self.choices or value in self.choices))
 
     def schema(self) -> dict:
@@ -62,6 +73,19 @@ class Text(Shape):
         if self.refused:
             schema["not"] = {"enum": list(self.refused)}
         return schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Either(Shape):
+    """A value that one of `shapes` accepts (``anyOf`` in the schema)."""
+
+    shapes: tuple
+
+    def accepts(self, value) -> bool:
+        return any(shape.accepts(value) for shape in self.shapes)
+
+    def schema(self) -> dict:
+        return {"anyOf": [shape.schema() for shape in self.shapes]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from starcite import rules
 from starcite.api.auth import issue_body_shape
 from starcite.api.openapi import build_spec
-from starcite.shapes import Array, Integer, Obj, Text, check_object
+from starcite.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
                 "/v1/sessions/{session_id}/tail", "/health/live", "/health/ready", "/metrics", "/openapi.json"}
@@ -83,7 +83,7 @@ def json_schema(openapi: dict) -> dict:
 
 # Integral floats (1.0) are left out: JSON Schema drafts disagree on whether they are integers.
 SCALARS = st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.text(max_size=5) | st.sampled_from(
-    ["", ".", "..", "a/b", "ü", "x" * 257, "user", "agent", "session:read", "auth:issue"]) | st.floats(
+    ["", ".", "..", "a/b", "ü", "ü" * 65, "a\x85b", "a\tb", "x" * 257, "user", "agent", "session:read", "auth:issue"]) | st.floats(
     allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
 JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
                                                                                          max_size=3), max_leaves=8)
@@ -91,6 +91,8 @@ JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dict
 
 def valid(shape):
     """Values `shape` should accept, drawn from its own bounds."""
+    if isinstance(shape, Either):
+        return st.one_of([valid(option) for option in shape.shapes])
     if isinstance(shape, Text):
         if shape.choices:
             return st.sampled_from(shape.choices)

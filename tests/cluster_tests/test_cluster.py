@@ -126,3 +126,12 @@ def test_router_only_node_routes_everything(make_cluster):
     tail.close()
     assert router.request("GET", "/v1/sessions/s-router").json()["last_seq"] == 5
     assert router.request("GET", "/v1/sessions/nope").status_code == 404
+    assert router.append("nope", 1).status_code == 404
+    dup = router.request("POST", "/v1/sessions", {"id": "s-router"})
+    assert dup.status_code == 409 and dup.json()["error"] == "session_exists"
+    router.wait_until(lambda: [s["id"] for s in router.request("GET", "/v1/sessions").json()["sessions"]]
+                      == ["s-router"], what="listed through the router")
+    assert router.request("GET", "/health/live").status_code == 200
+    assert "starcite_cluster_forwarded_total" in router.request("GET", "/metrics").text
+    assert router.request("GET", "/openapi.json").status_code == 200
+    assert router.ops_status()["mode"] == "router_node"

@@ -91,3 +91,27 @@ def test_every_ops_command_and_its_exit_code(make_cluster):
     assert ops(n1, "wait-ready", "600")[0] == 1              # drained: not ready
     assert ops(n1, "undrain")[0] == 0
     assert ops(n1, "wait-ready", "20000")[0] == 0
+
+
+def test_readiness_gate_starting_until_synced_then_ok(make_cluster):
+    """Seed 002's readiness-gate drill: after a restart, `starting` until this node has caught up."""
+    cluster = make_cluster(3, env=ENV)
+    n1, n2 = cluster["n1"], cluster["n2"]
+    n1.create("s-gate")
+    assert n1.append("s-gate", 1).status_code == 201
+    for node in cluster:
+        node.kill()
+    n1.start(wait=False)  # alone: no quorum, so no leader and nothing to catch up from
+    wait_for(lambda: _ready_reason(n1) is not None, timeout=30, what="n1 answering")
+    seen = set()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        response = n1.request("GET", "/health/ready", timeout=2)
+        assert response.status_code == 503
+        seen.add((response.json()["status"], response.json()["reason"]))
+        time.sleep(0.1)
+    assert seen == {("starting", "raft_sync")}
+    n2.start(wait=False)
+    n1.wait_ready(40)
+    assert n1.request("GET", "/health/ready").json() == {"status": "ok", "mode": "write_node"}
+    assert n1.request("GET", "/v1/sessions/s-gate").json()["last_seq"] == 1
