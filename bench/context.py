@@ -37,7 +37,7 @@ FULL = Profile("full", ops=20000, warmup=1000, timeout_s=300, replay_events=100_
                replicated_ops=5000)
 QUICK = Profile("quick", ops=2000, warmup=200, timeout_s=60, replay_events=10_000, replay_passes=2,
                 fanout_tails=100, fanout_seconds=3, idle_tails=1000, failover_rounds=1,
-                replicated_ops=500)
+                replicated_ops=300)
 
 
 @dataclasses.dataclass

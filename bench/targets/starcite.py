@@ -4,8 +4,8 @@ directory.
 
 Owns: starting (at once or in two steps, for cluster members), restarting,
 stopping and SIGKILLing a node, readiness (`GET /health/ready` → 200),
-the ops console's status, creating sessions, reading `/metrics`, the append/tail paths
-of the API and a tail reader.
+the ops console's status (its unix socket), creating sessions, reading
+`/metrics`, the append/tail paths of the API and a tail reader.
 Must not: measure anything. A node that cannot start raises
 `bench.procs.StartError`, which the workloads report as "not available".
 """
@@ -13,6 +13,8 @@ Must not: measure anything. A node that cannot start raises
 import asyncio
 import json
 import os
+
+from starcite.ops_client import OpsClient
 
 from bench.aio import gather_bounded
 from bench.procs import StartError, free_port
@@ -95,7 +97,6 @@ class Node:
 
     def status(self) -> dict:
         """``/ops/status`` from the node's ops console (its unix socket in the data dir)."""
-        from starcite.ops_client import OpsClient
         try:
             status, body = OpsClient(os.path.join(self.data_dir, "ops.sock"), timeout=2).get("/ops/status")
         except OSError as exc:
