@@ -287,17 +287,19 @@ class RaftGroup(SafeSyncObj):
 
     # -- leadership transfer (drain) ------------------------------------------
 
-    def request_transfer(self):
-        """Hand this group's leadership to a caught-up follower at the next tick (a drain)."""
-        self._transfer_wanted = True
+    def request_transfer(self, to=None):
+        """Hand this group's leadership to ``to`` (a node name; None: the most caught-up follower)
+        at the next tick: a drain, or giving a group back to its preferred leader."""
+        self._transfer_wanted = to or True
         self.wake.set()
 
     def _transfer_leadership(self):
-        self._transfer_wanted = False
+        target, self._transfer_wanted = self._transfer_wanted, False
         now = time.monotonic()
         if self._isLeader() and self.transport is not None and now - self._last_transfer > 0.5:
             self._last_transfer = now
-            self.transferLeadership()
+            node = self.transport.nodes.get(target) if isinstance(target, str) else None
+            self.transferLeadership(node)  # denied (harmlessly) while the target is not caught up
 
     # -- state ----------------------------------------------------------------
 

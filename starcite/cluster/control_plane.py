@@ -7,7 +7,8 @@ and the node's own flags in step with the agreed drain state (on every
 change, and every `REFRESH` seconds, which also covers a snapshot load and
 router-only nodes, which read it from a replica), moving this node's
 leaderships away while it is drained (pysyncobj's `transferLeadership`, so a
-drain costs no election timeout), and asking every reachable node whether it
+drain costs no election timeout) and otherwise handing each group it leads to
+the group's preferred leader (leaders spread over the nodes), and asking every reachable node whether it
 sees a target as drained (`agreement`, for `wait-drained`).
 
 Must not: change Raft membership (liveness and drain only change routing),
@@ -93,11 +94,22 @@ class ControlPlane:
         self._move_leaderships()
 
     def _move_leaderships(self):
-        if not self.node.draining:
-            return
-        for group in list(self.node.groups.values()) + ([self.group] if self.group else []):
-            if group.is_leader():
+        """While drained, hand every leadership away. Otherwise give each group this node leads
+        back to its preferred leader (the first of its replicas by placement score) once that
+        node is routable and has been leading nothing for it: elections all start at once, so
+        one node tends to win them all, and one leader for every group is one core's worth of
+        throughput for the whole cluster."""
+        node = self.node
+        groups = list(node.groups.items()) + ([(CONTROL_GROUP, self.group)] if self.group else [])
+        for group_id, group in groups:
+            if not group.is_leader():
+                continue
+            if node.draining:
                 group.request_transfer()
+                continue
+            preferred = node.router.replicas(group_id)[0]
+            if preferred != node.name and node.router.routable(preferred):
+                group.request_transfer(preferred)
 
     def stop(self):
         self.timer.kill(block=False)
