@@ -112,7 +112,9 @@ def test_shutdown_is_graceful(make_server, sig):
     assert tail.wait_close() in (1000, 1001)
     assert server.proc.wait(20) == 0
     acked = outcomes.count(201)
-    assert all(code in (201, None) for code in outcomes), outcomes
+    # 201, or refused without being acknowledged: the listener closed (None), or the request came on a
+    # kept-alive connection after the signal and got 503 node_stopping (the client retries elsewhere)
+    assert all(code in (201, 503, None) for code in outcomes), outcomes
     # the final flush archived everything, then the journal brings it all back
     server.start()
     assert server.metric("starcite_archive_pending_rows") == 0

@@ -133,19 +133,20 @@ class LocalArchiveAdapter(ArchiveAdapter):
             with open(self._index_log_path(), "rb") as fh:
                 fh.seek(self._log_offset)
                 data = fh.read()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise ArchiveUnavailable(f"local archive: cannot read the index log: {exc}") from exc
+        except OSError:
+            return  # missing, or the directory is unreachable: list what is already indexed
         complete = data[:data.rfind(b"\n") + 1]
-        self._log_offset += len(complete)
         for key in set(complete.decode(errors="replace").split("\n")) - {""}:
             session_id = chunks.session_id_from_name(key.rsplit("/", 1)[-1])
-            record = self._read_session_file(session_id) if session_id is not None else None
+            try:
+                record = self._read_session_file(session_id) if session_id is not None else None
+            except ArchiveUnavailable:
+                return  # unreadable now: the same lines are read again next time
             if record is not None:
                 if session_id not in records:
                     bisect.insort(self._sorted_ids, session_id)
                 records[session_id] = record
+        self._log_offset += len(complete)
 
     def _index(self):
         """``(records by id, sorted ids)``, loading them from disk on first use and then following
