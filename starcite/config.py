@@ -65,6 +65,10 @@ def _str(value) -> str:
     return str(value)
 
 
+def _lower(value) -> str:
+    return str(value).strip().lower()
+
+
 # (field, toml key, env vars (first set wins), parser, default, help)
 _SETTINGS = [
     ("node_name", "node.name", ["NODE_NAME"], _str, None, "Node identity; random when unset"),
@@ -149,6 +153,8 @@ _SETTINGS = [
     ("access_log", "http.access_log", ["STARCITE_ACCESS_LOG"], parse_bool, True,
      "Write one access log line per request to stdout (access_token redacted)"),
     ("log_level", "node.log_level", ["STARCITE_LOG_LEVEL"], _str, "info", "debug, info, warning, error"),
+    ("log_format", "node.log_format", ["STARCITE_LOG_FORMAT"], _lower, "text",
+     "text, or json: one JSON object per line (ts, level, logger, msg, node, request_id, ...)"),
 ]
 
 SETTINGS = {name: (key, envs, parser, default, help_) for name, key, envs, parser, default, help_ in _SETTINGS}
@@ -262,6 +268,7 @@ def _finish(config: Config) -> Config:
         ("read_cache_reclaim_fraction", 0 < v["read_cache_reclaim_fraction"] <= 1, "must be in (0, 1]"),
         ("log_level", v["log_level"].lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),
+        ("log_format", v["log_format"] in ("text", "json"), "must be text or json"),
     ]
     for field, ok, why in checks:
         if not ok:

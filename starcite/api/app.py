@@ -1,9 +1,10 @@
 """The Falcon application: routes, middleware, error rendering.
 
 Owns: `create_app(node, config)`, wiring each route of SPEC.md §2 to its
-resource, and two middleware: `AccessMiddleware` (turns the bearer token of
-every `/v1` request into an `Access`) and `MetricsMiddleware` (request
-latency histogram by route template). Must not: contain endpoint logic.
+resource, and the middleware: `RequestContextMiddleware` (request id and log
+context, first), `AccessMiddleware` (turns the bearer token of every `/v1`
+request into an `Access`) and `MetricsMiddleware` (request latency histogram
+by route template). Must not: contain endpoint logic.
 """
 
 import time
@@ -13,6 +14,7 @@ import falcon
 from starcite.api import errors, ops
 from starcite.api.access import OPEN, build_gate
 from starcite.api.auth import extract_token
+from starcite.api.request_context import RequestContextMiddleware
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
 from starcite.api.tail import TailResource
@@ -71,7 +73,8 @@ class MetricsMiddleware:
 
 def create_app(node, config):
     gate = build_gate(config)
-    app = falcon.App(middleware=[MetricsMiddleware(node), AccessMiddleware(gate)],
+    app = falcon.App(middleware=[RequestContextMiddleware(config.num_groups), MetricsMiddleware(node),
+                                 AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
