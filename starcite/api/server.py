@@ -61,9 +61,12 @@ class RedactingLogger(Logger):
             return
         atoms = self.atoms(resp, req, environ, request_time)
         path = (atoms["U"] or "") + (f"?{atoms['q']}" if atoms["q"] else "")
-        fields = {"method": atoms["m"], "path": path, "status": _int_or_none(atoms["s"]),
+        status = _int_or_none(atoms["s"])
+        fields = {"method": atoms["m"], "path": path, "status": status,
                   "duration_ms": round(request_time.total_seconds() * 1000, 3),
                   "bytes": _int_or_none(atoms["B"]), "remote": atoms["h"]}
+        if status is None:  # gevent's word for a network error instead of a status, e.g. "socket"
+            fields["error"] = atoms["s"]
         try:  # the context of this request (none when it never reached the app), not the greenlet's
             self.access_log.info("%s %s %s", fields["method"], path, atoms["s"],
                                  extra={"fields": fields, "context": environ.get(ENVIRON_KEY) or {}})
