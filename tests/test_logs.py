@@ -10,6 +10,7 @@ fixture stops its node) or use anything but loopback.
 import datetime
 import json
 import logging
+import subprocess
 import sys
 
 import gevent
@@ -131,6 +132,24 @@ def test_config_secrets_include_the_postgres_password(tmp_path):
     assert {"pg-password-1", SECRET_KEY_BASE} <= set(logs.config_secrets(config))
 
 
+_STRAY_OUTPUT_SCRIPT = """
+import gevent, warnings
+from starcite import logs
+from starcite.config import load_config
+logs.configure(load_config(None, {"STARCITE_LOG_FORMAT": "json", "NODE_NAME": "n1"}))
+logs.log_greenlet_errors(gevent.get_hub())
+gevent.spawn(lambda: 1 / 0).join(timeout=5)
+warnings.warn("deprecated thing")
+"""
+
+
+def test_json_mode_turns_greenlet_errors_and_warnings_into_json_lines():
+    result = subprocess.run([sys.executable, "-c", _STRAY_OUTPUT_SCRIPT], capture_output=True, text=True, timeout=60)
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert [e["logger"] for e in events] == ["starcite.greenlet", "py.warnings"], result.stderr
+    assert "ZeroDivisionError" in events[0]["exc"] and "deprecated thing" in events[1]["msg"]
+
+
 # -- a real node ---------------------------------------------------------------------------------
 
 
@@ -149,17 +168,22 @@ def exercise(server):
     return responses
 
 
-@pytest.fixture(scope="module")
-def json_node(tmp_path_factory):
-    server = StarciteServer(tmp_path_factory.mktemp("json-node"), env={
-        "STARCITE_LOG_FORMAT": "json", "NODE_NAME": "log-node", "STARCITE_CLUSTER_SECRET": CLUSTER_SECRET,
-        "SECRET_KEY_BASE": SECRET_KEY_BASE, "STARCITE_LOG_LEVEL": "debug"})
+def exercised_node(data_dir, **env):
+    """Start a node, `exercise` it, stop it (SIGTERM): ``(responses, the node's whole output)``."""
+    server = StarciteServer(data_dir, env={"STARCITE_CLUSTER_SECRET": CLUSTER_SECRET,
+                                           "SECRET_KEY_BASE": SECRET_KEY_BASE, **env})
     server.start()
     try:
         responses = exercise(server)
     finally:
         server.stop()
     return responses, server.output()
+
+
+@pytest.fixture(scope="module")
+def json_node(tmp_path_factory):
+    return exercised_node(tmp_path_factory.mktemp("json-node"), STARCITE_LOG_FORMAT="json", NODE_NAME="log-node",
+                          STARCITE_LOG_LEVEL="debug")
 
 
 def test_json_mode_every_line_is_a_json_object_with_the_fields(json_node):
@@ -211,13 +235,7 @@ def test_json_mode_never_logs_a_secret(json_node):
 
 @pytest.fixture(scope="module")
 def text_node(tmp_path_factory):
-    server = StarciteServer(tmp_path_factory.mktemp("text-node"), env={"NODE_NAME": "text-node"})
-    server.start()
-    try:
-        responses = exercise(server)
-    finally:
-        server.stop()
-    return responses, server.output()
+    return exercised_node(tmp_path_factory.mktemp("text-node"), NODE_NAME="text-node")
 
 
 def test_text_mode_is_unchanged_but_returns_request_ids(text_node):
@@ -226,4 +244,5 @@ def test_text_mode_is_unchanged_but_returns_request_ids(text_node):
     lines = [line for line in output.splitlines() if line.strip()]
     assert not any(line.startswith("{") for line in lines)
     assert any('"GET /health/ready?access_token=[REDACTED] HTTP/1.1" 200' in line for line in lines)
-    assert ACCESS_TOKEN not in output and BEARER_TOKEN not in output
+    for secret in SECRETS:
+        assert secret not in output

@@ -258,9 +258,12 @@ def test_dockerfile_volume_ports_and_command(stages):
     assert "STARCITE_DATA_DIR=/data" in env and "STARCITE_HOST=0.0.0.0" in env
 
 
-def test_dockerfile_fetches_nothing_with_add():
+def test_dockerfile_fetches_nothing_with_add_and_bakes_in_no_secret():
     for instruction in dockerfile_instructions():
         assert not (instruction.keyword == "ADD" and re.search(r"https?://", instruction.args)), instruction.line
+        if instruction.keyword in ("ENV", "ARG"):
+            names = re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", instruction.args) or instruction.args.split()[:1]
+            assert not [n for n in names if re.search(r"SECRET|PASSWORD|TOKEN", n)], instruction.line
 
 
 def _hadolint():
