@@ -129,7 +129,7 @@ class JsonFormatter(logging.Formatter):
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _message(record),
             "node": self.node,
         }
         context = getattr(record, "context", None)
@@ -141,6 +141,13 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack"] = record.stack_info
         return json.dumps(self.scrubber.value(line), default=str)
+
+
+def _message(record) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # bad %-arguments: still one JSON line, never logging's stderr report
+        return f"{record.msg} {record.args!r}"
 
 
 # -- configuration ---------------------------------------------------------------------------------

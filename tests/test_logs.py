@@ -116,6 +116,10 @@ def test_a_traceback_stays_on_one_line(formatter):
     assert "ValueError: boom" in json.loads(text)["exc"]
 
 
+def test_bad_format_arguments_still_make_one_json_line(formatter):
+    assert json.loads(formatter.format(record("count %d", "not a number")))["msg"] == "count %d ('not a number',)"
+
+
 def test_secrets_are_scrubbed_from_every_field(formatter):
     text = formatter.format(record(f"GET /x?access_token={ACCESS_TOKEN} Authorization: Bearer {BEARER_TOKEN} "
                                    f"{CLUSTER_SECRET}", fields={"path": f"/t?a=1&access_token={ACCESS_TOKEN}",
