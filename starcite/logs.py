@@ -159,16 +159,25 @@ class _State:
 
 
 def configure(config):
-    """Set the node's log format and route the root logger (app logs) to stderr in it. Idempotent."""
+    """Set the node's log format and route the root logger (app logs) to stderr in it. Idempotent.
+
+    JSON mode owns the root logger: every handler on it is replaced by ours, so
+    call this again after something else configured logging (Thespian's
+    ActorSystem installs its own root handlers when the `Node` creates it).
+    Text mode keeps what it was: ours only when the root has no handler yet (as
+    `logging.basicConfig` did), so a later Thespian configuration stands.
+    """
     _State.log_format = config.log_format
     _State.formatter = JsonFormatter(config.node_name, Scrubber(config_secrets(config)))
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_starcite", False)]:
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_State.formatter if json_enabled() else logging.Formatter(TEXT_FORMAT))
-    handler._starcite = True
-    root.addHandler(handler)
+    for handler in list(root.handlers):
+        if json_enabled() or getattr(handler, "_starcite", False):
+            root.removeHandler(handler)
+    if json_enabled() or not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_State.formatter if json_enabled() else logging.Formatter(TEXT_FORMAT))
+        handler._starcite = True
+        root.addHandler(handler)
     root.setLevel(config.log_level.upper())
     logging.captureWarnings(json_enabled())
 

@@ -207,4 +207,5 @@ class StarciteApplication(BaseApplication):
         from starcite.node import Node
         logs.log_greenlet_errors(gevent.get_hub())
         self.node = Node(self.config)
+        logs.configure(self.config)  # JSON mode: take the root logger back from Thespian's ActorSystem
         return create_app(self.node, self.config)
