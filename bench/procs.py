@@ -23,6 +23,10 @@ class StartError(Exception):
     """A system could not be started; the message says why (with its log tail)."""
 
 
+class NotYetError(StartError):
+    """A system started but lacks what the workload measures (not built yet); the message says what."""
+
+
 def free_port() -> int:
     """A loopback TCP port that is free right now (bounded number of tries)."""
     for _ in range(200):
@@ -107,12 +111,19 @@ class Child:
     def stop(self, timeout: float = 15.0):
         """SIGTERM the group, wait up to ``timeout``, then SIGKILL it."""
         if self.alive():
-            self._signal(signal.SIGTERM)
+            self.terminate()
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        self._signal(signal.SIGKILL)  # also reaps stragglers left in the group
+        self.kill()  # also reaps stragglers left in the group
+
+    def terminate(self):
+        self._signal(signal.SIGTERM)
+
+    def kill(self):
+        """SIGKILL the whole group at once and reap the leader (bounded)."""
+        self._signal(signal.SIGKILL)
         try:
             self.popen.wait(5)
         except subprocess.TimeoutExpired:
@@ -166,19 +177,38 @@ class Supervisor:
     def start(self, name: str, argv: list, ready, *, env: dict = None, cwd: str = None,
               timeout: float = 30.0) -> Child:
         """Spawn and wait until ``ready()`` is truthy; on failure stop it and raise StartError with its log."""
-        child = self.spawn(name, argv, env, cwd)
+        return self.await_ready(self.spawn(name, argv, env, cwd), ready, timeout)
+
+    def await_ready(self, child: Child, ready, timeout: float = 30.0) -> Child:
+        """Wait until ``ready()`` is truthy; on failure stop ``child`` and raise StartError with its log."""
         try:
-            wait_until(ready, timeout, name, alive=child.alive)
+            wait_until(ready, timeout, child.name, alive=child.alive)
         except StartError as exc:
             self.stop(child, timeout=5)
             raise StartError(f"{exc}; log: {child.log_tail(8) or '(empty)'}") from None
         return child
 
     def stop(self, child: Child, timeout: float = 15.0):
-        code = child.popen.poll()
-        if code is not None:  # it died before we stopped it: keep why, for the report
-            self.crashes.append(f"{child.name} had exited with code {code}; log: {child.log_tail(6) or '(empty)'}")
-        child.stop(timeout)
+        self.stop_together([child], timeout)
+
+    def stop_together(self, children: list, timeout: float = 15.0):
+        """Stop several children at once: SIGTERM to every group first, then each gets what is left of
+        ``timeout`` before SIGKILL."""
+        for child in children:
+            code = child.popen.poll()
+            if code is not None:  # it died before we stopped it: keep why, for the report
+                self.crashes.append(f"{child.name} had exited with code {code}; log: {child.log_tail(6) or '(empty)'}")
+            elif len(children) > 1:
+                child.terminate()
+        deadline = time.monotonic() + timeout
+        for child in children:
+            child.stop(max(0.0, deadline - time.monotonic()))
+            if child in self._children:
+                self._children.remove(child)
+
+    def kill(self, child: Child):
+        """SIGKILL ``child``'s whole group at once (a crash, not a stop) and reap it."""
+        child.kill()
         if child in self._children:
             self._children.remove(child)
 

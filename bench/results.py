@@ -1,8 +1,9 @@
 """Result rows, the ratios to the peers, the printed table and the JSON file.
 
 Owns: `Row` (one measured point or one "not available" line), the
-generator-ceiling check, the ratio rules (Starcite ÷ Redis-always, ÷ Postgres,
-÷ hello ceiling; replay: ÷ Redis XREAD, ÷ Postgres scan), text formatting and
+generator-ceiling check, the cluster's targets note, the ratio rules
+(Starcite ÷ Redis-always, ÷ Postgres, ÷ etcd 3-node, ÷ hello ceiling; replay:
+÷ Redis XREAD, ÷ Postgres scan), text formatting and
 `bench/results/<timestamp>.json`. Must not: measure anything.
 """
 
@@ -14,20 +15,21 @@ from bench.stats import summarize
 
 OK, NOT_AVAILABLE, NOT_YET, FAILED = "ok", "not available", "not yet", "failed"
 CEILING_SYSTEM = "loadgen-ceiling"
+ETCD_SYSTEM, CLUSTER_SYSTEM = "etcd-3node", "starcite-3node"
 CEILING_WARN_FRACTION = 0.7
 GENERATOR_BUSY_FRACTION = 0.85
-HTTP_SYSTEMS = ("hello", "starcite", "starcite-3node")  # driven by the same HTTP client as the ceiling
+HTTP_SYSTEMS = ("hello", "starcite", CLUSTER_SYSTEM, ETCD_SYSTEM)  # driven by the same HTTP client as the ceiling
 
 # The peers every Starcite row of a workload is compared with (Starcite ÷ peer).
 RATIO_PEERS = {
-    "append": ("redis-always", "postgres", "hello"),
+    "append": ("redis-always", "postgres", ETCD_SYSTEM, "hello"),
     "replay": ("redis-xread", "postgres-scan"),
 }
 
 
 @dataclasses.dataclass
 class Row:
-    workload: str                 # append | replay | fanout | idle
+    workload: str                 # append | replay | fanout | failover | idle
     system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
     clients: int = None           # concurrent clients (tails for fanout/idle)
     status: str = OK
@@ -60,6 +62,20 @@ def flag_generator_bound(rows: list):
             notes.append(f"{ops / top:.0%} of generator ceiling")
         if notes:
             row.note = "; ".join(filter(None, [row.note, *notes]))
+
+
+def note_cluster_targets(rows: list, clients: int = 16, min_ratio: float = 0.5, max_p99_ms: float = 24.0):
+    """Say on the Starcite cluster's append row at ``clients`` whether it met its targets: throughput at
+    least ``min_ratio`` × the etcd cluster's in the same run, p99 at most ``max_p99_ms``."""
+    index = {(r.workload, r.system, r.clients): r for r in rows}
+    row, etcd = index.get(("append", CLUSTER_SYSTEM, clients)), index.get(("append", ETCD_SYSTEM, clients))
+    if row is None or row.status != OK:
+        return
+    ratio, p99 = _ratio(row.get("ops_per_s"), etcd and etcd.get("ops_per_s")), row.get("p99_ms")
+    verdict = lambda ok: "met" if ok else "NOT met"
+    row.note = "; ".join(filter(None, [
+        row.note, f"÷etcd {_fmt(ratio)} (target >= {min_ratio}: {verdict(ratio is not None and ratio >= min_ratio)})",
+        f"p99 target <= {max_p99_ms:g} ms: {verdict(p99 is not None and p99 <= max_p99_ms)}"]))
 
 
 def _ratio(a, b):
@@ -123,6 +139,10 @@ _SECTIONS = [
       ("appends/s", _figure("appends_per_s")), ("deliveries", _figure("ops")),
       ("missing", _figure("missing")), *_LATENCY, ("send p50", _figure("send_p50_ms")),
       ("send p99", _figure("send_p99_ms"))]),
+    ("failover", "Failover (leader SIGKILLed under light load: seconds from the kill to the first ack on its group)",
+     [("producers", lambda r: _fmt(r.clients)), ("rounds", _figure("rounds")), ("median s", _figure("median_s")),
+      ("max s", _figure("max_s")), ("each s", _figure("times_s", lambda v: _fmt(v and " ".join(map(_fmt, v))))),
+      ("acked", _figure("acked")), ("failed tries", _figure("failed_tries")), ("lost", _figure("lost"))]),
     ("idle", "Idle tails (RSS of the node and its children)",
      [("tails", lambda r: _fmt(r.clients)), ("open", _figure("open")), ("rss 0", _figure("rss_0", _mib)),
       ("rss N", _figure("rss_n", _mib)), ("bytes/tail", _figure("bytes_per_tail"))]),

@@ -20,11 +20,12 @@ import time
 
 from bench import results
 from bench.context import FULL, QUICK, Context
-from bench.procs import StartError, Supervisor
+from bench.procs import NotYetError, StartError, Supervisor
 from bench.targets import REPO_ROOT
+from bench.targets import etcd as etcd_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
-from bench.workloads import append, fanout, idle, replay
+from bench.workloads import append, failover, fanout, idle, replay
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
 
@@ -34,6 +35,7 @@ class Spec:
     workload: str
     system: str
     run: object  # Context -> list[Row]
+    shares: tuple = ()  # names of `Context.shared_system`s it uses (kept running into the next spec)
 
     @property
     def key(self) -> str:
@@ -47,7 +49,9 @@ SPECS = [
     Spec("append", "redis-everysec", functools.partial(append.redis, fsync="everysec")),
     Spec("append", "postgres", append.postgres),
     Spec("append", "starcite", append.starcite_single),
-    Spec("append", "starcite-3node", append.starcite_cluster),
+    Spec("append", results.ETCD_SYSTEM, append.etcd),
+    Spec("append", results.CLUSTER_SYSTEM, append.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),
+    Spec("failover", results.CLUSTER_SYSTEM, failover.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),
     Spec("replay", "redis-xread", replay.redis),
     Spec("replay", "postgres-scan", replay.postgres),
     Spec("replay", "starcite", replay.starcite),
@@ -65,10 +69,12 @@ def _keep_logs(children: list, log_dir: str) -> str:
 
 
 def _run_spec(ctx, spec: Spec, log_dir: str) -> list:
-    started, first_child = time.monotonic(), len(ctx.sup.spawned)
+    started, first_child = time.monotonic(), ctx.first_child(spec.shares)
     ctx.log(f"-- {spec.key}")
     try:
         rows = spec.run(ctx)
+    except NotYetError as exc:
+        rows = [results.Row(spec.workload, spec.system, None, results.NOT_YET, str(exc)[:500])]
     except StartError as exc:
         rows = [results.Row(spec.workload, spec.system, None, results.NOT_AVAILABLE, str(exc)[:500])]
     except Exception as exc:  # a broken workload must not lose the others' results
@@ -89,7 +95,8 @@ def _run_spec(ctx, spec: Spec, log_dir: str) -> list:
 def _machine() -> dict:
     facts = {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(), "python": sys.version.split()[0],
              "platform": platform.platform()}
-    for name, probe in (("redis_server", redis_target.version), ("postgres", pg_target.settings)):
+    for name, probe in (("redis_server", redis_target.version), ("postgres", pg_target.settings),
+                        ("etcd", etcd_target.version)):
         try:
             facts[name] = probe()
         except Exception as exc:  # a missing peer is reported by its rows; the facts just say so
@@ -112,8 +119,12 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
         with Supervisor(work_dir) as sup:
             ctx = Context(profile, sup, work_dir, procs)
             ctx.log(f"profile {profile.name}, {len(specs)} workloads, generator processes {procs}")
-            for spec in specs:
-                rows += _run_spec(ctx, spec, log_dir)
+            try:
+                for number, spec in enumerate(specs):
+                    rows += _run_spec(ctx, spec, log_dir)
+                    ctx.release(keep=specs[number + 1].shares if number + 1 < len(specs) else ())
+            finally:
+                ctx.release()
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM (the supervisor turns it into SystemExit)
         interrupted = True
         print("interrupted: everything started was stopped; partial results follow", file=sys.stderr)
@@ -123,6 +134,7 @@ def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: in
         shutil.rmtree(work_dir, ignore_errors=True)
     duration = round(time.monotonic() - started, 1)
     results.flag_generator_bound(rows)
+    results.note_cluster_targets(rows)
     ratio_rows = results.ratios(rows)
     path = base_name + ".json"
     run_facts = {"started_at": stamp.isoformat(timespec="seconds"), "duration_s": duration, "interrupted": interrupted,

@@ -3,17 +3,19 @@
 Owns: argument parsing, turning configuration errors into one clear line and
 exit status 2, and the ops console client (`status`, `ready-nodes`,
 `drain [node]`, `undrain [node]`, `wait-ready <ms>`, `wait-drained <ms>`),
-which sends its commands to the node's loopback-only `/ops` routes, where
-they become messages to the node's actors. Must not: contain node logic.
+which finds the node it runs beside from the same config file and
+environment as `starcite serve` and sends its commands over that node's ops
+socket, where they become messages to the node's actors. Must not: contain node logic.
 """
 
 import argparse
+import http.client
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
+from starcite.ops_client import OpsClient
 from starcite.config import ConfigError, load_config
 from starcite.layout import check_data_layout
 
@@ -42,44 +44,50 @@ def _serve(args):
     return 0
 
 
-def _call(url, method="GET", timeout=5.0):
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
-def _wait(url, predicate, timeout_ms):
+def _wait(client, path, predicate, timeout_ms):
     deadline = time.monotonic() + timeout_ms / 1000.0
     while True:
         try:
-            status, body = _call(url)
+            status, body = client.get(path)
             if predicate(status, body):
                 return 0, body
-        except (urllib.error.URLError, OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
             body = None
         if time.monotonic() >= deadline:
             return 1, body
         time.sleep(0.2)
 
 
+def _ops_client(args):
+    if args.socket:
+        return OpsClient(args.socket)
+    return OpsClient(load_config(args.config).ops_socket_path)
+
+
 def _ops(args):
-    base = args.url.rstrip("/")
+    try:
+        client = _ops_client(args)
+    except ConfigError as exc:
+        print(f"starcite: configuration error: {exc}", file=sys.stderr)
+        return 2
     command = args.command
-    if command in ("status", "ready-nodes"):
-        status, body = _call(f"{base}/ops/{command}")
-        code = 0 if status == 200 else 1
-    elif command in ("drain", "undrain"):
-        target = f"?node={args.arg}" if args.arg else ""
-        status, body = _call(f"{base}/ops/{command}{target}", method="POST")
-        code = 0 if status == 200 else 1
-    elif command == "wait-ready":
-        code, body = _wait(f"{base}/health/ready", lambda s, b: s == 200, int(args.arg or 60000))
-    else:  # wait-drained
-        code, body = _wait(f"{base}/ops/status", lambda s, b: s == 200 and b.get("observer", {}).get(
-            b.get("node")) == "draining", int(args.arg or 30000))
+    try:
+        if command in ("status", "ready-nodes"):
+            status, body = client.get(f"/ops/{command}")
+            code = 0 if status == 200 else 1
+        elif command in ("drain", "undrain"):
+            target = f"?node={urllib.parse.quote(args.arg)}" if args.arg else ""
+            status, body = client.request("POST", f"/ops/{command}{target}")
+            code = 0 if status == 200 else 1
+        elif command == "wait-ready":
+            code, body = _wait(client, "/health/ready", lambda s, b: s == 200, int(args.arg or 60000))
+        else:  # wait-drained [ms] [--node N]: every visible node agrees the target is drained
+            target = f"?node={urllib.parse.quote(args.node)}" if args.node else ""
+            code, body = _wait(client, f"/ops/agreement{target}", lambda s, b: s == 200 and all(
+                view == "draining" for view in b["views"].values()), int(args.arg or 30000))
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"starcite: cannot reach the node's ops socket {client.path}: {exc}", file=sys.stderr)
+        return 2
     if command == "status" and not args.json and isinstance(body, dict) and "groups" in body:
         print(format_status(body))
     else:
@@ -116,8 +124,10 @@ def main(argv=None):
     ops = sub.add_parser("ops", help="operate a running node")
     ops.add_argument("command", choices=["status", "ready-nodes", "drain", "undrain", "wait-ready", "wait-drained"])
     ops.add_argument("arg", nargs="?", help="node name (drain/undrain) or timeout in ms (wait-*)")
-    ops.add_argument("--url", default="http://127.0.0.1:4000", help="the node's HTTP address (loopback)")
+    ops.add_argument("--config", help="the node's TOML config file (as given to `starcite serve`)")
+    ops.add_argument("--socket", help="the node's ops socket (default: from the config: <data_dir>/ops.sock)")
     ops.add_argument("--json", action="store_true", help="status as JSON")
+    ops.add_argument("--node", help="wait-drained: the node to wait for (default: this node)")
     args = parser.parse_args(argv)
     return _serve(args) if args.cmd == "serve" else _ops(args)
 

@@ -90,6 +90,8 @@ _SETTINGS = [
      "Write nodes by name (default: every node in CLUSTER_NODES); others are router-only"),
     ("cluster_secret", "cluster.secret", ["STARCITE_CLUSTER_SECRET"], _str, None,
      "Shared secret of the peer port (required with more than one node)"),
+    ("observer_lost_after_ms", "cluster.lost_after_ms", ["STARCITE_OBSERVER_LOST_AFTER_MS"], _int, 120000,
+     "How long a write node stays suspect (peer link down) before the Observer calls it lost"),
     ("raft_timeout_ms", "raft.command_timeout_ms", ["STARCITE_RAFT_TIMEOUT_MS"], _int, 5000,
      "How long an append waits for commit before 503 raft_timeout"),
     ("raft_fsync", "raft.fsync", ["STARCITE_RAFT_FSYNC"], parse_bool, True,
@@ -140,6 +142,8 @@ _SETTINGS = [
      "Clock-skew tolerance"),
     ("auth_jwks_refresh_ms", "auth.jwks_refresh_ms", ["STARCITE_AUTH_JWKS_REFRESH_MS"], _int, 60000,
      "JWKS refresh interval"),
+    ("auth_jwks_refetch_ms", "auth.jwks_unknown_kid_refetch_ms", ["STARCITE_AUTH_JWKS_UNKNOWN_KID_REFETCH_MS"], _int,
+     3000, "Shortest gap between two JWKS refetches caused by tokens with an unknown kid (key rotation)"),
     ("secret_key_base", "auth.secret_key_base", ["SECRET_KEY_BASE"], _str, None,
      "Key material for principal tokens (required in jwt mode)"),
     ("principal_token_salt", "auth.principal_token_salt", ["STARCITE_AUTH_PRINCIPAL_TOKEN_SALT"], _str,
@@ -153,6 +157,8 @@ _SETTINGS = [
     ("access_log", "http.access_log", ["STARCITE_ACCESS_LOG"], parse_bool, True,
      "Write one access log line per request to stdout (access_token redacted)"),
     ("log_level", "node.log_level", ["STARCITE_LOG_LEVEL"], _str, "info", "debug, info, warning, error"),
+    ("ops_socket", "node.ops_socket", ["STARCITE_OPS_SOCKET"], _str, None,
+     "Unix socket of the ops console, mode 0600 (default <data_dir>/ops.sock); never on the API port"),
     ("log_format", "node.log_format", ["STARCITE_LOG_FORMAT"], _lower, "text",
      "text, or json: one JSON object per line (ts, level, logger, msg, node, request_id, ...)"),
 ]
@@ -178,6 +184,10 @@ class Config:
     def peers(self) -> dict:
         """``{name: (host, peer_port)}`` of every node in `CLUSTER_NODES` (empty for a lone node)."""
         return parse_cluster_nodes(self.cluster_nodes)
+
+    @property
+    def ops_socket_path(self) -> str:
+        return self.ops_socket or os.path.join(self.data_dir, "ops.sock")
 
     def replace(self, **changes) -> "Config":
         return Config({**self.values, **changes})
@@ -265,6 +275,7 @@ def _finish(config: Config) -> Config:
         ("event_store_max_bytes", v["event_store_max_bytes"] > 0, "must be > 0"),
         ("max_body_bytes", v["max_body_bytes"] > 0, "must be > 0"),
         ("raft_timeout_ms", v["raft_timeout_ms"] >= 10, "must be >= 10"),
+        ("auth_jwks_refetch_ms", v["auth_jwks_refetch_ms"] >= 100, "must be >= 100"),
         ("read_cache_reclaim_fraction", 0 < v["read_cache_reclaim_fraction"] <= 1, "must be in (0, 1]"),
         ("log_level", v["log_level"].lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),

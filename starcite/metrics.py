@@ -86,3 +86,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def metrics_table() -> str:
+    """Markdown table of every metric a node exports (the README's list is this, kept in step by a test)."""
+    snapshot = {"pending_rows": 0, "pending_sessions": 0, "lag": 0, "hot_events": 0, "hot_bytes": 0,
+                "cache_bytes": 0, "tails": 0, "peer_links": {}, "groups_led": 0, "leader_changes": 0}
+    rows = ["| metric | type | what it means |", "| --- | --- | --- |"]
+    seen = set()
+    for family in Metrics(lambda: snapshot).registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        if name not in seen:
+            seen.add(name)
+            rows.append(f"| `{name}` | {family.type} | {family.documentation} |")
+    return "\n".join(rows)

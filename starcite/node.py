@@ -21,6 +21,7 @@ from thespian.actors import ActorExitRequest, ActorSystem
 
 from starcite.actors import messages as m
 from starcite.actors.archiver import ArchiverActor, flush_cycle
+from starcite.actors.control import CONTROL_GROUP
 from starcite.actors.observer import ObserverActor
 from starcite.actors.group_actor import RaftGroupActor
 from starcite.actors.raft_group import NotLeader, RaftGroup, RaftUnavailable
@@ -34,6 +35,7 @@ from starcite.node_views import NodeViews
 from starcite.cluster.peer_link import PeerHub
 from starcite.cluster.raft_transport import RaftHub
 from starcite.cluster.remote_tails import RemoteTails
+from starcite.cluster.control_plane import ControlPlane
 from starcite.cluster.replica_digests import DigestExchange
 from starcite.cluster.routing import Router
 from starcite.placement import group_for, replicas_for
@@ -106,8 +108,11 @@ class Node(NodeViews):
         self.metrics = Metrics(self.snapshot)
         self.asys = ActorSystem("simpleSystemBase")
         self.observer = self.asys.createActor(ObserverActor)
+        self.tell(self.observer, m.ConfigureObserver(config.observer_lost_after_ms / 1000.0))
         for node in self.write_nodes:
-            self.tell(self.observer, m.NodeSeen(node, True))
+            # Every write node starts out seen; a peer whose link does not come up turns
+            # suspect when the hub reports it down (and at once for the ones that never dial).
+            self.tell(self.observer, m.NodeSeen(node, node == self.name or self.peer_hub is None))
         # Journal fsyncs (one per group per tick) and local archive I/O run in the hub's
         # thread pool: size it so every group can sync at once.
         pool = gevent.get_hub().threadpool
@@ -122,6 +127,7 @@ class Node(NodeViews):
             self.peer_hub.link_listeners.append(lambda peer, up: self.tell(self.observer, m.NodeSeen(peer, up)))
             self.peer_hub.start()
             self.digests.start()
+        self.control = ControlPlane(self)
         self.archiver = self.asys.createActor(ArchiverActor)
         self.tell(self.archiver, m.StartArchiver(self))
         self._timers = [
@@ -167,6 +173,13 @@ class Node(NodeViews):
     def group_of(self, session_id) -> int:
         return group_for(session_id, self.config.num_groups)
 
+    def replica(self, group_id):
+        """This node's `RaftGroup` for ``group_id`` (a session group or the control group), or None."""
+        group = self.groups.get(group_id)
+        if group is None and group_id == CONTROL_GROUP:
+            group = self.control.group
+        return group
+
     def local_command(self, group_id, kind, args, timeout):
         """A Raft command on this node's replica of ``group_id`` (`NotLeader` unless it leads)."""
         address = self.group_actors.get(group_id)
@@ -179,6 +192,8 @@ class Node(NodeViews):
             return self._ask(address, m.CreateSession(*args, AsyncResult()), timeout)
         if kind == "ack":
             return self._ask(address, m.AckArchived(*args, AsyncResult()), timeout)
+        if kind == "control":
+            return self._ask(address, m.ControlCommand(*args, AsyncResult()), timeout)
         if not self.groups[group_id].is_leader():  # a read that must see every commit
             raise NotLeader(group_id, self.groups[group_id].leader_name())
         return self.local_read(group_id, kind, args)
@@ -395,6 +410,7 @@ class Node(NodeViews):
         gevent.killall(self._timers, block=False)
         for group in self.groups.values():
             group.stop()
+        self.control.stop()
         if self.peer_hub is not None:
             self.digests.stop()
             self.peer_hub.stop()

@@ -5,6 +5,8 @@ observer for `/health/ready`, `starcite ops status` and `/metrics`. Must not:
 change data-plane state (drain only flips routing flags through the Observer).
 """
 
+import time
+
 from gevent.event import AsyncResult
 
 from starcite.actors import messages as m
@@ -13,13 +15,27 @@ from starcite.actors import messages as m
 class NodeViews:
     # -- health, ops, metrics -------------------------------------------------
 
+    READY_TTL = 0.25  # seconds a readiness answer is reused: a load balancer's probe stays cheap
+
     def readiness(self):
+        """``(ready, reason)``, computed at most every `READY_TTL` seconds (a drain or a shutdown
+        refreshes it at once)."""
+        now = time.monotonic()
+        cached = getattr(self, "_readiness_cache", None)
+        if cached is None or cached[0] < now or cached[2] != (self.draining, self.stopping):
+            cached = (now + self.READY_TTL, self._compute_readiness(), (self.draining, self.stopping))
+            self._readiness_cache = cached
+        return cached[1]
+
+    def _compute_readiness(self):
         """``(ready, reason)``. A write node is ready once every local group has a leader and has
         applied what that leader said was committed; a router once it reaches a quorum of write nodes."""
         if self.draining or self.stopping:
             return False, "draining"
         if not all(group.ready() for group in self.groups.values()):
             return False, "raft_sync"
+        if self.control.group is not None and not self.control.group.ready():
+            return False, "raft_sync"  # the drain state is not known yet: it may say "draining"
         if self.mode == "router_node" and self.peer_hub is not None:
             reachable = sum(1 for name in self.write_nodes if self.peer_hub.connected(name))
             if reachable <= len(self.write_nodes) // 2:
@@ -27,12 +43,13 @@ class NodeViews:
         return True, None
 
     def status(self) -> dict:
-        groups = [self._ask(addr, m.GroupStatus(AsyncResult())) for addr in self.group_actors.values()]
+        groups = [self._ask(self.group_actors[group_id], m.GroupStatus(AsyncResult())) for group_id in self.groups]
         ready, reason = self.readiness()
         out = {"node": self.name, "mode": self.mode, "ready": ready, "reason": reason,
                "write_nodes": self.write_nodes, "observer": self.observer_statuses(),
                "groups": sorted(groups, key=lambda g: g["group"]), "tails": len(self.tails),
                "hot_bytes": self.hot_bytes(), "forwarded_commands": self.router.forwarded}
+        out["control"] = self.control.status()
         if self.peer_hub is not None:
             out["peers"] = self.peer_hub.status()
             out["remote_tails"] = self.remote_tails.counts()
@@ -43,9 +60,9 @@ class NodeViews:
         return self._ask(self.observer, m.ObserverQuery(AsyncResult()))
 
     def set_drain(self, node, draining):
-        if node == self.name:
-            self.draining = draining
-        return self._ask(self.observer, m.SetDrain(node, draining, AsyncResult()))
+        """Drain or undrain ``node`` cluster-wide (a control-group command); the Observer's view after it."""
+        self.control.set_drain(node, draining)
+        return self.observer_statuses()
 
     def snapshot(self) -> dict:
         pending_rows = pending_sessions = lag = hot_events = 0

@@ -14,12 +14,10 @@ import hashlib
 import json
 
 from starcite.errors import StarciteError
+from starcite.shapes import Field, Integer, Obj, Text, check_object
 
 SEQ_LIMIT = 2**63 - 1
 _EVENT_FIELDS = ("type", "payload", "actor", "source", "metadata", "refs", "idempotency_key")
-_APPEND_KEYS = frozenset(("type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata",
-                          "refs", "idempotency_key", "expected_seq"))
-_CREATE_KEYS = frozenset(("id", "title", "metadata"))
 
 
 class RuleError(StarciteError):
@@ -29,67 +27,57 @@ class RuleError(StarciteError):
         return ("error", self.status, self.code, self.message)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+# -- request shapes: each is both the validator and the OpenAPI schema (`starcite.api.openapi`) --------
 
+# A session id is one URL path segment that every client can address: printable ASCII (so no client
+# re-encodes or normalises it differently), without the separators '/' and '\' (URL parsers treat a
+# backslash as '/'), and not the dot segments '.' and '..', which clients resolve before sending
+# (POST /v1/sessions/../append would reach /v1/append). Every other character is percent-encoded by a
+# client building the path and reaches the session unchanged.
+SESSION_ID = Text(min_length=1, max_length=256, alphabet=r"[\x20-\x2e\x30-\x5b\x5d-\x7e]", refused=(".", ".."))
+SESSION_ID_RULE = "1 to 256 printable ASCII characters without '/' or '\\', and not '.' or '..'"
+SEQ = Integer(0, SEQ_LIMIT)
 
-def _non_empty_str(value) -> bool:
-    return isinstance(value, str) and value != ""
-
-
-def _optional(body, key, check, code, message):
-    value = body.get(key)
-    if value is not None and not check(value):
-        raise RuleError(400, code, message)
-    return value
-
-
-def validate_refs(refs):
-    if refs is None:
-        return None
-    if not isinstance(refs, dict):
-        raise RuleError(400, "invalid_refs", "refs must be an object")
-    for key in ("to_seq", "step"):
-        value = refs.get(key)
-        if value is not None and not (_is_int(value) and 0 <= value <= SEQ_LIMIT):
-            raise RuleError(400, "invalid_refs", f"refs.{key} must be a non-negative integer")
-    for key in ("request_id", "sequence_id"):
-        value = refs.get(key)
-        if value is not None and not isinstance(value, str):
-            raise RuleError(400, "invalid_refs", f"refs.{key} must be a string")
-    return refs
+_NON_EMPTY = Text(min_length=1)
+REFS = Obj(code="invalid_refs", fields=(
+    Field("to_seq", SEQ, "refs.to_seq must be a non-negative integer"),
+    Field("step", SEQ, "refs.step must be a non-negative integer"),
+    Field("request_id", Text(), "refs.request_id must be a string"),
+    Field("sequence_id", Text(), "refs.sequence_id must be a string"),
+))
+APPEND = Obj(closed=True, code="invalid_event", fields=(
+    Field("type", _NON_EMPTY, "type is required and must be a non-empty string", required=True),
+    Field("payload", Obj(), "payload is required and must be an object", required=True),
+    Field("producer_id", _NON_EMPTY, "producer_id is required and must be a non-empty string", required=True),
+    Field("producer_seq", Integer(1, SEQ_LIMIT), "producer_seq is required and must be an integer >= 1",
+          required=True),
+    Field("actor", _NON_EMPTY, "actor must be a non-empty string"),
+    Field("source", _NON_EMPTY, "source must be a non-empty string"),
+    Field("metadata", Obj(), "metadata must be an object", code="invalid_metadata"),
+    Field("refs", REFS, "refs must be an object", code="invalid_refs"),
+    Field("idempotency_key", Text(), "idempotency_key must be a string"),
+    Field("expected_seq", SEQ, "expected_seq must be an integer >= 0"),
+))
+CREATE = Obj(closed=True, code="invalid_session", fields=(
+    Field("id", SESSION_ID, f"id must be {SESSION_ID_RULE}"),
+    Field("title", Text(), "title must be a string"),
+    Field("metadata", Obj(), "metadata must be an object", code="invalid_metadata"),
+))
+# Query parameters.
+LIST_LIMIT = Integer(1, 1000)
+TAIL_CURSOR = SEQ
+TAIL_BATCH_SIZE = Integer(1, 1000)
 
 
 def validate_append(body) -> dict:
     """Check an append body; return the normalised append input (no seq, no time yet)."""
-    if not isinstance(body, dict):
-        raise RuleError(400, "invalid_event", "body must be a JSON object")
-    unknown = sorted(set(body) - _APPEND_KEYS)
-    if unknown:
-        raise RuleError(400, "invalid_event", f"unknown field {unknown[0]!r}")
-    if not _non_empty_str(body.get("type")):
-        raise RuleError(400, "invalid_event", "type is required and must be a non-empty string")
-    if not isinstance(body.get("payload"), dict):
-        raise RuleError(400, "invalid_event", "payload is required and must be an object")
-    if not _non_empty_str(body.get("producer_id")):
-        raise RuleError(400, "invalid_event", "producer_id is required and must be a non-empty string")
-    producer_seq = body.get("producer_seq")
-    if not (_is_int(producer_seq) and 1 <= producer_seq <= SEQ_LIMIT):
-        raise RuleError(400, "invalid_event", "producer_seq is required and must be an integer >= 1")
-    _optional(body, "actor", _non_empty_str, "invalid_event", "actor must be a non-empty string")
-    _optional(body, "source", _non_empty_str, "invalid_event", "source must be a non-empty string")
-    _optional(body, "metadata", lambda v: isinstance(v, dict), "invalid_metadata", "metadata must be an object")
-    _optional(body, "idempotency_key", lambda v: isinstance(v, str), "invalid_event",
-              "idempotency_key must be a string")
-    _optional(body, "expected_seq", lambda v: _is_int(v) and 0 <= v <= SEQ_LIMIT, "invalid_event",
-              "expected_seq must be an integer >= 0")
-    validate_refs(body.get("refs"))
+    check_object(body, APPEND, "body must be a JSON object", RuleError)
     return {
         "type": body["type"],
         "payload": body["payload"],
         "actor": body.get("actor"),
         "producer_id": body["producer_id"],
-        "producer_seq": producer_seq,
+        "producer_seq": body["producer_seq"],
         "source": body.get("source"),
         "metadata": body.get("metadata") or {},
         "refs": body.get("refs") or {},
@@ -99,23 +87,9 @@ def validate_append(body) -> dict:
 
 
 def validate_create(body) -> dict:
-    """Check a create body; return ``{id|None, title, metadata}``."""
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise RuleError(400, "invalid_session", "body must be a JSON object")
-    unknown = sorted(set(body) - _CREATE_KEYS)
-    if unknown:
-        raise RuleError(400, "invalid_session", f"unknown field {unknown[0]!r}")
-    session_id = _optional(body, "id", _non_empty_str, "invalid_session", "id must be a non-empty string")
-    if session_id is not None and (len(session_id.encode()) > 256 or not session_id.isprintable()
-                                   or "/" in session_id):
-        raise RuleError(400, "invalid_session",
-                        "id must be at most 256 bytes of printable characters, without '/'")
-    title = _optional(body, "title", lambda v: isinstance(v, str), "invalid_session", "title must be a string")
-    metadata = _optional(body, "metadata", lambda v: isinstance(v, dict), "invalid_metadata",
-                         "metadata must be an object")
-    return {"id": session_id, "title": title, "metadata": metadata or {}}
+    """Check a create body (the API passes ``{}`` when there is none); return ``{id|None, title, metadata}``."""
+    check_object(body, CREATE, "body must be a JSON object", RuleError)
+    return {"id": body.get("id"), "title": body.get("title"), "metadata": body.get("metadata") or {}}
 
 
 def encode_event(event: dict) -> str:

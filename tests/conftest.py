@@ -1,5 +1,6 @@
 """Shared fixtures: real `starcite serve` processes on free loopback ports."""
 
+import re
 import uuid
 
 import pytest
@@ -39,4 +40,5 @@ def shared_server(tmp_path_factory):
 @pytest.fixture
 def sid(request):
     """A session id unique to this test."""
-    return f"{request.node.name}-{uuid.uuid4().hex[:8]}"
+    name = re.sub(r"[^A-Za-z0-9_.~-]", "_", request.node.name)[:200]  # a valid session id (`rules.SESSION_ID`)
+    return f"{name}-{uuid.uuid4().hex[:8]}"

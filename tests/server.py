@@ -123,6 +123,20 @@ class StarciteServer:
                 "producer_seq": producer_seq, **fields}
         return self.request("POST", f"/v1/sessions/{session_id}/append", body)
 
+    @property
+    def ops_socket(self) -> str:
+        return self.env.get("STARCITE_OPS_SOCKET") or os.path.join(self.data_dir, "ops.sock")
+
+    def ops(self, method="GET", path="/ops/status", timeout=5.0):
+        """``(status, body)`` from the node's ops console (its unix socket, never the API port)."""
+        from starcite.ops_client import OpsClient
+        return OpsClient(self.ops_socket, timeout).request(method, path)
+
+    def ops_status(self) -> dict:
+        status, body = self.ops("GET", "/ops/status")
+        assert status == 200, body
+        return body
+
     def metric(self, name) -> float:
         for line in self.request("GET", "/metrics").text.splitlines():
             if line.startswith(name + " ") or line.startswith(name + "{"):

@@ -41,14 +41,14 @@ def test_num_groups_cannot_change_under_existing_data(make_server, tmp_path):
 
 def test_ops_console(server):
     def ops(*args):
-        result = subprocess.run([STARCITE, "ops", *args, "--url", server.base], capture_output=True, text=True,
-                                timeout=30)
+        result = subprocess.run([STARCITE, "ops", *args], capture_output=True, text=True, timeout=30,
+                                env=server.env)  # finds the node from the same environment as `serve`
         return result.returncode, json.loads(result.stdout)
 
     code, status = ops("status", "--json")
     assert code == 0 and status["ready"] and len(status["groups"]) == 16
-    summary = subprocess.run([STARCITE, "ops", "status", "--url", server.base], capture_output=True, text=True,
-                             timeout=30)
+    summary = subprocess.run([STARCITE, "ops", "status", "--socket", server.ops_socket], capture_output=True,
+                             text=True, timeout=30)
     assert summary.returncode == 0 and f"node {status['node']} (write_node): ready" in summary.stdout
     assert len([line for line in summary.stdout.splitlines() if line.split()[0].isdigit()]) == 16
     assert all(group["is_leader"] for group in status["groups"])
@@ -61,3 +61,18 @@ def test_ops_console(server):
     assert ops("wait-ready", "300")[0] == 1
     assert ops("undrain")[0] == 0
     assert ops("wait-ready", "5000")[0] == 0
+
+
+def test_the_public_port_refuses_ops_and_the_socket_is_private(server):
+    for method, path in (("GET", "/ops/status"), ("POST", "/ops/drain"), ("GET", "/ops/ready-nodes")):
+        response = server.request(method, path)
+        assert response.status_code == 404 and response.json()["error"], (method, path, response.text)
+    assert oct(os.stat(server.ops_socket).st_mode & 0o777) == "0o600"
+    assert server.ops("GET", "/ops/status")[0] == 200
+    assert server.request("GET", "/health/ready").status_code == 200  # nothing drained through the API port
+
+
+def test_ops_without_a_running_node_exits_2(tmp_path):
+    result = subprocess.run([STARCITE, "ops", "status"], capture_output=True, text=True, timeout=30,
+                            env={**os.environ, "STARCITE_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "ops socket" in result.stderr

@@ -190,6 +190,7 @@ FIELD_SAMPLES = {
     "cluster_nodes": ((["a@h:1", "b@h:2"], "a@h:1,b@h:2", ["a@h:1", "b@h:2"]),
                       (["a@h:3"], " a@h:3 , c@h:4 ", ["a@h:3", "c@h:4"])),
     "write_node_ids": ((["a", "b"], "a,b", ["a", "b"]), (["c"], " c , a ", ["c", "a"])),
+    "auth_jwks_refetch_ms": ((1500, "1500", 1500), (250, "250", 250)),  # at least 100
 }
 _SECRET = {"STARCITE_CLUSTER_SECRET": "0123456789abcdef"}
 FIELD_COMPANIONS = {
@@ -384,6 +385,7 @@ def test_unreadable_file_is_config_error(tmp_path, make_path):
     ("STARCITE_EVENT_STORE_MAX_SIZE", "storage.event_store_max_size", "0"),
     ("STARCITE_MAX_BODY_SIZE", "http.max_body_size", "0kb"),
     ("STARCITE_RAFT_TIMEOUT_MS", "raft.command_timeout_ms", "9"),
+    ("STARCITE_AUTH_JWKS_UNKNOWN_KID_REFETCH_MS", "auth.jwks_unknown_kid_refetch_ms", "99"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "0"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "1.5"),
     ("STARCITE_LOG_LEVEL", "node.log_level", "loud"),

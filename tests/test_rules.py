@@ -190,18 +190,19 @@ def test_validate_append_requires_an_object(value):
 # -- validate_create ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", [None, {}])
-def test_validate_create_empty_body(value):
-    assert rules.validate_create(value) == {"id": None, "title": None, "metadata": {}}
+def test_validate_create_empty_body():
+    assert rules.validate_create({}) == {"id": None, "title": None, "metadata": {}}
 
 
-@pytest.mark.parametrize("session_id", ["ses_1", "x" * 256, "with space", "ünïcode"])
+@pytest.mark.parametrize("session_id", ["ses_1", "x" * 256, "with space", "...", ".a", "a.", "%2e%2e", "%2F",
+                                        "tenant:acme|thread#42?x=1&y=2", "~!*'()[]{}<>;@$,+=^`\"|"])
 def test_validate_create_accepts(session_id):
     full = {"id": session_id, "title": "T", "metadata": {"tenant_id": "acme"}}
     assert rules.validate_create(full) == full
 
 
 @pytest.mark.parametrize("value, code", [
+    (None, "invalid_session"),
     ([], "invalid_session"),
     ("x", "invalid_session"),
     ({"id": ""}, "invalid_session"),
@@ -211,6 +212,13 @@ def test_validate_create_accepts(session_id):
     ({"id": "a\x00b"}, "invalid_session"),
     ({"id": "a/b"}, "invalid_session"),
     ({"id": "ü" * 129}, "invalid_session"),
+    ({"id": "."}, "invalid_session"),
+    ({"id": ".."}, "invalid_session"),
+    ({"id": "a\\b"}, "invalid_session"),
+    ({"id": "\\"}, "invalid_session"),
+    ({"id": "ünïcode"}, "invalid_session"),
+    ({"id": "a\u00a0b"}, "invalid_session"),
+    ({"id": "a\x7fb"}, "invalid_session"),
     ({"title": 5}, "invalid_session"),
     ({"metadata": []}, "invalid_metadata"),
     ({"metadata": "m"}, "invalid_metadata"),

@@ -132,7 +132,7 @@ def test_replay_across_the_archive_boundary(server, sid):
 
 
 def open_tails(server):
-    return server.request("GET", "/ops/status").json()["tails"]
+    return server.ops_status()["tails"]
 
 
 def test_ping_close_and_disconnect_release_the_tail(make_server):

@@ -2,34 +2,28 @@
 archive, durable Raft journal) on a free loopback port with its own data
 directory.
 
-Owns: starting and restarting a node, readiness (`GET /health/ready` → 200),
-creating sessions, reading `/metrics`, and the append/tail paths of the API.
+Owns: starting (at once or in two steps, for cluster members), restarting,
+stopping and SIGKILLing a node, readiness (`GET /health/ready` → 200),
+the ops console's status, creating sessions, reading `/metrics`, the append/tail paths
+of the API and a tail reader.
 Must not: measure anything. A node that cannot start raises
 `bench.procs.StartError`, which the workloads report as "not available".
 """
 
-import http.client
+import asyncio
 import json
 import os
 
 from bench.aio import gather_bounded
 from bench.procs import StartError, free_port
-from bench.targets import REPO_ROOT, VENV_BIN
+from bench.targets import REPO_ROOT, VENV_BIN, http_get
+from bench.wire import ws
+from bench.wire.base import ProtocolError
 from bench.wire.http import HttpClient
 
 EXECUTABLE = os.path.join(VENV_BIN, "starcite")
 READY_TIMEOUT_S = 90.0
 SETUP_TIMEOUT_S = 120.0
-
-
-def _get(port: int, path: str, timeout: float = 5.0):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def append_path(session_id: str) -> str:
@@ -40,35 +34,85 @@ def tail_path(session_id: str, cursor: int = 0, batch_size: int = 1) -> str:
     return f"/v1/sessions/{session_id}/tail?cursor={cursor}&batch_size={batch_size}"
 
 
+def tail_batches(port: int, session_id: str, batch_size: int):
+    """Replay reader over a tail from cursor 0: an async iterator factory yielding each frame's event
+    count (a frame is a JSON array of events); a gap in the seqs raises ProtocolError."""
+    async def batches():
+        frames = asyncio.Queue()
+        sock = await ws.connect(port, tail_path(session_id, 0, batch_size),
+                                lambda payload, _t: frames.put_nowait(payload))
+        try:
+            expected = 1
+            while True:
+                events = json.loads(await frames.get())
+                if events and events[0]["seq"] != expected:
+                    raise ProtocolError(f"tail gap: expected seq {expected}, got {events[0]['seq']}")
+                expected += len(events)
+                yield len(events)
+        finally:
+            sock.close()
+    return batches
+
+
 def append_body(payload: bytes, producer_id: str, producer_seq: int) -> bytes:
     return b'{"type":"msg","payload":%s,"producer_id":"%s","producer_seq":%d}' % (
         payload, producer_id.encode(), producer_seq)
 
 
 class Node:
-    """One running node; `restart` keeps its data directory (and so its journal and archive)."""
+    """One node; `restart` keeps its data directory (and so its journal and archive).
 
-    def __init__(self, sup, work_dir: str, env: dict = None):
-        self.sup, self.extra_env = sup, dict(env or {})
-        self.data_dir = os.path.join(work_dir, f"starcite-{free_port()}")
+    Without ``port`` every start picks a free API port; with it (cluster members) the port stays.
+    """
+
+    def __init__(self, sup, work_dir: str, env: dict = None, port: int = None, name: str = "starcite"):
+        self.sup, self.extra_env, self.name, self.fixed_port = sup, dict(env or {}), name, port
+        self.data_dir = os.path.join(work_dir, f"{name}-{free_port()}")
         self.port = self.child = None
 
-    def start(self, env: dict = None):
+    def spawn(self, env: dict = None):
+        """Start the process without waiting for it (cluster members must boot together)."""
         if not os.path.exists(EXECUTABLE):
             raise StartError(f"{EXECUTABLE} is not installed")
-        self.port = free_port()
+        self.port = self.fixed_port or free_port()
         full_env = {"PORT": str(self.port), "STARCITE_HOST": "127.0.0.1", "STARCITE_DATA_DIR": self.data_dir,
-                    "STARCITE_RAFT_PORT": str(free_port()), **self.extra_env, **(env or {})}
-        self.child = self.sup.start("starcite", [EXECUTABLE, "serve"], self.ready, env=full_env, cwd=REPO_ROOT,
-                                    timeout=READY_TIMEOUT_S)
+                    **self.extra_env, **(env or {})}
+        self.child = self.sup.spawn(self.name, [EXECUTABLE, "serve"], full_env, REPO_ROOT)
         return self
 
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S):
+        self.sup.await_ready(self.child, self.ready, timeout)
+        return self
+
+    def start(self, env: dict = None):
+        return self.spawn(env).wait_ready()
+
     def ready(self) -> bool:
-        return _get(self.port, "/health/ready", timeout=2)[0] == 200
+        return http_get(self.port, "/health/ready", timeout=2)[0] == 200
+
+    def alive(self) -> bool:
+        return self.child is not None and self.child.alive()
+
+    def status(self) -> dict:
+        """``/ops/status`` from the node's ops console (its unix socket in the data dir)."""
+        from starcite.ops_client import OpsClient
+        try:
+            status, body = OpsClient(os.path.join(self.data_dir, "ops.sock"), timeout=2).get("/ops/status")
+        except OSError as exc:
+            raise StartError(f"{self.name}: ops socket: {exc}") from None
+        if status != 200:
+            raise StartError(f"{self.name}: /ops/status -> {status}")
+        return body
 
     def stop(self):
         if self.child is not None:
             self.sup.stop(self.child, timeout=30)
+            self.child = None
+
+    def kill(self):
+        """SIGKILL the node's process group (master and workers at once): a crash."""
+        if self.child is not None:
+            self.sup.kill(self.child)
             self.child = None
 
     def restart(self, env: dict = None):
@@ -77,7 +121,7 @@ class Node:
 
     def metric(self, name: str) -> float:
         """Sum of every sample of metric ``name`` (0 when absent)."""
-        status, body = _get(self.port, "/metrics")
+        status, body = http_get(self.port, "/metrics")
         if status != 200:
             raise StartError(f"/metrics -> {status}")
         total = 0.0

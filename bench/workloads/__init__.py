@@ -9,7 +9,7 @@ Owns: the shared payload, session names and the sweep over concurrencies.
 import json
 
 from bench import loadgen
-from bench.results import FAILED, NOT_YET, Row
+from bench.results import FAILED, Row
 
 
 def _payload(size: int = 200) -> bytes:
@@ -27,16 +27,20 @@ def session_ids(count: int, prefix: str = "bench") -> list:
     return [f"{prefix}-{i:05d}" for i in range(count)]
 
 
-def sweep(ctx, workload: str, system: str, make_factory) -> list:
+def sweep(ctx, workload: str, system: str, make_factory, ops: int = None) -> list:
     """One row per concurrency of the profile; ``make_factory(clients)`` builds the client factory.
+    ``ops`` (default: the profile's) timed operations per point, after the profile's warm-up scaled
+    to ``ops`` (at least one operation per client).
 
     A point that fails becomes a FAILED row and the sweep goes on (each point is bounded).
     """
     p = ctx.profile
+    ops = ops or p.ops
+    warmup = p.warmup * ops // p.ops
     rows = []
     for clients in p.concurrency:
         try:
-            m = loadgen.run(make_factory(clients), clients, p.ops, warmup=max(p.warmup, clients),
+            m = loadgen.run(make_factory(clients), clients, ops, warmup=max(warmup, clients),
                             timeout=p.timeout_s, procs=ctx.procs)
             row = Row.measured(workload, system, clients, m)
             ctx.log(f"{workload} {system} c={clients}: {row.figures['ops_per_s']} ops/s, "
@@ -47,6 +51,3 @@ def sweep(ctx, workload: str, system: str, make_factory) -> list:
         rows.append(row)
     return rows
 
-
-def not_yet(ctx, workload: str, system: str, note: str) -> list:
-    return [Row(workload, system, clients, NOT_YET, note) for clients in ctx.profile.concurrency]

@@ -3,8 +3,10 @@ until the system acknowledges it durably, at 1, 16 and 64 clients.
 
 Systems: the load generator's own ceiling (trivial endpoint), the Falcon +
 gunicorn gevent "hello" ceiling, Redis Streams XADD (appendfsync always and
-everysec), the Postgres one-statement append, Starcite single node, and the
-Starcite 3-node cluster (not built yet).
+everysec), the Postgres one-statement append, a 3-member etcd cluster (PUT
+through its JSON gateway, clients spread over the members), Starcite single
+node, and the Starcite 3-node cluster (each client on its own session through
+one member, round-robin over the members).
 
 Owns: one client factory per system and one workload function per system.
 """
@@ -13,7 +15,9 @@ import random
 
 from bench.loadgen import Client
 from bench.procs import free_port
-from bench.results import CEILING_SYSTEM
+from bench.results import CEILING_SYSTEM, CLUSTER_SYSTEM, ETCD_SYSTEM
+from bench.targets import cluster as cluster_target
+from bench.targets import etcd as etcd_target
 from bench.targets import hello as hello_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
@@ -23,7 +27,7 @@ from bench.wire.base import ProtocolError
 from bench.wire.http import HttpClient
 from bench.wire.pg import AsyncPg
 from bench.wire.resp import RedisClient
-from bench.workloads import PAYLOAD, not_yet, session_ids, sweep
+from bench.workloads import PAYLOAD, session_ids, sweep
 
 # What the trivial and hello endpoints receive: a Starcite-shaped append body, so request sizes match.
 _HTTP_BODY = starcite_target.append_body(PAYLOAD, "p1", 1)
@@ -65,19 +69,32 @@ def _pg_append(schema_name: str, ids: list):
     return factory
 
 
-def starcite_appender(port: int, ids: list, producer_prefix: str):
-    """Client factory: each client appends to random sessions of ``ids`` as its own producer
-    (``<prefix>-c<index>``), keeping producer_seq exactly 1, 2, 3... per session."""
-    paths = [starcite_target.append_path(s) for s in ids]
+def starcite_appender(ports: list, ids: list, producer_prefix: str, own_session: bool = False):
+    """Client factory: client ``i`` appends through ``ports[i % len(ports)]`` as its own producer
+    (``<prefix>-c<i>``), keeping producer_seq exactly 1, 2, 3... per session; to random sessions of
+    ``ids``, or with ``own_session`` always to ``ids[i]``."""
+    all_paths = [starcite_target.append_path(s) for s in ids]
 
     async def factory(index):
-        client, pick = HttpClient(port), random.Random(index).randrange
-        producer, last_seq = f"{producer_prefix}-c{index}", [0] * len(ids)
+        paths = [all_paths[index % len(ids)]] if own_session else all_paths
+        client, pick = HttpClient(ports[index % len(ports)]), random.Random(index).randrange
+        producer, last_seq = f"{producer_prefix}-c{index}", [0] * len(paths)
 
         async def op():
-            s = pick(len(ids))
+            s = pick(len(paths))
             await client.post_json(paths[s], starcite_target.append_body(PAYLOAD, producer, last_seq[s] + 1))
             last_seq[s] += 1
+        return Client(op, client.close)
+    return factory
+
+
+def _etcd_put(ports: list, bodies: list):
+    """Client factory: client ``i`` PUTs to member ``i % 3``, each time under a random key of ``bodies``."""
+    async def factory(index):
+        client, pick = HttpClient(ports[index % len(ports)]), random.Random(index).randrange
+
+        async def op():
+            await client.post_json(etcd_target.PUT_PATH, bodies[pick(len(bodies))], expect=200)
         return Client(op, client.close)
     return factory
 
@@ -116,10 +133,25 @@ def starcite_single(ctx) -> list:
     node = starcite_target.Node(ctx.sup, ctx.work_dir).start()
     try:
         ctx.run_async(node.create_sessions(ids))
-        return sweep(ctx, "append", "starcite", lambda clients: starcite_appender(node.port, ids, f"b{clients}"))
+        return sweep(ctx, "append", "starcite", lambda clients: starcite_appender([node.port], ids, f"b{clients}"))
     finally:
         node.stop()
 
 
+def etcd(ctx) -> list:
+    bodies = [etcd_target.put_body(b"bench/k/%05d" % i, PAYLOAD) for i in range(ctx.profile.sessions)]
+    children, ports = etcd_target.start(ctx.sup, ctx.work_dir)
+    try:
+        return sweep(ctx, "append", ETCD_SYSTEM, lambda _clients: _etcd_put(ports, bodies), ctx.profile.replicated_ops)
+    finally:
+        etcd_target.stop(ctx.sup, children)
+
+
 def starcite_cluster(ctx) -> list:
-    return not_yet(ctx, "append", "starcite-3node", "3-node loopback cluster not built yet")
+    """Each client appends to its own session through one member, round-robin over the members."""
+    ids = session_ids(max(ctx.profile.concurrency), "cluster")
+    cluster = cluster_target.shared(ctx)
+    ctx.run_async(cluster.nodes[0].create_sessions(ids))
+    return sweep(ctx, "append", CLUSTER_SYSTEM,
+                 lambda clients: starcite_appender(cluster.ports, ids, f"b{clients}", own_session=True),
+                 ctx.profile.replicated_ops)

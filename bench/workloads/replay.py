@@ -15,7 +15,6 @@ Owns: the timed-pass driver and one batch reader per system.
 """
 
 import array
-import asyncio
 import contextlib
 import json
 import time
@@ -27,7 +26,6 @@ from bench.stats import Measurement
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
 from bench.targets import starcite as starcite_target
-from bench.wire import ws
 from bench.wire.base import ProtocolError
 from bench.wire.pg import AsyncPg
 from bench.wire.resp import RedisClient
@@ -125,29 +123,10 @@ def postgres(ctx) -> list:
         return [_measure(ctx, "postgres-scan", batches, p.replay_passes)]
 
 
-def _tail_batches(port: int, batch_size: int):
-    """Replay reader over a Starcite tail: each frame is a JSON array of events."""
-    async def batches():
-        frames = asyncio.Queue()
-        sock = await ws.connect(port, starcite_target.tail_path(SESSION, 0, batch_size),
-                                lambda payload, _t: frames.put_nowait(payload))
-        try:
-            expected = 1
-            while True:
-                events = json.loads(await frames.get())
-                if events and events[0]["seq"] != expected:
-                    raise ProtocolError(f"tail gap: expected seq {expected}, got {events[0]['seq']}")
-                expected += len(events)
-                yield len(events)
-        finally:
-            sock.close()
-    return batches
-
-
 def _fill_starcite(ctx, node):
     """Append ``replay_events`` to one session from 16 producers (untimed)."""
     ctx.run_async(node.create_sessions([SESSION]))
-    m = loadgen.run(starcite_appender(node.port, [SESSION], "fill"), 16, ctx.profile.replay_events,
+    m = loadgen.run(starcite_appender([node.port], [SESSION], "fill"), 16, ctx.profile.replay_events,
                     timeout=ctx.profile.timeout_s * 4, procs=ctx.procs)
     if m.errors:
         raise ProtocolError(f"filling the replay session: {m.errors} appends failed ({m.first_error})")
@@ -165,13 +144,13 @@ def starcite(ctx) -> list:
     node = starcite_target.Node(ctx.sup, ctx.work_dir).start({"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": str(_HOT_FLUSH_MS)})
     try:
         _fill_starcite(ctx, node)
-        rows = [_measure(ctx, "starcite-hot", _tail_batches(node.port, p.replay_batch), p.replay_passes)]
+        rows = [_measure(ctx, "starcite-hot", starcite_target.tail_batches(node.port, SESSION, p.replay_batch), p.replay_passes)]
         node.restart({"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": str(_COLD_FLUSH_MS)})
         try:
             _wait_archived(ctx, node)
         except StartError as exc:
             return rows + [Row("replay", "starcite-cold", None, NOT_AVAILABLE, str(exc))]
-        return rows + [_measure(ctx, "starcite-cold", _tail_batches(node.port, p.replay_batch), 1, 0,
+        return rows + [_measure(ctx, "starcite-cold", starcite_target.tail_batches(node.port, SESSION, p.replay_batch), 1, 0,
                                 "first replay after archive drain + restart")]
     finally:
         node.stop()

@@ -66,6 +66,10 @@ class RaftGroupActor(Actor):
     def _append(self, msg, sender):
         self.group.queue_append((msg.session_id, msg.append, msg.inserted_at, msg.nbytes), msg.reply)
 
+    def _control(self, msg, sender):
+        if self._leads(msg):
+            getattr(self.group.machine, msg.method)(*msg.args, callback=_reply_from_raft(msg.reply))
+
     def _ack(self, msg, sender):
         if self._leads(msg):
             self.group.machine.ack_archived(msg.session_id, msg.upto_seq, callback=_reply_from_raft(msg.reply))
@@ -127,5 +131,5 @@ class RaftGroupActor(Actor):
         m.StartGroup: _start, m.CreateSession: _create, m.Append: _append, m.AckArchived: _ack,
         m.GetSession: _get, m.ReadHot: _read_hot, m.PendingArchive: _pending, m.GroupStatus: _status,
         m.Subscribe: _subscribe, m.Unsubscribe: _unsubscribe, m.SetLive: _set_live, m.Committed: _committed,
-        m.LastSeq: _last_seq, ActorExitRequest: _exit,
+        m.LastSeq: _last_seq, m.ControlCommand: _control, ActorExitRequest: _exit,
     }

@@ -146,10 +146,14 @@ class ObserverQuery:
 
 
 @dataclass(slots=True)
-class SetDrain:
-    node: str
-    draining: bool
-    reply: Any
+class DrainState:
+    """The drain state the cluster agreed on (the control group), for the Observer."""
+    drained: frozenset
+
+
+@dataclass(slots=True)
+class ConfigureObserver:
+    lost_after: float     # seconds a node stays suspect before it is lost
 
 
 @dataclass(slots=True)
@@ -161,3 +165,11 @@ class NodeSeen:
 @dataclass(slots=True)
 class StartArchiver:
     node: Any             # the Node: groups, adapter, metrics
+
+
+@dataclass(slots=True)
+class ControlCommand:
+    """A Raft command of the control group (``method`` of `ControlStateMachine`), on its leader."""
+    method: str
+    args: tuple
+    reply: Any

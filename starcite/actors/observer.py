@@ -1,12 +1,16 @@
 """`ObserverActor`: write-node liveness as seen by this node.
 
-Owns: each write node's routing status — ready, suspect (lost visibility),
-lost (suspect for more than `LOST_AFTER` seconds), draining (operator set,
-sticky until undrain). Liveness changes routing only, never Raft membership.
-Must not: do I/O or touch Raft; peers' visibility arrives as `NodeSeen`.
+Owns: each write node's routing status — ready, suspect (this node lost
+visibility: the peer link is down, which includes heartbeats stopping),
+lost (suspect for longer than `STARCITE_OBSERVER_LOST_AFTER_MS`, default
+120 s), draining (set by an operator and agreed by the cluster through the
+control group, so it is sticky across reconnects and restarts and the same
+on every node). Liveness changes routing only, never Raft membership.
+Must not: do I/O or touch Raft; visibility arrives as `NodeSeen`, the
+agreed drain state as `DrainState`.
 
-Messages: NodeSeen, SetDrain (replied with the new status map),
-ObserverQuery (replied with ``{node: status}``).
+Messages: ConfigureObserver, NodeSeen, DrainState, ObserverQuery (replied
+with ``{node: status}``).
 """
 
 import time
@@ -24,6 +28,7 @@ class ObserverActor(Actor):
         self.suspect_since = {}   # node -> monotonic time visibility was lost
         self.known = set()
         self.draining = set()
+        self.lost_after = LOST_AFTER
 
     def receiveMessage(self, msg, sender):
         if isinstance(msg, m.NodeSeen):
@@ -32,10 +37,10 @@ class ObserverActor(Actor):
                 self.suspect_since.pop(msg.node, None)
             else:
                 self.suspect_since.setdefault(msg.node, time.monotonic())
-        elif isinstance(msg, m.SetDrain):
-            self.known.add(msg.node)
-            (self.draining.add if msg.draining else self.draining.discard)(msg.node)
-            msg.reply.set(self.statuses())
+        elif isinstance(msg, m.DrainState):
+            self.draining = set(msg.drained)
+        elif isinstance(msg, m.ConfigureObserver):
+            self.lost_after = msg.lost_after
         elif isinstance(msg, m.ObserverQuery):
             msg.reply.set(self.statuses())
 
@@ -45,7 +50,7 @@ class ObserverActor(Actor):
         since = self.suspect_since.get(node)
         if since is None:
             return "ready"
-        return "lost" if now - since > LOST_AFTER else "suspect"
+        return "lost" if now - since > self.lost_after else "suspect"
 
     def statuses(self) -> dict:
         now = time.monotonic()

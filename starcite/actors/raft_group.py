@@ -14,6 +14,7 @@ callback resolves the caller's reply future from the tick greenlet).
 import functools
 import logging
 import os
+import time
 
 import gevent
 import gevent.event
@@ -164,17 +165,19 @@ class RaftGroup(SafeSyncObj):
     Raft entry (`queue_append`): one replication round and one fsync per batch.
     """
 
-    def __init__(self, group_id, self_name, peer_names, data_dir, config, on_committed, on_trimmed,
-                 raft_hub=None):
+    def __init__(self, group_id, self_name, peer_names, data_dir, config, on_committed=None, on_trimmed=None,
+                 raft_hub=None, machine=None):
         # Every attribute is set before SyncObj.__init__, which marks the ones present
         # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
         self.self_name = self_name
         self.watched = set()   # session ids with tail subscribers (maintained by RaftGroupActor)
-        self.machine = SessionStateMachine(on_committed, on_trimmed)
+        self.machine = machine or SessionStateMachine(on_committed, on_trimmed)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
         self.leader_changes = 0
         self._last_leader = None
+        self._transfer_wanted = False
+        self._last_transfer = 0.0
         self.transport = None
         self._running = True
         self._ticker = None
@@ -220,7 +223,7 @@ class RaftGroup(SafeSyncObj):
 
     @property
     def state(self) -> GroupState:
-        return self.machine.state
+        return getattr(self.machine, "state", None)  # None for the control group
 
     def _tick_loop(self):
         while self._running:
@@ -235,6 +238,8 @@ class RaftGroup(SafeSyncObj):
         # toward a commit (and before any reply that acknowledges them).
         self.journal.sync()
         self._submit_appends()
+        if self._transfer_wanted:
+            self._transfer_leadership()
         super()._onTick(timeToWait)
         leader = self._getLeader()
         if leader != self._last_leader:
@@ -279,6 +284,20 @@ class RaftGroup(SafeSyncObj):
                 reply.set(result)
 
         self.machine.append_events([item for item, _reply in batch], callback=callback)
+
+    # -- leadership transfer (drain) ------------------------------------------
+
+    def request_transfer(self):
+        """Hand this group's leadership to a caught-up follower at the next tick (a drain)."""
+        self._transfer_wanted = True
+        self.wake.set()
+
+    def _transfer_leadership(self):
+        self._transfer_wanted = False
+        now = time.monotonic()
+        if self._isLeader() and self.transport is not None and now - self._last_transfer > 0.5:
+            self._last_transfer = now
+            self.transferLeadership()
 
     # -- state ----------------------------------------------------------------
 

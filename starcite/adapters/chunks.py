@@ -7,8 +7,10 @@ seq, the opaque list cursor, and the page-taking loop over session records.
 Must not: do any I/O, locking or caching, or know which back end is in use.
 """
 
+import base64
 import functools
 import json
+import re
 
 from starcite.adapters.base import decode_session_id, encode_session_id, session_matches
 
@@ -163,17 +165,24 @@ def encode_cursor(session_id: str) -> str:
     return encode_session_id(session_id)
 
 
+# Unpadded base64url: the only cursors `decode_cursor` takes (`/openapi.json` documents this pattern).
+CURSOR_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
+
+
 def decode_cursor(cursor) -> str:
-    """The session id a cursor points after; `InvalidCursor` when it is not one of ours."""
-    if not isinstance(cursor, str) or not cursor:
-        raise InvalidCursor("cursor must be a non-empty string")
-    try:
-        session_id = decode_session_id(cursor)
-    except ValueError:
-        raise InvalidCursor(f"invalid cursor {cursor!r}") from None
-    if not session_id or encode_session_id(session_id) != cursor:
+    """The position a cursor points after; `InvalidCursor` unless it is unpadded base64url.
+
+    A cursor this service returned decodes to the last session id of a page.
+    Any other well-formed cursor is a position too (listing resumes after it),
+    so every cursor the documented pattern admits is answered: its bytes are
+    read as UTF-8 (undecodable bytes replaced) and cut at the first NUL, which
+    no session id contains, so the cut changes no page and no back end ever
+    receives a NUL.
+    """
+    if not isinstance(cursor, str) or not cursor or not re.fullmatch(CURSOR_PATTERN, cursor):
         raise InvalidCursor(f"invalid cursor {cursor!r}")
-    return session_id
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    return raw.decode("utf-8", "replace").split("\x00", 1)[0]
 
 
 def take_page(records, limit: int, tenant_id=None, metadata_filters=None, max_scan=None):

@@ -3,18 +3,18 @@
 Owns: `Access`, which resources consult (scope, session lock, tenant fence,
 actor, creator) and `build_gate(config)`, which turns a request's bearer
 token into an `Access` and says when a tail opened with it must close. With
-``auth_mode = none`` the context is `auth.NO_AUTH`: every check passes and
+``auth_mode = none`` the context is `policy.NO_AUTH`: every check passes and
 nothing is injected. Must not: verify signatures or decide policy itself
-(both are `starcite.api.auth`) or read session state.
+(`starcite.api.auth` verifies, `starcite.api.policy` decides) or read session state.
 """
 
-from starcite.api import auth
+from starcite.api import auth, policy
 
 
 class Access:
     """The caller's rights: thin wrappers over the `auth` policy helpers."""
 
-    def __init__(self, ctx: auth.AuthContext = auth.NO_AUTH):
+    def __init__(self, ctx: policy.AuthContext = policy.NO_AUTH):
         self.ctx = ctx
 
     @property
@@ -22,29 +22,29 @@ class Access:
         return self.ctx.kind != "none"
 
     def scope(self, scope: str):
-        auth.require_scope(self.ctx, scope)
+        policy.require_scope(self.ctx, scope)
 
     def session(self, record: dict):
         """The session lock and the tenant fence for an existing session record."""
-        auth.require_session(self.ctx, record["id"])
-        auth.require_tenant(self.ctx, (record.get("metadata") or {}).get("tenant_id"))
+        policy.require_session(self.ctx, record["id"])
+        policy.require_tenant(self.ctx, (record.get("metadata") or {}).get("tenant_id"))
 
     def create_metadata(self, metadata: dict) -> dict:
-        return auth.fence_create_metadata(self.ctx, metadata)
+        return policy.fence_create_metadata(self.ctx, metadata)
 
     def create_session_id(self, session_id):
-        auth.require_create_session(self.ctx, session_id)
+        policy.require_create_session(self.ctx, session_id)
 
     def issuer(self):
         """`/v1/auth/issue`: a service token holding `auth:issue`."""
-        auth.require_service(self.ctx)
-        auth.require_scope(self.ctx, "auth:issue")
+        policy.require_service(self.ctx)
+        policy.require_scope(self.ctx, "auth:issue")
 
     def actor(self, requested):
-        return auth.resolve_actor(self.ctx, requested)
+        return policy.resolve_actor(self.ctx, requested)
 
     def creator(self):
-        return auth.creator_principal(self.ctx)
+        return policy.creator_principal(self.ctx)
 
     def tenant(self):
         return self.ctx.tenant_id
@@ -73,7 +73,7 @@ class JwtGate:
 
     Built inside the worker (after gevent's patching): the first JWKS fetch
     happens here, and a JWKS endpoint that is down only logs a warning (the
-    node starts; tokens are 401 until keys arrive, see `auth.JwksCache`).
+    node starts; tokens are 401 until keys arrive, see `jwks.JwksCache`).
     """
 
     def __init__(self, config):

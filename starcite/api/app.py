@@ -11,17 +11,20 @@ import time
 
 import falcon
 
-from starcite.api import errors, ops
+from starcite.api import errors
 from starcite.api.access import OPEN, build_gate
 from starcite.api.auth import extract_token
+from starcite.api.http_edges import EdgesMiddleware, add_head_responders
+from starcite.api.openapi import build_spec
 from starcite.api.request_context import RequestContextMiddleware
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
 from starcite.api.tail import TailResource
+from starcite.errors import StarciteError
 
 
 class AccessMiddleware:
-    """`/v1/*` only: health, metrics, openapi and ops never need a token.
+    """`/v1/*` only: health, metrics and openapi never need a token (ops is not on this app at all).
 
     The token comes from `Authorization: Bearer` or the `access_token` query
     parameter (the only way a browser WebSocket can send one); a refusal is
@@ -49,13 +52,20 @@ class AccessMiddleware:
 
 
 class MetricsMiddleware:
-    """Request latency by route, and the node's count of requests in flight (for shutdown)."""
+    """Request latency by route, the node's count of requests in flight (for shutdown), and the
+    refusal of new requests once the node is stopping."""
 
     def __init__(self, node):
         self.node = node
         self.histogram = node.metrics.request_latency
 
     def process_request(self, req, resp):
+        if self.node.stopping and not req.path.startswith("/health/"):
+            # A keep-alive connection keeps bringing requests while the node stops: answer them
+            # at once (the client retries elsewhere) instead of starting work that shutdown kills.
+            resp.set_header("Connection", "close")
+            raise StarciteError(503, "node_stopping", "This node is shutting down; retry on another node",
+                                {"Retry-After": "1"})
         req.context.started = time.perf_counter()
         self.node.inflight += 1
 
@@ -74,20 +84,25 @@ class MetricsMiddleware:
 def create_app(node, config):
     gate = build_gate(config)
     app = falcon.App(middleware=[RequestContextMiddleware(config.num_groups), MetricsMiddleware(node),
-                                 AccessMiddleware(gate)],
+                                 EdgesMiddleware(), AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
+    app.req_options.keep_blank_qs_values = True  # `limit=` is a bad limit, not an absent one
     errors.install(app)
     max_body = config.max_body_bytes
-    app.add_route("/v1/sessions", SessionsResource(node, max_body))
-    app.add_route("/v1/sessions/{session_id}", SessionResource(node))
-    app.add_route("/v1/sessions/{session_id}/append", AppendResource(node, max_body))
-    app.add_route("/v1/sessions/{session_id}/tail", TailResource(node, gate))
-    app.add_route("/v1/auth/issue", AuthIssueResource(gate, max_body))
-    app.add_route("/health/live", HealthLiveResource())
-    app.add_route("/health/ready", HealthReadyResource(node))
-    app.add_route("/metrics", MetricsResource(node))
-    app.add_route("/openapi.json", OpenApiResource())
-    ops.add_routes(app, node)
+    authenticator = gate.authenticator
+    routes = {
+        "/v1/sessions": SessionsResource(node, max_body),
+        "/v1/sessions/{session_id}": SessionResource(node),
+        "/v1/sessions/{session_id}/append": AppendResource(node, max_body),
+        "/v1/sessions/{session_id}/tail": TailResource(node, gate),
+        "/v1/auth/issue": AuthIssueResource(gate, max_body),
+        "/health/live": HealthLiveResource(),
+        "/health/ready": HealthReadyResource(node),
+        "/metrics": MetricsResource(node),
+        "/openapi.json": OpenApiResource(build_spec(authenticator.issue_body if authenticator else None)),
+    }
+    for template, resource in routes.items():
+        app.add_route(template, add_head_responders(resource))
     return app

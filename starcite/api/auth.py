@@ -1,16 +1,16 @@
 """JWT authentication and authorization policy for `STARCITE_AUTH_MODE=jwt`.
 
 Owns: reading a bearer token from a request, verifying service JWTs against
-a cached JWKS (asymmetric algorithms only), minting and verifying Starcite's
-own principal tokens (`POST /v1/auth/issue`), the `AuthContext` every
-resource receives, the policy checks (scope, session lock, tenant, actor)
-that raise `AuthError`, and redaction of `access_token` in logged URLs.
+the keys of a `starcite.api.jwks.JwksCache` (asymmetric algorithms only;
+a missing key is a 401 decided here), minting and verifying Starcite's
+own principal tokens (`POST /v1/auth/issue`, its body shape), turning a
+token into the `policy.AuthContext` every resource receives, and redaction
+of `access_token` in logged URLs.
 
 Must not: import the web framework, touch sessions or storage, read the
 environment (everything comes from `Config`), or fetch the JWKS on the
-request path except for one rate-limited refetch on an unknown `kid`. It must
-not depend on gevent; under gevent's monkey patching the refresh thread and
-the blocking `urllib` call simply become cooperative.
+request path except through the cache's rate-limited refetch on an unknown
+`kid`. It must not depend on gevent.
 
 Token kinds. A *service* token is issued by the customer's identity provider
 and verified with a JWKS key chosen by `kid`. A *principal* token is minted by
@@ -21,49 +21,28 @@ the verification path: a principal-path token must carry our HMAC signature
 and issuer/audience, a service-path token must carry an RSA/EC signature from
 the JWKS, so neither kind can pass as the other.
 
-What each kind may do. Scopes, not the token kind, decide every endpoint
-except `/v1/auth/issue`, which needs a service token. Seed 000 calls session
-create/list "service-only"; here a principal token may also create and list
-when the service that issued it granted `session:create` / `session:read`,
-because the issuing service chose those scopes (a service that wants
-create/list for itself alone simply does not grant them), and a principal
-that can read every session of its tenant one by one gains nothing it could
-not already see from a listing. The fences stay the same for both kinds:
-listing shows only the token's tenant (and, for a session-locked token,
-only its sessions); a session-locked token must name one of its sessions
-when it creates one (a generated id would make a session it cannot use);
-a principal's appends are recorded with `actor` = `user:<id>`/`agent:<id>`
-and any other requested actor is 403 `forbidden_actor` (service tokens act
-for others and keep the requested actor); `creator_principal` records
-`{tenant_id, id, type}` with type `user`/`agent`/`service`.
-
-Policy helpers take the `AuthContext` of the request. With auth disabled the
-middleware passes `NO_AUTH`, which every helper allows; `None` (no context at
-all) is refused with 401 so a wiring mistake fails closed.
+What each kind may do, and the `AuthContext` every check takes, is
+`starcite.api.policy`.
 """
 
-import dataclasses
+
 import datetime
 import hashlib
 import hmac
-import json
 import logging
 import re
-import threading
 import time
-import urllib.request
 
 from jose import jwk, jws, jwt
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError
 
-from starcite.errors import StarciteError
+from starcite.api.jwks import JwksCache
+from starcite.api.policy import (PRINCIPAL_SCOPES, PRINCIPAL_TYPES, AuthContext, AuthError, require_scope,
+                                 require_service, require_tenant)
+from starcite.shapes import Array, Field, Integer, Obj, Text, check_object
 
 log = logging.getLogger("starcite.auth")
 
-SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
-# A principal token can never hold auth:issue: only service tokens mint tokens.
-PRINCIPAL_SCOPES = SCOPES - {"auth:issue"}
-PRINCIPAL_TYPES = ("user", "agent")
 PRINCIPAL_TYP = "starcite-principal+jwt"
 PRINCIPAL_ISSUER = "starcite"
 PRINCIPAL_AUDIENCE = "starcite-principal"
@@ -75,9 +54,6 @@ _SERVICE_ALGS = {
     "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
     "ES256": ("EC", "P-256"), "ES384": ("EC", "P-384"), "ES512": ("EC", "P-521"),
 }
-_MAX_JWKS_BYTES = 1024 * 1024
-_ISSUE_FIELDS = frozenset({"principal", "scopes", "session_ids", "ttl_seconds"})
-_PRINCIPAL_FIELDS = frozenset({"tenant_id", "id", "type"})
 def _name_pattern(name: str) -> str:
     """A regex for `name` with any of its characters percent-encoded."""
     return "".join(f"(?:{re.escape(c)}|%{ord(c):02x})" for c in name)
@@ -91,53 +67,12 @@ _ACCESS_TOKEN_RE = re.compile(r"(?<![\w.~%+-])(" + _name_pattern("access_token")
                               re.IGNORECASE)
 
 
-class AuthError(StarciteError):
-    """An auth failure the API turns into `{"error": code, "message": message}`.
-
-    status: 401 (no/invalid/expired token), 403 (policy denial), 400 (bad
-    `/v1/auth/issue` body), 503 (principal tokens not configured).
-    """
-
-
 def _invalid(message: str) -> AuthError:
     return AuthError(401, "invalid_token", message)
 
 
 def _expired() -> AuthError:
     return AuthError(401, "token_expired", "token has expired")
-
-
-@dataclasses.dataclass(frozen=True)
-class AuthContext:
-    """Who is calling. kind: "service", "principal", or "none" (auth off).
-
-    subject: the service token's `sub`, or the principal's id.
-    principal_type: None for service tokens, "user"/"agent" for principals.
-    session_ids: None = any session of the tenant, else the only ones allowed.
-    expires_at: the token's `exp` (epoch seconds; None with auth off). The
-    token is accepted while now < `expires_at` + leeway.
-    """
-
-    kind: str
-    tenant_id: str | None
-    subject: str | None
-    principal_type: str | None
-    scopes: frozenset
-    session_ids: frozenset | None
-    expires_at: int | None
-
-    @property
-    def actor(self) -> str | None:
-        """`user:<id>` / `agent:<id>` for principals, `service:<sub>` for
-        service tokens (informational: service appends keep the requested
-        actor), None with auth off."""
-        if self.kind == "principal":
-            return f"{self.principal_type}:{self.subject}"
-        return f"service:{self.subject}" if self.kind == "service" else None
-
-
-Principal = AuthContext
-NO_AUTH = AuthContext("none", None, None, None, SCOPES, None, None)
 
 
 # ---------------------------------------------------------------- requests
@@ -164,115 +99,6 @@ def redact(text: str) -> str:
     return _ACCESS_TOKEN_RE.sub(r"\1=[REDACTED]", text) if text else text
 
 
-# ---------------------------------------------------------------- JWKS
-
-class JwksCache:
-    """Public signing keys of the identity provider, by `kid`.
-
-    `start()` fetches once (a failure only logs: the node still starts) and
-    then refreshes every `refresh_ms` in a daemon thread. A failed refresh
-    keeps the keys already cached. `get_key` never waits for the periodic
-    refresh; an unknown `kid` triggers at most one refetch per refresh
-    interval (so forged kids cannot hammer the endpoint; a genuinely new key
-    arriving right after such a refetch is picked up by the next periodic
-    refresh at the latest).
-    """
-
-    def __init__(self, url: str, refresh_ms: int, fetch_timeout: float = 3.0, clock=time.monotonic):
-        if not url:
-            raise ValueError("JWKS url is required (auth.jwks_url / STARCITE_AUTH_JWKS_URL)")
-        self.url = url
-        self.interval = max(refresh_ms, 1) / 1000.0
-        self.fetch_timeout = fetch_timeout
-        self._clock = clock
-        self._keys = {}
-        self._last_error = None
-        self._last_refetch = None
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._thread = None
-
-    @property
-    def key_ids(self) -> list:
-        return sorted(self._keys, key=str)
-
-    def start(self):
-        self.refresh()
-        self._thread = threading.Thread(target=self._run, name="jwks-refresh", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0):
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self):
-        while not self._stopping.wait(self.interval):
-            self.refresh()
-
-    def refresh(self) -> bool:
-        """Fetch the JWKS now; True on success. Never raises."""
-        with self._lock:
-            return self._refresh_locked()
-
-    def _refresh_locked(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url, timeout=self.fetch_timeout) as response:
-                body = response.read(_MAX_JWKS_BYTES + 1)
-            if len(body) > _MAX_JWKS_BYTES:
-                raise ValueError("JWKS document larger than 1 MiB")
-            self._keys = _parse_jwks(json.loads(body))
-        except Exception as exc:  # noqa: BLE001 - the refresher must survive anything
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("JWKS fetch from %s failed (%s); %d cached key(s) stay in use",
-                        self.url, self._last_error, len(self._keys))
-            return False
-        self._last_error = None
-        return True
-
-    def _lookup(self, kid):
-        if kid is None:
-            return next(iter(self._keys.values())) if len(self._keys) == 1 else None
-        return self._keys.get(kid)
-
-    def _may_refetch(self) -> bool:
-        now = self._clock()
-        if self._last_refetch is not None and now - self._last_refetch < self.interval:
-            return False
-        self._last_refetch = now
-        return True
-
-    def get_key(self, kid: str | None) -> dict:
-        """The JWK for `kid` (None: the only key of the set), or AuthError 401."""
-        if kid is None and len(self._keys) > 1:
-            raise _invalid("token has no 'kid' header and the JWKS holds several keys")
-        key = self._lookup(kid)
-        if key is None:
-            with self._lock:  # one refetch at a time; waiters see its result
-                key = self._lookup(kid)
-                if key is None and self._may_refetch():
-                    self._refresh_locked()
-                    key = self._lookup(kid)
-        if key is not None:
-            return key
-        if not self._keys:
-            why = " (JWKS endpoint unavailable)" if self._last_error else ""
-            raise AuthError(401, "unauthorized", f"cannot verify token: no signing keys available{why}")
-        raise _invalid("token has no 'kid' header" if kid is None else f"unknown signing key id {kid!r}")
-
-
-def _parse_jwks(document) -> dict:
-    """kid -> JWK for every RSA/EC signing key; symmetric keys are ignored."""
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise ValueError("JWKS document has no 'keys' list")
-    keys = {}
-    for entry in document["keys"]:
-        if (isinstance(entry, dict) and entry.get("kty") in ("RSA", "EC") and entry.get("use", "sig") == "sig"
-                and isinstance(entry.get("kid"), (str, type(None)))):
-            keys.setdefault(entry.get("kid"), entry)
-    return keys
-
-
 # ---------------------------------------------------------------- claims
 
 def _string(value, what: str, error) -> str:
@@ -285,10 +111,6 @@ def _strings(value, what: str, error) -> frozenset:
     if not isinstance(value, list) or not value:
         raise error(f"{what} must be a non-empty list of strings")
     return frozenset(_string(item, f"each of {what}", error) for item in value)
-
-
-def _bad_request(message: str) -> AuthError:
-    return AuthError(400, "invalid_request", message)
 
 
 def _service_scopes(claims) -> frozenset:
@@ -328,7 +150,9 @@ class Authenticator:
         self.leeway = config.auth_leeway_seconds
         self.max_ttl = config.principal_token_max_ttl
         self.default_ttl = min(config.principal_token_default_ttl, self.max_ttl)
-        self.jwks = jwks_cache or JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms)
+        self.issue_body = issue_body_shape(self.max_ttl)
+        self.jwks = jwks_cache or JwksCache(config.auth_jwks_url, config.auth_jwks_refresh_ms,
+                                            refetch_ms=config.auth_jwks_refetch_ms)
         self._principal_key = None
         if config.secret_key_base:
             secret = derive_principal_key(config.secret_key_base, config.principal_token_salt)
@@ -379,7 +203,7 @@ class Authenticator:
             raise _invalid(f"algorithm {alg!r} is not accepted (use RS256/384/512 or ES256/384/512)")
         if kid is not None and not isinstance(kid, str):
             raise _invalid("header 'kid' must be a string")
-        key = self.jwks.get_key(kid)
+        key = self._signing_key(kid)
         kty, crv = _SERVICE_ALGS[alg]
         if key.get("kty") != kty or key.get("crv") != crv or key.get("alg", alg) != alg:
             raise _invalid(f"algorithm {alg} does not match the signing key")
@@ -398,6 +222,18 @@ class Authenticator:
             session_ids=None if session is None else frozenset({_string(session, "claim 'session_id'", _invalid)}),
             expires_at=int(claims["exp"]),
         )
+
+    def _signing_key(self, kid: str | None) -> dict:
+        """The JWKS key for `kid` (None: the only key of the set), or AuthError 401."""
+        if kid is None and self.jwks.key_count > 1:
+            raise _invalid("token has no 'kid' header and the JWKS holds several keys")
+        key = self.jwks.get_key(kid)
+        if key is not None:
+            return key
+        if not self.jwks.key_count:
+            why = " (JWKS endpoint unavailable)" if self.jwks.last_error else ""
+            raise AuthError(401, "unauthorized", f"cannot verify token: no signing keys available{why}")
+        raise _invalid("token has no 'kid' header" if kid is None else f"unknown signing key id {kid!r}")
 
     def _principal_context(self, token) -> AuthContext:
         if self._principal_key is None:
@@ -447,98 +283,33 @@ class Authenticator:
         return {"token": token, "expires_at": _iso(claims["exp"])}
 
     def _parse_issue(self, body):
-        if not isinstance(body, dict):
-            raise _bad_request("body must be a JSON object")
-        principal = body.get("principal")
-        if not isinstance(principal, dict):
-            raise _bad_request("principal must be an object {tenant_id, id, type}")
-        for fields, given, where in ((_ISSUE_FIELDS, body, "body"), (_PRINCIPAL_FIELDS, principal, "principal")):
-            if set(given) - fields:
-                raise _bad_request(f"unknown field(s) in {where}: {', '.join(sorted(set(given) - fields))}")
-        for field in ("tenant_id", "id"):
-            _string(principal.get(field), f"principal.{field}", _bad_request)
-        if principal.get("type") not in PRINCIPAL_TYPES:
-            raise _bad_request("principal.type must be 'user' or 'agent'")
-        scopes = _strings(body.get("scopes"), "scopes", _bad_request)
-        if not scopes <= PRINCIPAL_SCOPES:
-            raise _bad_request(f"scopes not grantable to a principal: {', '.join(sorted(scopes - PRINCIPAL_SCOPES))}"
-                               f" (allowed: {', '.join(sorted(PRINCIPAL_SCOPES))})")
-        session_ids = _optional_sessions(body.get("session_ids"), "session_ids", _bad_request)
-        ttl = body.get("ttl_seconds")
-        if ttl is None:
-            ttl = self.default_ttl
-        elif isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.max_ttl:
-            raise _bad_request(f"ttl_seconds must be an integer from 1 to {self.max_ttl}")
-        return principal, scopes, session_ids, ttl
+        check_object(body, self.issue_body, "body must be a JSON object", AuthError)
+        session_ids = body.get("session_ids")
+        return (body["principal"], frozenset(body["scopes"]),
+                None if session_ids is None else frozenset(session_ids),
+                self.default_ttl if body.get("ttl_seconds") is None else body["ttl_seconds"])
+
+
+def issue_body_shape(max_ttl: int) -> Obj:
+    """The body of `POST /v1/auth/issue`: its validator and its OpenAPI schema (see `starcite.shapes`)."""
+    grantable = ", ".join(sorted(PRINCIPAL_SCOPES))
+    return Obj(closed=True, fields=(
+        Field("principal", _PRINCIPAL_SHAPE, "principal must be an object {tenant_id, id, type}", required=True),
+        Field("scopes", Array(Text(choices=tuple(sorted(PRINCIPAL_SCOPES))), min_items=1),
+              f"scopes must be a non-empty list of scopes grantable to a principal ({grantable})", required=True),
+        Field("session_ids", Array(Text(min_length=1), min_items=1),
+              "session_ids must be a non-empty list of non-empty strings"),
+        Field("ttl_seconds", Integer(1, max_ttl), f"ttl_seconds must be an integer from 1 to {max_ttl}"),
+    ))
+
+
+_PRINCIPAL_SHAPE = Obj(closed=True, fields=(
+    Field("tenant_id", Text(min_length=1), "principal.tenant_id must be a non-empty string", required=True),
+    Field("id", Text(min_length=1), "principal.id must be a non-empty string", required=True),
+    Field("type", Text(choices=PRINCIPAL_TYPES), "principal.type must be 'user' or 'agent'", required=True),
+))
 
 
 def issue_principal_token(ctx: AuthContext, body, authenticator: Authenticator, now: float | None = None) -> dict:
     """Module-level form of `Authenticator.issue_principal_token`."""
     return authenticator.issue_principal_token(ctx, body, now)
-
-
-# ---------------------------------------------------------------- policy
-
-def _restricted(ctx: AuthContext | None) -> bool:
-    """True when `ctx` is a real token (checks apply), False for NO_AUTH."""
-    if ctx is None:
-        raise AuthError(401, "unauthorized", "missing bearer token")
-    return ctx.kind != "none"
-
-
-def require_service(ctx: AuthContext):
-    """403 `forbidden` for principal tokens (service-only endpoints)."""
-    if _restricted(ctx) and ctx.kind != "service":
-        raise AuthError(403, "forbidden", "this endpoint needs a service token")
-
-
-def require_scope(ctx: AuthContext, scope: str):
-    if _restricted(ctx) and scope not in ctx.scopes:
-        raise AuthError(403, "forbidden_scope", f"token lacks scope {scope}")
-
-
-def require_session(ctx: AuthContext, session_id: str):
-    if _restricted(ctx) and ctx.session_ids is not None and session_id not in ctx.session_ids:
-        raise AuthError(403, "forbidden_session", "token is not valid for this session")
-
-
-def require_create_session(ctx: AuthContext, session_id: str | None):
-    """A session-locked token may only create one of its sessions, by id."""
-    if _restricted(ctx) and ctx.session_ids is not None:
-        if session_id is None:
-            raise AuthError(403, "forbidden_session",
-                            "a session-locked token must create its session by id (one of its sessions)")
-        require_session(ctx, session_id)
-
-
-def require_tenant(ctx: AuthContext, tenant_id: str | None):
-    """403 unless `tenant_id` (e.g. a session's metadata.tenant_id) is the token's."""
-    if _restricted(ctx) and tenant_id != ctx.tenant_id:
-        raise AuthError(403, "forbidden_tenant", "tenant does not match the token's tenant")
-
-
-def fence_create_metadata(ctx: AuthContext, metadata: dict | None) -> dict:
-    """A copy of (already validated) create metadata with the token's tenant."""
-    metadata = dict(metadata or {})
-    if _restricted(ctx):
-        require_tenant(ctx, metadata.setdefault("tenant_id", ctx.tenant_id))
-    return metadata
-
-
-def resolve_actor(ctx: AuthContext, requested: str | None) -> str | None:
-    """The actor to record: the principal itself for principal tokens (a
-    different requested actor is 403 `forbidden_actor`); the requested value
-    (possibly None) for service tokens and with auth off."""
-    if not _restricted(ctx) or ctx.kind == "service":
-        return requested
-    if requested and requested != ctx.actor:
-        raise AuthError(403, "forbidden_actor", f"actor must be {ctx.actor} for this token")
-    return ctx.actor
-
-
-def creator_principal(ctx: AuthContext) -> dict | None:
-    """`{tenant_id, id, type}` for a session's creator; type "service" for
-    service tokens, None with auth off."""
-    if not _restricted(ctx):
-        return None
-    return {"tenant_id": ctx.tenant_id, "id": ctx.subject, "type": ctx.principal_type or "service"}

@@ -25,10 +25,14 @@ class ApiError(StarciteError):
     """An error found by the edge itself (bad body, bad parameter, not a WebSocket...)."""
 
 
+def error_body(code: str, message: str) -> str:
+    return json.dumps({"error": code, "message": message})
+
+
 def render(resp, status: int, code: str, message: str, headers=None):
     resp.status = falcon.code_to_http_status(status)
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = json.dumps({"error": code, "message": message})
+    resp.text = error_body(code, message)
     for name, value in (headers or {}).items():
         resp.set_header(name, value)
 
@@ -47,8 +51,9 @@ def install(app):
     def handle_http(req, resp, ex, params):
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             ex.status_code, _code_from_title(ex.title))
-        message = ex.description or {404: f"No route for {req.method} {req.path}",
-                                     405: f"{req.method} is not allowed on {req.path}"}.get(ex.status_code, ex.title)
+        method = req.context.get("method") or req.method  # as sent (see `http_edges.EdgesMiddleware`)
+        message = ex.description or {404: f"No route for {method} {req.path}",
+                                     405: f"{method} is not allowed on {req.path}"}.get(ex.status_code, ex.title)
         render(resp, ex.status_code, code, message, dict(ex.headers or {}))
 
     def handle_unexpected(req, resp, ex, params):

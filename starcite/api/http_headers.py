@@ -10,6 +10,8 @@ CPU of an append; this is a plain loop over lines with the same limits
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
+LINE_TOO_LONG, TOO_MANY_HEADERS = "Line too long", "Too many headers"
+HEADERS_TOO_LARGE = (LINE_TOO_LONG, TOO_MANY_HEADERS)
 
 
 class RequestHeaders:
@@ -53,7 +55,7 @@ def read_headers(fp, *_args) -> RequestHeaders:
     while True:
         line = fp.readline(MAX_LINE + 1)
         if len(line) > MAX_LINE:
-            return RequestHeaders(status="Line too long")
+            return RequestHeaders(status=LINE_TOO_LONG)
         if line in (b"\r\n", b"\n", b""):
             return RequestHeaders(pairs)
         text = line.decode("latin-1").rstrip("\r\n")
@@ -66,4 +68,4 @@ def read_headers(fp, *_args) -> RequestHeaders:
             return RequestHeaders(status=f"Invalid header line {text[:40]!r}")
         pairs.append((key, value.strip()))
         if len(pairs) > MAX_HEADERS:
-            return RequestHeaders(status="Too many headers")
+            return RequestHeaders(status=TOO_MANY_HEADERS)

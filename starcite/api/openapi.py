@@ -1,133 +1,175 @@
-"""The OpenAPI 3 description served at `/openapi.json`.
+"""The OpenAPI 3 description served at `/openapi.json`, built for the running node.
 
-Owns: the machine-readable contract of SPEC.md §2 and §3. Must not: drift
-from the resources; `tests/test_api.py` checks every route is described.
+Owns: `build_spec(issue_body)`: the machine-readable contract of SPEC.md §2
+and §3 as this node answers it. Every request schema comes from the shapes
+the validators use (`starcite.rules`, the issue body of `starcite.api.auth`,
+the list cursor of `starcite.adapters.chunks`), so a bound, a required field
+or an id rule cannot be enforced without being documented. Security, the
+401/403 answers and `POST /v1/auth/issue` are described only in jwt mode;
+with auth off, nothing asks for a token. The loopback-only `/ops/*` routes
+are not part of the public API and are left out.
+
+Must not: restate a rule the validators hold (import it), or describe a
+route `create_app` does not serve (`tests/test_openapi.py` checks both ways).
 """
 
+from starcite.adapters.chunks import CURSOR_PATTERN
+from starcite.rules import APPEND, CREATE, LIST_LIMIT, SESSION_ID, TAIL_BATCH_SIZE, TAIL_CURSOR
+from starcite.shapes import Obj
 
-def _error(description):
-    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_REF = "#/components/schemas/"
+_JSON = "application/json"
+_ERROR_TEXT = {400: "Invalid request", 401: "Missing, invalid or expired token",
+               403: "Forbidden by scope, session, tenant or actor", 404: "Session not found",
+               409: "Conflict", 413: "Body larger than the configured limit", 426: "Not a WebSocket upgrade",
+               429: "event_store_backpressure", 503: "Not ready, raft_unavailable or raft_timeout: retry"}
 
 
-def _json(schema_ref, description):
-    return {"description": description,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+def _content(schema) -> dict:
+    return {_JSON: {"schema": schema}}
 
 
-_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_ERRORS = {"400": _error("Invalid request"), "401": _error("Missing or invalid token"),
-           "403": _error("Forbidden by scope, session or tenant"), "404": _error("Session not found")}
+def _ref(name) -> dict:
+    return {"$ref": _REF + name}
 
-SPEC = {
-    "openapi": "3.0.3",
-    "info": {"title": "Starcite", "version": "0.1.0",
-             "description": "Durable, ordered session streams: append over REST, tail over WebSocket."},
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-        "schemas": {
-            "Error": {"type": "object", "required": ["error", "message"],
-                      "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-            "Session": {"type": "object", "required": ["id", "metadata", "last_seq", "created_at", "updated_at"],
-                        "properties": {
-                            "id": {"type": "string"}, "title": {"type": "string", "nullable": True},
-                            "metadata": {"type": "object"}, "last_seq": {"type": "integer", "minimum": 0},
-                            "created_at": {"type": "string", "format": "date-time"},
-                            "updated_at": {"type": "string", "format": "date-time"},
-                            "creator_principal": {"type": "object"}}},
-            "CreateSession": {"type": "object", "additionalProperties": False, "properties": {
-                "id": {"type": "string", "minLength": 1}, "title": {"type": "string"},
-                "metadata": {"type": "object"}}},
-            "SessionPage": {"type": "object", "required": ["sessions", "next_cursor"], "properties": {
-                "sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}},
-                "next_cursor": {"type": "string", "nullable": True}}},
-            "Refs": {"type": "object", "properties": {
-                "to_seq": {"type": "integer", "minimum": 0}, "step": {"type": "integer", "minimum": 0},
-                "request_id": {"type": "string"}, "sequence_id": {"type": "string"}}},
-            "Append": {"type": "object", "additionalProperties": False,
-                       "required": ["type", "payload", "producer_id", "producer_seq"], "properties": {
-                           "type": {"type": "string", "minLength": 1}, "payload": {"type": "object"},
-                           "producer_id": {"type": "string", "minLength": 1},
-                           "producer_seq": {"type": "integer", "minimum": 1},
-                           "actor": {"type": "string", "minLength": 1}, "source": {"type": "string", "minLength": 1},
-                           "metadata": {"type": "object"}, "refs": {"$ref": "#/components/schemas/Refs"},
-                           "idempotency_key": {"type": "string"},
-                           "expected_seq": {"type": "integer", "minimum": 0}}},
-            "AppendResult": {"type": "object", "required": ["seq", "last_seq", "deduped"], "properties": {
-                "seq": {"type": "integer"}, "last_seq": {"type": "integer"}, "deduped": {"type": "boolean"}}},
-            "Event": {"type": "object", "properties": {
-                "seq": {"type": "integer"}, "type": {"type": "string"}, "payload": {"type": "object"},
-                "actor": {"type": "string", "nullable": True}, "producer_id": {"type": "string"},
-                "producer_seq": {"type": "integer"}, "source": {"type": "string", "nullable": True},
-                "metadata": {"type": "object"}, "refs": {"type": "object"},
-                "idempotency_key": {"type": "string", "nullable": True},
-                "inserted_at": {"type": "string", "format": "date-time"}}},
-            "IssueRequest": {"type": "object", "required": ["principal", "scopes"], "properties": {
-                "principal": {"type": "object", "required": ["tenant_id", "id", "type"], "properties": {
-                    "tenant_id": {"type": "string"}, "id": {"type": "string"},
-                    "type": {"type": "string", "enum": ["user", "agent"]}}},
-                "scopes": {"type": "array", "items": {"type": "string"}},
-                "session_ids": {"type": "array", "items": {"type": "string"}},
-                "ttl_seconds": {"type": "integer", "minimum": 1}}},
-            "IssueResult": {"type": "object", "required": ["token", "expires_at"], "properties": {
-                "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}},
-            "Health": {"type": "object", "properties": {
-                "status": {"type": "string"}, "mode": {"type": "string"}, "reason": {"type": "string"}}},
-        },
-    },
-    "security": [{"bearer": []}],
-    "paths": {
+
+def _body(shape: Obj, required: bool) -> dict:
+    return {"required": required, "content": _content(shape.schema())}
+
+
+def _query(name, schema: dict, default=None) -> dict:
+    if default is not None:
+        schema = {**schema, "default": default}
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _header(name, schema) -> dict:
+    return {"name": name, "in": "header", "required": True, "schema": schema}
+
+
+def _case_insensitive(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" for c in word)
+
+
+_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": SESSION_ID.schema()}
+# What `starcite.api.tail` checks before it upgrades (header names are case-insensitive).
+_HANDSHAKE = [
+    _header("Upgrade", {"type": "string", "pattern": f"^{_case_insensitive('websocket')}$"}),
+    _header("Connection", {"type": "string", "pattern": _case_insensitive("upgrade")}),
+    _header("Sec-WebSocket-Version", {"type": "string", "enum": ["13", "8", "7"]}),
+    _header("Sec-WebSocket-Key", {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$",
+                                  "description": "base64 of 16 bytes"}),
+]
+
+_SCHEMAS = {
+    "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": False,
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+    "Session": {"type": "object", "required": ["id", "title", "metadata", "last_seq", "created_at", "updated_at"],
+                "properties": {
+                    "id": {"type": "string"}, "title": {"type": "string", "nullable": True},
+                    "metadata": {"type": "object"}, "last_seq": TAIL_CURSOR.schema(),
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "updated_at": {"type": "string", "format": "date-time"},
+                    "creator_principal": {"type": "object", "required": ["tenant_id", "id", "type"], "properties": {
+                        "tenant_id": {"type": "string"}, "id": {"type": "string"},
+                        "type": {"type": "string", "enum": ["user", "agent", "service"]}}}}},
+    "SessionPage": {"type": "object", "required": ["sessions", "next_cursor"], "properties": {
+        "sessions": {"type": "array", "items": _ref("Session")},
+        "next_cursor": {"type": "string", "nullable": True, "pattern": CURSOR_PATTERN}}},
+    "AppendResult": {"type": "object", "required": ["seq", "last_seq", "deduped"], "properties": {
+        "seq": TAIL_CURSOR.schema(), "last_seq": TAIL_CURSOR.schema(), "deduped": {"type": "boolean"}}},
+    "IssueResult": {"type": "object", "required": ["token", "expires_at"], "properties": {
+        "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}},
+    "Health": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["ok", "starting"]},
+        "mode": {"type": "string", "enum": ["write_node", "router_node"]},
+        "reason": {"type": "string", "enum": ["raft_sync", "router_sync", "draining"]}}},
+}
+
+
+class _Describer:
+    """Builds operations for one auth mode."""
+
+    def __init__(self, jwt: bool):
+        self.jwt = jwt
+
+    def responses(self, success: dict, *errors: int) -> dict:
+        statuses = sorted(set(errors) | ({401, 403} if self.jwt else set()))
+        return {**success, **{str(status): {"description": _ERROR_TEXT[status], "content": _content(_ref("Error"))}
+                              for status in statuses}}
+
+    def v1(self, operation_id, summary, success, *errors, **fields) -> dict:
+        return {"operationId": operation_id, "summary": summary, "responses": self.responses(success, *errors),
+                **fields}
+
+
+def _ok(status, schema_name, description) -> dict:
+    return {str(status): {"description": description, "content": _content(_ref(schema_name))}}
+
+
+def _open(operation_id, summary, responses) -> dict:
+    """An operation that never needs a token."""
+    return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
+
+
+def build_spec(issue_body: Obj | None) -> dict:
+    """The document for a node: `issue_body` is the issue shape in jwt mode, None with auth off."""
+    jwt = issue_body is not None
+    d = _Describer(jwt)
+    paths = {
         "/v1/sessions": {
-            "post": {"summary": "Create a session", "operationId": "createSession",
-                     "requestBody": {"content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/CreateSession"}}}},
-                     "responses": {"201": _json("Session", "Created"), "409": _error("session_exists"),
-                                   **_ERRORS}},
-            "get": {"summary": "List sessions", "operationId": "listSessions",
-                    "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                                    "maximum": 1000, "default": 100}},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                        {"name": "metadata", "in": "query", "style": "deepObject", "explode": True,
-                         "description": "Exact-match filters written metadata.<key>=<value>",
-                         "schema": {"type": "object", "additionalProperties": {"type": "string"}}}],
-                    "responses": {"200": _json("SessionPage", "One page"), **_ERRORS}},
+            "post": d.v1("createSession", "Create a session", _ok(201, "Session", "Created"), 400, 409, 413, 503,
+                         requestBody=_body(CREATE, required=False)),
+            "get": d.v1("listSessions", "List sessions (stable pages)", _ok(200, "SessionPage", "One page"),
+                        400, 503, parameters=[
+                            _query("limit", LIST_LIMIT.schema(), 100),
+                            _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN,
+                                              "description": "next_cursor of the previous page"}),
+                            {**_query("metadata", {"type": "object", "additionalProperties": {"type": "string"}}),
+                             "style": "deepObject", "explode": True,
+                             "description": "Exact-match filters metadata[<key>]=<value> (also written "
+                                            "metadata.<key>=<value>); all must hold"}]),
         },
         "/v1/sessions/{session_id}": {
-            "get": {"summary": "Get a session", "operationId": "getSession", "parameters": [_SESSION_ID],
-                    "responses": {"200": _json("Session", "The session"), **_ERRORS}}},
+            "get": d.v1("getSession", "Get a session", _ok(200, "Session", "The session"), 404, 503,
+                        parameters=[_SESSION_ID]),
+        },
         "/v1/sessions/{session_id}/append": {
-            "post": {"summary": "Append an event", "operationId": "appendEvent", "parameters": [_SESSION_ID],
-                     "requestBody": {"required": True, "content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/Append"}}}},
-                     "responses": {"201": _json("AppendResult", "Committed (or deduped)"),
-                                   "409": _error("producer_seq_conflict, producer_replay_conflict, "
-                                                 "expected_seq_conflict"),
-                                   "413": _error("Body too large"), "429": _error("event_store_backpressure"),
-                                   "503": _error("raft_unavailable / raft_timeout: retry with the same "
-                                                 "producer_seq"), **_ERRORS}}},
+            "post": d.v1("appendEvent", "Append an event", _ok(201, "AppendResult", "Committed (or deduped)"),
+                         400, 404, 409, 413, 429, 503, parameters=[_SESSION_ID],
+                         requestBody=_body(APPEND, required=True)),
+        },
         "/v1/sessions/{session_id}/tail": {
-            "get": {"summary": "Tail a session over WebSocket (replay, then live)", "operationId": "tailSession",
-                    "parameters": [
-                        _SESSION_ID,
-                        {"name": "cursor", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
-                        {"name": "batch_size", "in": "query",
-                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1}},
-                        {"name": "access_token", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"101": {"description": "Switching protocols; frames carry Event objects "
-                                                         "(batch_size 1) or arrays of them"},
-                                  "426": _error("Not a WebSocket upgrade"), **_ERRORS}}},
-        "/v1/auth/issue": {
-            "post": {"summary": "Mint a principal token", "operationId": "issueToken",
-                     "requestBody": {"required": True, "content": {"application/json": {
-                         "schema": {"$ref": "#/components/schemas/IssueRequest"}}}},
-                     "responses": {"201": _json("IssueResult", "Token"), **_ERRORS}}},
-        "/health/live": {"get": {"summary": "Liveness", "security": [],
-                                 "responses": {"200": _json("Health", "Alive")}}},
-        "/health/ready": {"get": {"summary": "Readiness", "security": [],
-                                  "responses": {"200": _json("Health", "Ready"),
-                                                "503": _json("Health", "Starting or draining")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
-                             "responses": {"200": {"description": "Prometheus text format",
-                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-    },
-}
+            "get": d.v1("tailSession", "Tail a session over WebSocket: replay after cursor, then live",
+                        {"101": {"description": "Switching protocols; text frames carry Event objects "
+                                                "(batch_size 1) or JSON arrays of them"}},
+                        400, 404, 426, 503, parameters=[
+                            _SESSION_ID, _query("cursor", TAIL_CURSOR.schema(), 0),
+                            _query("batch_size", TAIL_BATCH_SIZE.schema(), 1), *_HANDSHAKE]),
+        },
+        "/health/live": {"get": _open("healthLive", "Liveness", _ok(200, "Health", "Alive"))},
+        "/health/ready": {"get": _open("healthReady", "Readiness", {
+            **_ok(200, "Health", "Ready"), **_ok(503, "Health", "Starting or draining")})},
+        "/metrics": {"get": _open("metrics", "Prometheus metrics", {
+            "200": {"description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}}})},
+        "/openapi.json": {"get": _open("openapi", "This document", {
+            "200": {"description": "OpenAPI 3", "content": _content({"type": "object"})}})},
+    }
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "Starcite", "version": "0.1.0",
+                 "description": "Durable, ordered session streams: append over REST, tail over WebSocket. "
+                                f"Auth: {'jwt (bearer token)' if jwt else 'none'}."},
+        "components": {"schemas": dict(_SCHEMAS)},
+        "paths": paths,
+    }
+    if jwt:
+        paths["/v1/auth/issue"] = {"post": d.v1(
+            "issueToken", "Mint a principal token (service token with auth:issue)",
+            _ok(201, "IssueResult", "Token"), 400, 413, 503, requestBody=_body(issue_body, required=True))}
+        spec["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"}}
+        spec["security"] = [{"bearer": []}, {"accessToken": []}]
+    return spec

@@ -1,20 +1,17 @@
-"""Loopback-only `/ops/*` routes: the ops console's way into the node's actors.
+"""The ops console's routes (`/ops/*`), served only on the node's ops channel, never the API port.
 
-Owns: `status`, `ready-nodes`, `drain`, `undrain` over HTTP for `starcite ops`.
-Must not: answer any client that is not on the loopback interface.
+Owns: `create_ops_app(node)`, the Falcon app behind the ops channel (a unix
+socket in the data directory, mode 0600: see `starcite.api.ops_channel`):
+`status`, `ready-nodes`, `drain`, `undrain`, and `/health/ready` for the
+wait commands. Each command becomes a message to the node's actors (through
+`Node`). Must not: be added to the public app; whoever can open the socket
+file is an operator of this node.
 """
 
 import falcon
 
-from starcite.api.errors import ApiError
-from starcite.api.resources import send_json
-
-_LOOPBACK = ("127.", "::1", "::ffff:127.")
-
-
-def _local_only(req):
-    if not (req.remote_addr or "").startswith(_LOOPBACK):
-        raise ApiError(403, "forbidden", "Ops routes answer loopback clients only")
+from starcite.api import errors
+from starcite.api.resources import HealthReadyResource, send_json
 
 
 class OpsResource:
@@ -22,19 +19,21 @@ class OpsResource:
         self.node = node
 
     def on_get_status(self, req, resp):
-        _local_only(req)
         send_json(resp, falcon.HTTP_200, self.node.status())
 
     def on_get_ready_nodes(self, req, resp):
-        _local_only(req)
         statuses = self.node.observer_statuses()
         send_json(resp, falcon.HTTP_200, {"ready_nodes": [n for n, s in statuses.items() if s == "ready"],
                                           "statuses": statuses})
 
     def _drain(self, req, resp, draining):
-        _local_only(req)
         target = req.get_param("node") or self.node.name
         send_json(resp, falcon.HTTP_200, {"node": target, "statuses": self.node.set_drain(target, draining)})
+
+    def on_get_agreement(self, req, resp):
+        """How every reachable node's Observer sees ``node`` (default: this one), for wait-drained."""
+        target = req.get_param("node") or self.node.name
+        send_json(resp, falcon.HTTP_200, {"node": target, "views": self.node.control.agreement(target)})
 
     def on_post_drain(self, req, resp):
         self._drain(req, resp, True)
@@ -43,9 +42,14 @@ class OpsResource:
         self._drain(req, resp, False)
 
 
-def add_routes(app, node):
+def create_ops_app(node):
+    app = falcon.App(cors_enable=False)
+    errors.install(app)
+    app.add_route("/health/ready", HealthReadyResource(node))
     resource = OpsResource(node)
     app.add_route("/ops/status", resource, suffix="status")
     app.add_route("/ops/ready-nodes", resource, suffix="ready_nodes")
+    app.add_route("/ops/agreement", resource, suffix="agreement")
     app.add_route("/ops/drain", resource, suffix="drain")
     app.add_route("/ops/undrain", resource, suffix="undrain")
+    return app

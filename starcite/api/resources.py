@@ -11,7 +11,8 @@ import json
 import falcon
 
 from starcite.api.errors import ApiError
-from starcite.rules import validate_append, validate_create
+from starcite.rules import LIST_LIMIT, validate_append, validate_create
+from starcite.shapes import Integer
 
 
 def send_json(resp, status, body):
@@ -28,7 +29,10 @@ def read_json(req, max_bytes: int):
     # Without a Content-Length (chunked), Falcon's bounded stream is empty: read the
     # server's de-chunking input directly, never more than the limit plus one byte.
     stream = req.bounded_stream if length is not None else req.stream
-    raw = stream.read(max_bytes + 1)
+    try:
+        raw = stream.read(max_bytes + 1)
+    except (OSError, ValueError) as exc:  # broken chunked framing: the connection cannot be reused
+        raise ApiError(400, "bad_request", f"Malformed request body: {exc}", {"Connection": "close"}) from None
     if len(raw) > max_bytes:
         raise ApiError(413, "payload_too_large", f"Request body exceeds {max_bytes} bytes")
     if not raw.strip():
@@ -54,17 +58,24 @@ def _finite_float(text):
     return value
 
 
-def int_param(req, name, default, low, high, code="invalid_request"):
+def int_param(req, name, default, shape: Integer, code="invalid_request"):
+    """A query parameter in the bounds of `shape` (decimal digits), `default` when absent; else 400."""
     raw = req.get_param(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, code, f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ApiError(400, code, f"{name} must be between {low} and {high}")
+    value = shape.parse(raw)
+    if value is None:
+        raise ApiError(400, code, f"{name} must be an integer from {shape.minimum} to {shape.maximum}")
     return value
+
+
+def metadata_filter_key(name: str):
+    """`metadata.<key>` or `metadata[<key>]` (OpenAPI's deepObject) -> key; None for other names."""
+    if name.startswith("metadata."):
+        return name[len("metadata."):]
+    if name.startswith("metadata[") and name.endswith("]"):
+        return name[len("metadata["):-1]
+    return None
 
 
 class SessionsResource:
@@ -74,8 +85,8 @@ class SessionsResource:
     def on_post(self, req, resp):
         access = req.context.access
         access.scope("session:create")
-        body, _ = read_json(req, self.max_body)
-        spec = validate_create(body)
+        body, nbytes = read_json(req, self.max_body)
+        spec = validate_create(body if nbytes else {})  # no body: all defaults; a JSON null is not an object
         access.create_session_id(spec["id"])
         spec["metadata"] = access.create_metadata(spec["metadata"])
         record = self.node.create_session(spec, access.creator())
@@ -84,18 +95,21 @@ class SessionsResource:
     def on_get(self, req, resp):
         access = req.context.access
         access.scope("session:read")
-        limit = int_param(req, "limit", 100, 1, 1000)
-        cursor = req.get_param("cursor") or None
         filters = {}
-        for key, value in req.params.items():
-            if key.startswith("metadata."):
-                if isinstance(value, list):
-                    raise ApiError(400, "invalid_request", f"{key} given more than once")
-                if not key[len("metadata."):]:
-                    raise ApiError(400, "invalid_request", "metadata filter needs a key")
-                filters[key[len("metadata."):]] = value
-            elif key not in ("limit", "cursor", "access_token"):  # access_token: the bearer token (AccessMiddleware)
-                raise ApiError(400, "invalid_request", f"unknown query parameter {key!r}")
+        for name, value in req.params.items():
+            if isinstance(value, list):
+                raise ApiError(400, "invalid_request", f"query parameter {name!r} given more than once")
+            key = metadata_filter_key(name)
+            if key is not None:
+                if key in filters:
+                    raise ApiError(400, "invalid_request", f"metadata filter {key!r} given more than once")
+                filters[key] = value
+            elif name == "metadata" and value == "":
+                continue  # an empty deepObject: some clients send `metadata=` for "no filters"
+            elif name not in ("limit", "cursor", "access_token"):  # access_token: the bearer token (AccessMiddleware)
+                raise ApiError(400, "invalid_request", f"unknown query parameter {name!r}")
+        limit = int_param(req, "limit", 100, LIST_LIMIT)
+        cursor = req.get_param("cursor") or None
         locked = access.locked_sessions()
         records, next_cursor = self.node.list_sessions(limit, cursor, access.tenant(), filters)
         if locked is not None:
@@ -171,9 +185,8 @@ class MetricsResource:
 
 
 class OpenApiResource:
-    def __init__(self):
-        from starcite.api.openapi import SPEC
-        self.body = json.dumps(SPEC)
+    def __init__(self, spec: dict):
+        self.body = json.dumps(spec)
 
     def on_get(self, req, resp):
         resp.content_type = falcon.MEDIA_JSON

@@ -5,7 +5,9 @@ Falcon app inside the worker, after gevent has patched it), `StarciteWorker`
 (graceful SIGTERM: stop accepting, close tails with a normal close, let
 in-flight appends finish, flush the archive, sync the Raft journals),
 `StarciteHandler` (upgrades a tail only after the Falcon resource has
-validated it, so errors are plain HTTP before the upgrade) and
+validated it, so errors are plain HTTP before the upgrade; answers the
+requests pywsgi refuses before the app, such as a request line over 8 KiB
+(414) or oversized headers (431), in the API's JSON error shape) and
 `RedactingLogger` (access log lines never carry an ``access_token``; with
 ``log_format = json`` every gunicorn line, access lines included, is a JSON
 object from `starcite.logs`).
@@ -14,6 +16,7 @@ Must not: contain request logic. One worker per node by design: the data
 plane (Raft groups, hot store, actors) lives in that worker's process.
 """
 
+import http
 import logging
 import time
 
@@ -29,7 +32,9 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from starcite import logs
 from starcite.api.auth import redact
-from starcite.api.http_headers import read_headers
+from starcite.api.errors import error_body
+from starcite.api.http_headers import HEADERS_TOO_LARGE, MAX_HEADERS, MAX_LINE, read_headers
+from starcite.api.ops_channel import close_ops, serve_ops
 from starcite.api.request_context import ENVIRON_KEY
 
 
@@ -99,13 +104,55 @@ class _RedactFilter(logging.Filter):
         return True
 
 
+_EARLY_ERRORS = {
+    400: ("bad_request", "Malformed HTTP request"),
+    414: ("uri_too_long", f"Request line longer than {pywsgi.MAX_REQUEST_LINE - 1} bytes"),
+    431: ("headers_too_large", f"A header line over {MAX_LINE} bytes or more than {MAX_HEADERS} headers"),
+    500: ("internal_error", "Internal server error"),
+}
+
+
+def _raw_error(status: int) -> bytes:
+    """A complete HTTP response in the API's error shape, for requests the app never saw."""
+    body = error_body(*_EARLY_ERRORS[status]).encode()
+    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
+            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
 class StarciteHandler(WebSocketHandler, PyWSGIHandler):
     """Plain WSGI for every request; the tail resource calls ``environ['starcite.upgrade']``."""
 
-    log_request = PyWSGIHandler.log_request  # gunicorn's access log, not geventwebsocket's
+    def log_request(self):  # gunicorn's access log, not geventwebsocket's
+        if self.environ is not None:  # None: refused before the app; pywsgi logged why
+            PyWSGIHandler.log_request(self)
 
     def MessageClass(self, fp, *args):  # noqa: N802 (pywsgi's name)
         return read_headers(fp)
+
+    def handle_one_request(self):
+        result = super().handle_one_request()
+        if isinstance(result, tuple):  # refused before the app (request line, headers): answer in JSON
+            status = 414 if result[0] == "414" else 431 if self._headers_too_large() else 400
+            return str(status), _raw_error(status)
+        return result
+
+    def _headers_too_large(self) -> bool:
+        return getattr(getattr(self, "headers", None), "status", "") in HEADERS_TOO_LARGE
+
+    def _send_error_response_if_possible(self, error_code):  # pywsgi's own 400 (bad chunking) and 500
+        if self.response_length:
+            self.close_connection = True
+            return
+        code, message = _EARLY_ERRORS[error_code]
+        body = error_body(code, message).encode()
+        try:
+            self.start_response(f"{error_code} {http.HTTPStatus(error_code).phrase}",
+                                [("Content-Type", "application/json"), ("Connection", "close"),
+                                 ("Content-Length", str(len(body)))])
+            self.write(body)
+        except OSError:
+            self.close_connection = True
 
     def run_application(self):
         self.environ["starcite.upgrade"] = self._upgrade
@@ -146,6 +193,14 @@ class StarciteWorker(GeventPyWSGIWorker):
     def _node(self):
         return getattr(self.app, "node", None)
 
+    def _start_ops(self):
+        """The ops console on its unix socket (never on the API port)."""
+        app = getattr(self.app, "ops_app", None)
+        if app is None:
+            return None, None
+        path = self.app.config.ops_socket_path
+        return serve_ops(app, path), path
+
     def run(self):
         servers = []
         for sock in self.sockets:
@@ -156,6 +211,7 @@ class StarciteWorker(GeventPyWSGIWorker):
                                        log=self.log, handler_class=self.wsgi_handler, environ=environ)
             server.start()
             servers.append(server)
+        ops_server, ops_path = self._start_ops()
         while self.alive:
             self.notify()
             gevent.sleep(0.1)
@@ -170,6 +226,7 @@ class StarciteWorker(GeventPyWSGIWorker):
                 gevent.sleep(0.02)
         for server in servers:
             server.stop(timeout=0.5)  # idle keep-alive connections
+        close_ops(ops_server, ops_path)
         if node is not None:
             node.shutdown()
 
@@ -205,7 +262,9 @@ class StarciteApplication(BaseApplication):
     def load(self):
         from starcite.api.app import create_app
         from starcite.node import Node
+        from starcite.api.ops import create_ops_app
         logs.log_greenlet_errors(gevent.get_hub())
         self.node = Node(self.config)
         logs.configure(self.config)  # JSON mode: take the root logger back from Thespian's ActorSystem
+        self.ops_app = create_ops_app(self.node)
         return create_app(self.node, self.config)

@@ -22,7 +22,7 @@ import gevent.socket
 from starcite.api.errors import ApiError
 from starcite.api.resources import int_param
 from starcite.node import ArchiveReadError
-from starcite.rules import SEQ_LIMIT
+from starcite.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
 
 REPLAY_CHUNK = 1000
 CLOSE_NORMAL = 1000
@@ -48,15 +48,24 @@ class TailResource:
     def __init__(self, node, gate):
         self.node, self.gate = node, gate
 
-    def on_get(self, req, resp, session_id):
+    def _checked(self, req, session_id):
+        """Everything a tail request must pass before the upgrade: ``(access, cursor, batch_size)``."""
         access = req.context.access
         access.scope("session:read")
-        cursor = int_param(req, "cursor", 0, 0, SEQ_LIMIT, "invalid_cursor")
-        batch_size = int_param(req, "batch_size", 1, 1, 1000, "invalid_batch_size")
-        record = self.node.require_session(session_id)
-        access.session(record)
-        upgrade = req.env.get("starcite.upgrade")
+        cursor = int_param(req, "cursor", 0, TAIL_CURSOR, "invalid_cursor")
+        batch_size = int_param(req, "batch_size", 1, TAIL_BATCH_SIZE, "invalid_batch_size")
+        access.session(self.node.require_session(session_id))
         _check_handshake(req.env)
+        return access, cursor, batch_size
+
+    def on_head(self, req, resp, session_id):
+        """The GET's answer without a body; a HEAD never upgrades, so a valid handshake is refused."""
+        self._checked(req, session_id)
+        raise ApiError(400, "invalid_handshake", "A WebSocket tail opens with GET, not HEAD")
+
+    def on_get(self, req, resp, session_id):
+        access, cursor, batch_size = self._checked(req, session_id)
+        upgrade = req.env.get("starcite.upgrade")
         if upgrade is None or self.node.stopping:
             raise ApiError(503, "unavailable", "Tails are not served by this process right now")
         ws = upgrade()

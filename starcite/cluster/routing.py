@@ -15,6 +15,7 @@ import time
 
 import gevent
 
+from starcite.actors.control import CONTROL_GROUP
 from starcite.actors.raft_group import NotLeader, RaftUnavailable
 from starcite.cluster.peer_link import PeerUnavailable
 from starcite.placement import replicas_for
@@ -37,7 +38,15 @@ class Router:
             hub.methods["read"] = self._serve_read
 
     def replicas(self, group_id):
+        if group_id == CONTROL_GROUP:
+            return self.node.control.replicas
         return replicas_for(group_id, self.write_nodes, self.replication_factor)
+
+    def routable(self, peer) -> bool:
+        """Another node may be sent routed work: linked, and not drained (liveness and drain
+        change routing only)."""
+        return peer == self.name or (self.hub is not None and self.hub.connected(peer)
+                                     and peer not in self.node.control.drained)
 
     # -- commands (to the leader) ---------------------------------------------
 
@@ -51,6 +60,10 @@ class Router:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RaftUnavailable("raft_timeout", f"No leader of group {group_id} answered in time")
+            if target != self.name and not self._may_forward(target, deadline):
+                gevent.sleep(min(RETRY_PAUSE, remaining))  # a drained leader: its leadership is moving
+                target = self._first_target(group_id, replicas)
+                continue
             hint = None
             try:
                 if target == self.name:
@@ -72,7 +85,7 @@ class Router:
                 # leadership changed before the commit: the outcome is unknown, and a retry
                 # is safe (producer dedupe), so try again at whoever leads now
             attempt += 1
-            if hint is not None and hint != target and (hint == self.name or self.hub.connected(hint)):
+            if hint is not None and hint != target and self._may_forward(hint, deadline):
                 target = hint
                 self.hints[group_id] = hint
                 continue
@@ -80,8 +93,16 @@ class Router:
             gevent.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
             target = self._rotate(replicas, attempt)
 
+    def _may_forward(self, peer, deadline):
+        """A drained leader gets no routed commands while its leadership moves away (it hands
+        it over at once); only past half the deadline is it used anyway, rather than failing."""
+        if self.routable(peer):
+            return True
+        return (self.hub is not None and self.hub.connected(peer)
+                and deadline - time.monotonic() < self.timeout / 2)
+
     def _first_target(self, group_id, replicas):
-        local = self.node.groups.get(group_id)
+        local = self.node.replica(group_id)
         if local is not None:
             leader = local.leader_name()
             if leader is not None:
@@ -92,7 +113,7 @@ class Router:
         return self._rotate(replicas, 0)
 
     def _rotate(self, replicas, attempt):
-        reachable = [r for r in replicas if r == self.name or self.hub is None or self.hub.connected(r)]
+        reachable = [r for r in replicas if self.routable(r)]
         pool = reachable or replicas
         return pool[attempt % len(pool)]
 
@@ -106,7 +127,7 @@ class Router:
 
     def read(self, group_id, kind, args):
         """``kind`` from the local replica, or from a connected remote replica when there is none here."""
-        if group_id in self.node.groups:
+        if self.node.replica(group_id) is not None:
             return self.node.local_read(group_id, kind, args)
         return self.remote(group_id, lambda peer: self.hub.call(peer, "read", (group_id, kind, args), self.timeout))
 
@@ -116,6 +137,7 @@ class Router:
         hint = self.hints.get(group_id)
         ordered = ([hint] if hint in replicas else []) + [r for r in replicas if r != hint]
         failures = []
+        ordered.sort(key=lambda peer: not self.routable(peer))  # a drained replica only as a last resort
         for peer in ordered:
             if peer == self.name or not self.hub.connected(peer):
                 continue
@@ -127,6 +149,6 @@ class Router:
                               + (f" ({'; '.join(failures)})" if failures else ""))
 
     def _serve_read(self, peer, group_id, kind, args):
-        if group_id not in self.node.groups:
+        if self.node.replica(group_id) is None:
             raise PeerUnavailable(f"{self.name} holds no replica of group {group_id}")
         return self.node.local_read(group_id, kind, args)

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
-from starcite.api.auth import Authenticator, JwksCache
+from starcite.api.auth import Authenticator
+from starcite.api.jwks import JwksCache
 from starcite.config import load_config
 
 ISSUER = "https://idp.test/"
@@ -52,18 +53,18 @@ class SigningKey:
         return jwt.encode(claims, self.signer(alg), algorithm=alg or self.alg, headers={"kid": self.kid, **headers})
 
 
-def _rsa(kid, alg="RS256"):
+def make_rsa_key(kid, alg="RS256"):
     return SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=2048), alg, kid)
 
 
 @pytest.fixture(scope="session")
 def rsa_key():
-    return _rsa("rsa-1")
+    return make_rsa_key("rsa-1")
 
 
 @pytest.fixture(scope="session")
 def rsa_key2():
-    return _rsa("rsa-2")
+    return make_rsa_key("rsa-2")
 
 
 @pytest.fixture(scope="session")
@@ -181,11 +182,12 @@ def make_config(jwks_url, **env):
 
 @pytest.fixture
 def make_auth():
-    """make_auth(url, refresh_ms=60000, clock=None, **env) -> started Authenticator."""
+    """make_auth(url, refresh_ms=60000, clock=None, refetch_ms=3000, **env) -> started Authenticator."""
     started = []
 
-    def _make(url, refresh_ms=60000, clock=time.monotonic, **env):
-        auth = Authenticator(make_config(url, **env), JwksCache(url, refresh_ms, fetch_timeout=1.0, clock=clock))
+    def _make(url, refresh_ms=60000, clock=time.monotonic, refetch_ms=3000, **env):
+        cache = JwksCache(url, refresh_ms, fetch_timeout=1.0, clock=clock, refetch_ms=refetch_ms)
+        auth = Authenticator(make_config(url, **env), cache)
         auth.start()
         started.append(auth)
         return auth

@@ -15,9 +15,10 @@ import time
 import pytest
 from jose import jwt
 
-from starcite.api.auth import (
-    NO_AUTH, PRINCIPAL_TYP, AuthContext, AuthError, Authenticator, creator_principal, derive_principal_key,
-    extract_token, fence_create_metadata, issue_principal_token, redact, require_create_session, require_scope,
+from starcite.api.auth import (PRINCIPAL_TYP, Authenticator, derive_principal_key, extract_token, issue_principal_token,
+                               redact)
+from starcite.api.policy import (
+    NO_AUTH, AuthContext, AuthError, creator_principal, fence_create_metadata, require_create_session, require_scope,
     require_service, require_session, require_tenant, resolve_actor,
 )
 
@@ -178,15 +179,15 @@ def test_non_string_kid(auth, mint, rsa_key, kid):
     expect(401, "invalid_token", auth.authenticate, mint(rsa_key, headers={"kid": kid}))
 
 
-def test_unknown_kid_refetches_at_most_once_per_interval(make_auth, jwks_server, mint, rsa_key):
+def test_unknown_kid_refetches_at_most_once_per_refetch_interval(make_auth, jwks_server, mint, rsa_key):
     clock = FakeClock()
-    auth = make_auth(jwks_server.url, refresh_ms=60000, clock=clock)
+    auth = make_auth(jwks_server.url, refresh_ms=60000, clock=clock, refetch_ms=3000)
     assert jwks_server.hits == 1
     for forged in ("forged-1", "forged-2", "forged-3"):
         err = expect(401, "invalid_token", auth.authenticate, mint(rsa_key, headers={"kid": forged}))
         assert "unknown signing key" in err.message
     assert jwks_server.hits == 2
-    clock.now += 59.9
+    clock.now += 2.9
     expect(401, "invalid_token", auth.authenticate, mint(rsa_key, headers={"kid": "forged-4"}))
     assert jwks_server.hits == 2
     clock.now += 0.2
@@ -408,6 +409,7 @@ def test_without_secret_key_base_principal_tokens_are_disabled(jwks_server, mint
 def test_authenticator_builds_its_own_jwks_cache(jwks_server, helpers):
     auth = Authenticator(helpers.make_config(jwks_server.url, STARCITE_AUTH_JWKS_REFRESH_MS="1234"))
     assert auth.jwks.url == jwks_server.url and auth.jwks.interval == pytest.approx(1.234)
+    assert auth.jwks.refetch_interval == pytest.approx(3.0)  # the default of its own setting
     assert jwks_server.hits == 0  # nothing is fetched before start()
 
 
@@ -484,7 +486,8 @@ def test_resolve_actor():
         expect(403, "forbidden_actor", resolve_actor, agent, forged)
     assert resolve_actor(context(principal_type="user"), None) == "user:bot"
     assert resolve_actor(context(kind="service"), "agent:anyone") == "agent:anyone"
-    assert resolve_actor(context(kind="service"), None) is None
+    assert resolve_actor(context(kind="service"), None) == "service:bot"
+    assert resolve_actor(context(kind="service"), "") == "service:bot"
     assert resolve_actor(NO_AUTH, "human") == "human"
 
 
@@ -544,7 +547,7 @@ def test_refresh_thread_under_gevent_monkey_patching(jwks_server):
     script = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import sys, time\n"
-        "from starcite.api.auth import JwksCache\n"
+        "from starcite.api.jwks import JwksCache\n"
         "cache = JwksCache(sys.argv[1], 20, fetch_timeout=1.0)\n"
         "cache.start()\n"
         "deadline = time.monotonic() + 5\n"

@@ -26,6 +26,7 @@ class AppendClients:
         self.entry_nodes = entry_nodes or cluster.names
         self.pause = pause
         self.acks = []          # (session, producer, producer_seq, seq, payload)
+        self.ack_times = []     # monotonic time of each ack
         self.errors = []        # unexpected answers: any of them fails the test
         self.retries = 0
         self.stop_event = threading.Event()
@@ -68,6 +69,7 @@ class AppendClients:
                 if response is not None and response.status_code == 201:
                     with self.lock:
                         self.acks.append((session_id, producer, producer_seq, response.json()["seq"], payload))
+                        self.ack_times.append(time.monotonic())
                     break
                 if response is not None and response.status_code not in RETRYABLE:
                     self._error(f"{producer}#{producer_seq} via {node}: {response.status_code} {response.text}")
@@ -82,6 +84,12 @@ class AppendClients:
     def _error(self, text):
         with self.lock:
             self.errors.append(text)
+
+    def longest_pause(self) -> float:
+        """The longest time between two acknowledgements (any client), in seconds."""
+        with self.lock:
+            times = sorted(self.ack_times)
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
     def acked_count(self):
         with self.lock:
@@ -106,8 +114,8 @@ def wait_converged(cluster, sessions, timeout=60.0):
     states = {}
     for node in cluster.running():
         try:
-            states[node.env["NODE_NAME"]] = node.request("GET", "/ops/status").json()
-        except (requests.RequestException, ValueError) as exc:
+            states[node.env["NODE_NAME"]] = node.ops_status()
+        except (OSError, ValueError, AssertionError) as exc:
             states[node.env["NODE_NAME"]] = str(exc)
     raise AssertionError(f"replicas did not converge: {seen}; status: {states}")
 
@@ -150,7 +158,7 @@ def check_digests(cluster, timeout=30.0):
     nodes' own digest exchange saw no divergence."""
     deadline = time.monotonic() + timeout
     while True:
-        statuses = [node.request("GET", "/ops/status").json() for node in cluster.running()]
+        statuses = [node.ops_status() for node in cluster.running()]
         by_group = {}
         for status in statuses:
             assert status["digests"]["diverged"] == 0, status["digests"]

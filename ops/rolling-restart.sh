@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Rolling restart of the local cluster (ops/start-cluster.sh first), one write node at a time, as the
+# self-hosting runbook has it: drain, wait until every node agrees it is drained, restart, wait until it
+# has synced, undrain, wait ready, verify that every write node is ready, next.
+#   ops/rolling-restart.sh [node ...]       default: every node, n1 first
+# Bounded: DRAIN_TIMEOUT_MS (30000), READY_TIMEOUT_MS (60000), STOP_TIMEOUT_S (30). Exits non-zero at the
+# first step that fails, leaving the remaining nodes untouched.
+set -euo pipefail
+source "$(dirname "$0")/cluster-env.sh"
+nodes=("$@")
+[ "${#nodes[@]}" -gt 0 ] || mapfile -t nodes < <(recorded_nodes)
+[ "${#nodes[@]}" -gt 0 ] || { echo "no cluster recorded in $STATE (ops/start-cluster.sh first)" >&2; exit 1; }
+drain_ms=${DRAIN_TIMEOUT_MS:-30000}
+ready_ms=${READY_TIMEOUT_MS:-60000}
+size=$(cat "$STATE/size")
+
+step() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S)" "$1" "$2"; }
+
+for name in "${nodes[@]}"; do
+  step "$name" "drain"
+  node_ops "$name" drain >/dev/null
+  node_ops "$name" wait-drained "$drain_ms" >/dev/null || { step "$name" "drain did not converge"; exit 1; }
+  step "$name" "drained on every node; restarting"
+  stop_node "$name" || { step "$name" "not running"; exit 1; }
+  launch_node "$name"
+  # Back up: it reports "draining" (sticky) once it has synced its groups; then undrain.
+  deadline=$((SECONDS + ready_ms / 1000))
+  until [ "$("$PY" -c 'import json,sys,urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1] + "/health/ready", timeout=2)
+    print("ok")
+except urllib.error.HTTPError as e:
+    print(json.loads(e.read()).get("reason"))
+except Exception:
+    print("down")' "$(cat "$STATE/$name.url")")" = draining ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { step "$name" "did not come back synced"; exit 1; }
+    sleep 0.2
+  done
+  step "$name" "synced; undrain"
+  node_ops "$name" undrain >/dev/null
+  node_ops "$name" wait-ready "$ready_ms" >/dev/null || { step "$name" "not ready"; exit 1; }
+  ready=$(node_ops "$name" ready-nodes | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)["ready_nodes"]))')
+  [ "$ready" = "$size" ] || { step "$name" "only $ready of $size write nodes ready"; exit 1; }
+  step "$name" "ready; $ready of $size write nodes ready"
+done
+step all "rolled ${#nodes[@]} node(s)"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Exercise the running local cluster across its nodes (ops/start-cluster.sh first): create a session on
+# n1, append 100 events on n2, tail them over WebSocket on n3, list sessions on the last node; checks the
+# seqs (1..100) and exits non-zero on any failure.
+set -euo pipefail
+source "$(dirname "$0")/cluster-env.sh"
+urls=()
+for name in $(recorded_nodes); do urls+=("$(cat "$STATE/$name.url")"); done
+[ "${#urls[@]}" -gt 0 ] || { echo "no cluster recorded in $STATE (ops/start-cluster.sh first)" >&2; exit 1; }
+exec "$PY" ops/cluster_check.py exercise "${urls[@]}"
