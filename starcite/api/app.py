@@ -2,9 +2,10 @@
 
 Owns: `create_app(node, config)`, wiring each route of SPEC.md §2 to its
 resource, and the middleware: `RequestContextMiddleware` (request id and log
-context, first), `AccessMiddleware` (turns the bearer token of every `/v1`
-request into an `Access`) and `MetricsMiddleware` (request latency histogram
-by route template). Must not: contain endpoint logic.
+context, first), `MetricsMiddleware` (request latency histogram by route
+template), `EdgesMiddleware` (starcite/api/http_edges.py) and
+`AccessMiddleware` (turns the bearer token of every `/v1` request into an
+`Access`). Must not: contain endpoint logic.
 """
 
 import time
