@@ -65,6 +65,10 @@ def _str(value) -> str:
     return str(value)
 
 
+def _lower(value) -> str:
+    return str(value).strip().lower()
+
+
 # (field, toml key, env vars (first set wins), parser, default, help)
 _SETTINGS = [
     ("node_name", "node.name", ["NODE_NAME"], _str, None, "Node identity; random when unset"),
@@ -155,6 +159,8 @@ _SETTINGS = [
     ("log_level", "node.log_level", ["STARCITE_LOG_LEVEL"], _str, "info", "debug, info, warning, error"),
     ("ops_socket", "node.ops_socket", ["STARCITE_OPS_SOCKET"], _str, None,
      "Unix socket of the ops console, mode 0600 (default <data_dir>/ops.sock); never on the API port"),
+    ("log_format", "node.log_format", ["STARCITE_LOG_FORMAT"], _lower, "text",
+     "text, or json: one JSON object per line (ts, level, logger, msg, node, request_id, ...)"),
 ]
 
 SETTINGS = {name: (key, envs, parser, default, help_) for name, key, envs, parser, default, help_ in _SETTINGS}
@@ -273,6 +279,7 @@ def _finish(config: Config) -> Config:
         ("read_cache_reclaim_fraction", 0 < v["read_cache_reclaim_fraction"] <= 1, "must be in (0, 1]"),
         ("log_level", v["log_level"].lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),
+        ("log_format", v["log_format"] in ("text", "json"), "must be text or json"),
     ]
     for field, ok, why in checks:
         if not ok:

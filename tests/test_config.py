@@ -72,6 +72,7 @@ def config_error(load, toml=None, **env) -> str:
     ("s3_bucket", None),
     ("postgres_url", None),
     ("log_level", "info"),
+    ("log_format", "text"),
 ])
 def test_default(field, expected):
     assert getattr(load_config(None, {}), field) == expected
@@ -185,6 +186,7 @@ FIELD_SAMPLES = {
     "archive_adapter": (("s3", "s3", "s3"), ("postgres", "postgres", "postgres")),
     "auth_mode": (("jwt", "jwt", "jwt"), ("none", "none", "none")),
     "log_level": (("debug", "debug", "debug"), ("ERROR", "ERROR", "ERROR")),
+    "log_format": (("json", "json", "json"), ("text", " JSON ", "json")),
     "cluster_nodes": ((["a@h:1", "b@h:2"], "a@h:1,b@h:2", ["a@h:1", "b@h:2"]),
                       (["a@h:3"], " a@h:3 , c@h:4 ", ["a@h:3", "c@h:4"])),
     "write_node_ids": ((["a", "b"], "a,b", ["a", "b"]), (["c"], " c , a ", ["c", "a"])),
@@ -387,6 +389,7 @@ def test_unreadable_file_is_config_error(tmp_path, make_path):
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "0"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "1.5"),
     ("STARCITE_LOG_LEVEL", "node.log_level", "loud"),
+    ("STARCITE_LOG_FORMAT", "node.log_format", "xml"),
 ])
 @pytest.mark.parametrize("source", ["env", "toml"])
 def test_invalid_value_names_env_var_and_key(load, source, env, key, value):

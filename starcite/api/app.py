@@ -1,9 +1,11 @@
 """The Falcon application: routes, middleware, error rendering.
 
 Owns: `create_app(node, config)`, wiring each route of SPEC.md §2 to its
-resource, and two middleware: `AccessMiddleware` (turns the bearer token of
-every `/v1` request into an `Access`) and `MetricsMiddleware` (request
-latency histogram by route template). Must not: contain endpoint logic.
+resource, and the middleware: `RequestContextMiddleware` (request id and log
+context, first), `MetricsMiddleware` (request latency histogram by route
+template), `EdgesMiddleware` (starcite/api/http_edges.py) and
+`AccessMiddleware` (turns the bearer token of every `/v1` request into an
+`Access`). Must not: contain endpoint logic.
 """
 
 import time
@@ -15,6 +17,7 @@ from starcite.api.access import OPEN, build_gate
 from starcite.api.auth import extract_token
 from starcite.api.http_edges import EdgesMiddleware, add_head_responders
 from starcite.api.openapi import build_spec
+from starcite.api.request_context import RequestContextMiddleware
 from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
                                     MetricsResource, OpenApiResource, SessionResource, SessionsResource)
 from starcite.api.tail import TailResource
@@ -81,7 +84,8 @@ class MetricsMiddleware:
 
 def create_app(node, config):
     gate = build_gate(config)
-    app = falcon.App(middleware=[MetricsMiddleware(node), EdgesMiddleware(), AccessMiddleware(gate)],
+    app = falcon.App(middleware=[RequestContextMiddleware(config.num_groups), MetricsMiddleware(node),
+                                 EdgesMiddleware(), AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False

@@ -8,7 +8,9 @@ in-flight appends finish, flush the archive, sync the Raft journals),
 validated it, so errors are plain HTTP before the upgrade; answers the
 requests pywsgi refuses before the app, such as a request line over 8 KiB
 (414) or oversized headers (431), in the API's JSON error shape) and
-`RedactingLogger` (access log lines never carry an ``access_token``).
+`RedactingLogger` (access log lines never carry an ``access_token``; with
+``log_format = json`` every gunicorn line, access lines included, is a JSON
+object from `starcite.logs`).
 
 Must not: contain request logic. One worker per node by design: the data
 plane (Raft groups, hot store, actors) lives in that worker's process.
@@ -16,7 +18,6 @@ plane (Raft groups, hot store, actors) lives in that worker's process.
 
 import http
 import logging
-import sys
 import time
 
 import gevent
@@ -29,10 +30,12 @@ from gunicorn.http.wsgi import base_environ
 from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from starcite import logs
 from starcite.api.auth import redact
 from starcite.api.errors import error_body
 from starcite.api.http_headers import HEADERS_TOO_LARGE, MAX_HEADERS, MAX_LINE, read_headers
 from starcite.api.ops_channel import close_ops, serve_ops
+from starcite.api.request_context import ENVIRON_KEY
 
 
 class RedactingLogger(Logger):
@@ -41,7 +44,10 @@ class RedactingLogger(Logger):
     Access log: every string atom (request line, path, query, referer,
     headers, environ) has its `access_token` values replaced, and the
     Authorization header atoms are masked, whatever `access_log_format` asks
-    for. Error log: a filter redacts each message the same way.
+    for. Error log: a filter redacts each message the same way. JSON mode:
+    both logs use `logs.JsonFormatter`, and an access line carries method,
+    path (query included, redacted), status, duration_ms, bytes, remote and
+    the request id as fields.
     """
 
     def setup(self, cfg):
@@ -50,6 +56,27 @@ class RedactingLogger(Logger):
             for handler in logger.handlers:
                 if not any(isinstance(f, _RedactFilter) for f in handler.filters):
                     handler.addFilter(_RedactFilter())
+                if logs.json_enabled():
+                    handler.setFormatter(logs.json_formatter())
+
+    def access(self, resp, req, environ, request_time):
+        if not logs.json_enabled():
+            return super().access(resp, req, environ, request_time)
+        if not self.access_log_enabled:
+            return
+        atoms = self.atoms(resp, req, environ, request_time)
+        path = (atoms["U"] or "") + (f"?{atoms['q']}" if atoms["q"] else "")
+        status = _int_or_none(atoms["s"])
+        fields = {"method": atoms["m"], "path": path, "status": status,
+                  "duration_ms": round(request_time.total_seconds() * 1000, 3),
+                  "bytes": _int_or_none(atoms["B"]), "remote": atoms["h"]}
+        if status is None:  # gevent's word for a network error instead of a status, e.g. "socket"
+            fields["error"] = atoms["s"]
+        try:  # the context of this request (none when it never reached the app), not the greenlet's
+            self.access_log.info("%s %s %s", fields["method"], path, atoms["s"],
+                                 extra={"fields": fields, "context": environ.get(ENVIRON_KEY) or {}})
+        except Exception:
+            self.exception("access log")
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
@@ -59,6 +86,13 @@ class RedactingLogger(Logger):
             elif isinstance(value, str):
                 atoms[key] = redact(value)
         return atoms
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class _RedactFilter(logging.Filter):
@@ -205,6 +239,7 @@ class StarciteApplication(BaseApplication):
 
     def load_config(self):
         c = self.config
+        logs.configure(c)  # before gunicorn builds its logger (RedactingLogger reads the format)
         settings = {
             "bind": f"{c.host}:{c.port}",
             "workers": 1,
@@ -227,9 +262,9 @@ class StarciteApplication(BaseApplication):
     def load(self):
         from starcite.api.app import create_app
         from starcite.node import Node
-        logging.basicConfig(level=self.config.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from starcite.api.ops import create_ops_app
+        logs.log_greenlet_errors(gevent.get_hub())
         self.node = Node(self.config)
+        logs.configure(self.config)  # JSON mode: take the root logger back from Thespian's ActorSystem
         self.ops_app = create_ops_app(self.node)
         return create_app(self.node, self.config)
