@@ -24,19 +24,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_listen_port(low=20000, high=32000) -> int:
+def free_listen_port() -> int:
     """A free port below the ephemeral range, for listeners that must not collide with the
-    source ports of outgoing connections (the peer port)."""
-    import random
-    for _ in range(200):
-        port = random.randint(low, high)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+    source ports of outgoing connections (the peer port): the bench harness's own picker."""
+    from bench.procs import free_port as free_low_port
+    return free_low_port()
 
 
 class StarciteServer:
