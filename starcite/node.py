@@ -286,7 +286,7 @@ class Node(NodeReads, NodeViews):
             return
         self.metrics.backpressure.inc()
         raise RuleError(429, "event_store_backpressure",
-                        "Hot event store is full; retry after the archiver catches up")
+                        "Hot event store is full; retry after the archiver catches up", {"Retry-After": "1"})
 
     def append(self, session_id: str, append: dict, nbytes: int) -> dict:
         self.check_backpressure()
