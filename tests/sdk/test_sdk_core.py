@@ -78,7 +78,7 @@ def test_the_distribution_pins_its_two_dependencies_and_imports_nothing_of_the_s
     assert sorted(d.split("==")[0] for d in project["dependencies"]) == ["httpx", "websockets"]
     assert all("==" in d for d in project["dependencies"])
     assert (CLIENT / "src" / "starcite_client" / "py.typed").exists()
-    code = ("import sys, starcite_client; "
+    code = ("import sys, starcite_client, starcite_client.cli; "
             "print(sorted(m for m in ('starcite', 'falcon', 'gevent', 'thespian', 'pysyncobj') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert out.stdout.strip() == "[]"
