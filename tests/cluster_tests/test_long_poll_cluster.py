@@ -2,7 +2,8 @@
 
 Owns: one waiter on the group's leader, on its followers (woken by their own
 apply of the commit) and on a router-only node (no replica: it re-reads
-through the router every 50 ms), all answered promptly by one commit. Must
+through the router every 50 ms), all answered promptly by one commit; and a routed 409 producer_seq_conflict
+keeping its expected_producer_seq. Must
 not: use anything but loopback or wait without a bound.
 """
 
@@ -33,3 +34,6 @@ def test_every_node_wakes_its_long_poll_on_a_commit(make_cluster):
     for status, body, answered in answers:
         assert status == 200 and [e["seq"] for e in body["events"]] == [1], body
         assert answered - appended < 2.0
+    # The 409's expected_producer_seq survives the routing from a node without a replica.
+    conflict = nodes[3].append("lp", 5)
+    assert conflict.status_code == 409 and conflict.json()["expected_producer_seq"] == 2
