@@ -2,7 +2,7 @@
 
 Owns: each command (sessions create|get|ls, append, tail with and without
 --follow) run as a process, its JSON-lines output when piped and its
-readable line on a terminal (a pty), --url/--token and STARCITE_URL, and
+readable line on a terminal (a pty), --url/--token and STARCITE_URL/STARCITE_TOKEN, and
 the exit codes of `starcite_client.cli.EXIT_CODES`. Must not: use anything
 but loopback or leave a process running.
 """
@@ -20,6 +20,7 @@ import pytest
 
 import starcite_client as sc
 from starcite_client.cli import exit_code_for
+from tests.auth.conftest import JwksServer, claims, jwt_env, make_rsa_key
 
 CLI = os.path.join(os.path.dirname(sys.executable), "starcite-cli")
 
@@ -74,6 +75,20 @@ def test_url_from_the_environment_and_an_unreachable_node(shared_server, sid):
     result = subprocess.run([CLI, "--url", "http://127.0.0.1:9", "sessions", "get", sid], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 7 and "connection_failed" in result.stderr
+
+
+def test_token_from_the_flag_or_the_environment(make_server, sid):
+    key = make_rsa_key("cli-1")
+    with JwksServer([key.jwk()]) as jwks:
+        server = make_server(jwt_env(jwks.url))
+        code, _, err = cli(server, "sessions", "create", "--id", sid)
+        assert code == 4 and "unauthorized" in err
+        reader = key.sign(claims(scope="session:read"))
+        assert cli(server, "--token", reader, "sessions", "create", "--id", sid)[0] == 4  # forbidden_scope
+        code, out, _ = cli(server, "sessions", "create", "--id", sid, env={"STARCITE_TOKEN": key.sign(claims())})
+        assert code == 0 and out[0]["id"] == sid
+        code, out, _ = cli(server, "--token", reader, "tail", sid)
+        assert code == 0 and out == []
 
 
 def read_lines(fd, count, timeout=10.0) -> list:
