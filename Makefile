@@ -3,10 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/starcite: setup.cfg setup.py
+$(BIN)/starcite: setup.cfg setup.py clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e ./clients/python  # the SDK and starcite-cli, for tests/sdk
 	touch $(BIN)/starcite
 
 .PHONY: install serve test bench bench-quick

@@ -31,7 +31,9 @@ from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.errors import StarciteError
 from starcite.metrics import Metrics
+from starcite.node_reads import ArchiveReadError, NodeReads  # noqa: F401 (ArchiveReadError: importers)
 from starcite.node_views import NodeViews
+from starcite.long_poll import LongPolls
 from starcite.cluster.peer_link import PeerHub
 from starcite.cluster.raft_transport import RaftHub
 from starcite.cluster.remote_tails import RemoteTails
@@ -39,18 +41,11 @@ from starcite.cluster.control_plane import ControlPlane
 from starcite.cluster.replica_digests import DigestExchange
 from starcite.cluster.routing import Router
 from starcite.placement import group_for, replicas_for
-from starcite.rules import RuleError, encode_event, parse_result
+from starcite.rules import RuleError, parse_result
 
 log = logging.getLogger("starcite.node")
 
 ARCHIVE_IO_THREADS = 4  # most thread-pool threads blocking archive I/O may hold at once
-
-
-class ArchiveReadError(StarciteError):
-    """Cold events could not be read (archive down or a gap): never serve a gap (503)."""
-
-    def __init__(self, message: str):
-        super().__init__(503, "archive_read_unavailable", message, {"Retry-After": "1"})
 
 
 def _outcome(fn, args):
@@ -83,7 +78,7 @@ class TailHandle:
             self.address = None
 
 
-class Node(NodeViews):
+class Node(NodeReads, NodeViews):
     def __init__(self, config):
         self.config = config
         self.name = config.node_name
@@ -99,6 +94,7 @@ class Node(NodeViews):
         self.stopped = False
         self.inflight = 0
         self.tails = set()
+        self.long_polls = LongPolls()  # held `GET .../events?wait_ms=` requests
         self.unindexed = set()
         self.adapter = build_adapter(config)
         self.adapter.check()
@@ -149,6 +145,8 @@ class Node(NodeViews):
             # notification lands goes back to replay instead of skipping it.
             if session_id in self.groups[group_id].watched:
                 run_callback(self.tell, address, m.Committed(session_id, entries))
+            if session_id in self.long_polls:  # every replica applies: a follower wakes its own waiters
+                run_callback(self.long_polls.wake, session_id)
 
         def on_trimmed(session_id, count):
             self.metrics.archive_trimmed.inc(count)
@@ -288,7 +286,7 @@ class Node(NodeViews):
             return
         self.metrics.backpressure.inc()
         raise RuleError(429, "event_store_backpressure",
-                        "Hot event store is full; retry after the archiver catches up")
+                        "Hot event store is full; retry after the archiver catches up", {"Retry-After": "1"})
 
     def append(self, session_id: str, append: dict, nbytes: int) -> dict:
         self.check_backpressure()
@@ -312,39 +310,6 @@ class Node(NodeViews):
 
     def local_groups(self):
         return sorted(self.groups)
-
-    def read_events(self, session_id: str, after_seq: int, limit: int) -> list:
-        """Up to ``limit`` committed ``(seq, json)`` after ``after_seq``, cold then hot, gap-free."""
-        hot = self.read_hot(session_id, after_seq, limit)
-        if hot is None:
-            raise RuleError(404, "session_not_found", f"Session {session_id} not found")
-        archived_seq, last_seq, entries = hot
-        if after_seq >= archived_seq:
-            return [(seq, event_json) for seq, event_json, _n in entries]
-        upto = min(archived_seq, after_seq + limit)
-        try:
-            cold = self.run_io(self.cold.read_events, session_id, after_seq + 1, upto)
-        except ArchiveUnavailable as exc:
-            raise ArchiveReadError(f"Archive unavailable: {exc}") from None
-        merged = {}
-        for event in cold:
-            merged.setdefault(event["seq"], encode_event(event))
-        for seq, event_json, _n in entries:
-            merged.setdefault(seq, event_json)
-        out = []
-        expected = after_seq + 1
-        for seq in sorted(merged):
-            if seq < expected:
-                continue
-            if seq != expected:
-                raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
-            out.append((seq, merged[seq]))
-            expected += 1
-            if len(out) == limit:
-                break
-        if not out and after_seq < last_seq:
-            raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
-        return out
 
     # -- tails ----------------------------------------------------------------
 
@@ -396,6 +361,7 @@ class Node(NodeViews):
     def begin_shutdown(self):
         """First step of a graceful stop: not ready any more, tails closed with a normal close."""
         self.stopping = True
+        self.long_polls.wake_all()  # held long-polls answer their (empty) page at once
         for handle in list(self.tails):
             handle.outbox.put(("close", 1000, "server_shutdown"))
 

@@ -47,7 +47,7 @@ class NodeViews:
         ready, reason = self.readiness()
         out = {"node": self.name, "mode": self.mode, "ready": ready, "reason": reason,
                "write_nodes": self.write_nodes, "observer": self.observer_statuses(),
-               "groups": sorted(groups, key=lambda g: g["group"]), "tails": len(self.tails),
+               "groups": sorted(groups, key=lambda g: g["group"]), "tails": len(self.tails), "long_polls": self.long_polls.count(),
                "hot_bytes": self.hot_bytes(), "forwarded_commands": self.router.forwarded}
         out["control"] = self.control.status()
         if self.peer_hub is not None:
@@ -78,6 +78,6 @@ class NodeViews:
                                                        for peer in self.peer_hub.peers}
         return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
                 "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
-                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails), "peer_links": peer_links,
+                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails), "long_polls": self.long_polls.count(), "peer_links": peer_links,
                 "groups_led": sum(1 for group in self.groups.values() if group.is_leader()),
                 "leader_changes": sum(group.leader_changes for group in self.groups.values())}

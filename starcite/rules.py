@@ -24,7 +24,8 @@ class RuleError(StarciteError):
     """A request the rules refuse."""
 
     def as_tuple(self):
-        return ("error", self.status, self.code, self.message)
+        base = ("error", self.status, self.code, self.message)
+        return base + (self.extra,) if self.extra else base
 
 
 # -- request shapes: each is both the validator and the OpenAPI schema (`starcite.api.openapi`) --------
@@ -73,6 +74,8 @@ CREATE = Obj(closed=True, code="invalid_session", fields=(
 LIST_LIMIT = Integer(1, 1000)
 TAIL_CURSOR = SEQ
 TAIL_BATCH_SIZE = Integer(1, 1000)
+EVENTS_LIMIT = Integer(1, 1000)
+EVENTS_WAIT_MS = Integer(0, 30000)
 
 
 def validate_append(body) -> dict:
@@ -190,7 +193,7 @@ class GroupState:
         if producer_seq != expected:
             return RuleError(409, "producer_seq_conflict",
                              f"Expected producer_seq {expected} for producer {producer_id}, "
-                             f"got {producer_seq}").as_tuple()
+                             f"got {producer_seq}", extra={"expected_producer_seq": expected}).as_tuple()
         expected_seq = append.get("expected_seq")
         if expected_seq is not None and expected_seq != state.last_seq:
             return RuleError(409, "expected_seq_conflict",
@@ -256,5 +259,5 @@ class GroupState:
 def parse_result(result):
     """Raise `RuleError` for an error tuple; return the tuple otherwise."""
     if result and result[0] == "error":
-        raise RuleError(result[1], result[2], result[3])
+        raise RuleError(result[1], result[2], result[3], extra=result[4] if len(result) > 4 else None)
     return result

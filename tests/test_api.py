@@ -16,7 +16,8 @@ def server(shared_server):
 
 def error_of(response):
     body = response.json()
-    assert set(body) == {"error", "message"}, body
+    extra = {"expected_producer_seq"} if body.get("error") == "producer_seq_conflict" else set()
+    assert set(body) == {"error", "message"} | extra, body
     assert body["message"]
     return body["error"]
 
@@ -27,7 +28,7 @@ def test_health_and_docs(server):
     spec = server.request("GET", "/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
-                                  "/v1/sessions/{session_id}/tail", "/health/live", "/health/ready", "/metrics",
+                                  "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics",
                                   "/openapi.json"}  # auth off: no /v1/auth/issue, no security
 
 
@@ -69,9 +70,10 @@ def test_append_rules(server, sid):
     assert replay.status_code == 409 and error_of(replay) == "producer_replay_conflict"
     gap = server.append(s, 5)
     assert gap.status_code == 409 and error_of(gap) == "producer_seq_conflict"
-    assert "3" in gap.json()["message"]
+    assert "3" in gap.json()["message"] and gap.json()["expected_producer_seq"] == 3
     fresh = server.append(s, 2, producer_id="p2")
     assert fresh.status_code == 409 and error_of(fresh) == "producer_seq_conflict"
+    assert fresh.json()["expected_producer_seq"] == 1
     stale = server.append(s, 3, expected_seq=1)
     assert stale.status_code == 409 and error_of(stale) == "expected_seq_conflict"
     assert stale.json()["message"] == "Expected seq 1, current seq is 2"

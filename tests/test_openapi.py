@@ -19,7 +19,7 @@ from starcite.api.openapi import build_spec
 from starcite.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
-                "/v1/sessions/{session_id}/tail", "/health/live", "/health/ready", "/metrics", "/openapi.json"}
+                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics", "/openapi.json"}
 ISSUE = issue_body_shape(900)
 
 

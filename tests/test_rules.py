@@ -299,8 +299,10 @@ def test_append_events_applies_in_order_with_one_result_each(group):
 @pytest.mark.parametrize("committed, sent", [(0, 2), (0, 5), (3, 5), (3, 2), (3, 1), (3, 100)])
 def test_producer_gap_or_rewind_is_conflict_naming_expected(group, committed, sent):
     append_many(group, committed)
-    message = assert_error(do_append(group, producer_seq=sent), 409, "producer_seq_conflict")
+    result = do_append(group, producer_seq=sent)
+    message = assert_error(result, 409, "producer_seq_conflict")
     assert f"Expected producer_seq {committed + 1}" in message
+    assert result[4] == {"expected_producer_seq": committed + 1}  # the body field (`StarciteError.extra`)
     assert "p1" in message and str(sent) in message
 
 

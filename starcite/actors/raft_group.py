@@ -138,7 +138,7 @@ class SessionStateMachine(SyncObjConsumer):
                 committed.setdefault(item[0], []).append((result[1], result[4]))
         for session_id, entries in committed.items():
             self.on_committed(session_id, entries)
-        return [res[:4] for res in results]
+        return [res if res[0] == "error" else res[:4] for res in results]  # an error keeps its extra fields
 
     @replicated
     def ack_archived(self, session_id, upto_seq):

@@ -18,8 +18,9 @@ from starcite.api.auth import extract_token
 from starcite.api.http_edges import EdgesMiddleware, add_head_responders
 from starcite.api.openapi import build_spec
 from starcite.api.request_context import RequestContextMiddleware
-from starcite.api.resources import (AppendResource, AuthIssueResource, HealthLiveResource, HealthReadyResource,
-                                    MetricsResource, OpenApiResource, SessionResource, SessionsResource)
+from starcite.api.resources import (AppendResource, AuthIssueResource, EventsResource, HealthLiveResource,
+                                    HealthReadyResource, MetricsResource, OpenApiResource, SessionResource,
+                                    SessionsResource)
 from starcite.api.tail import TailResource
 from starcite.errors import StarciteError
 
@@ -98,6 +99,7 @@ def create_app(node, config):
         "/v1/sessions/{session_id}": SessionResource(node),
         "/v1/sessions/{session_id}/append": AppendResource(node, max_body),
         "/v1/sessions/{session_id}/tail": TailResource(node, gate),
+        "/v1/sessions/{session_id}/events": EventsResource(node),
         "/v1/auth/issue": AuthIssueResource(gate, max_body),
         "/health/live": HealthLiveResource(),
         "/health/ready": HealthReadyResource(node),

@@ -25,14 +25,14 @@ class ApiError(StarciteError):
     """An error found by the edge itself (bad body, bad parameter, not a WebSocket...)."""
 
 
-def error_body(code: str, message: str) -> str:
-    return json.dumps({"error": code, "message": message})
+def error_body(code: str, message: str, extra=None) -> str:
+    return json.dumps({**(extra or {}), "error": code, "message": message})
 
 
-def render(resp, status: int, code: str, message: str, headers=None):
+def render(resp, status: int, code: str, message: str, headers=None, extra=None):
     resp.status = falcon.code_to_http_status(status)
     resp.content_type = falcon.MEDIA_JSON
-    resp.text = error_body(code, message)
+    resp.text = error_body(code, message, extra)
     for name, value in (headers or {}).items():
         resp.set_header(name, value)
 
@@ -46,7 +46,7 @@ def install(app):
         headers = dict(ex.headers)
         if ex.status == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")
-        render(resp, ex.status, ex.code, ex.message, headers)
+        render(resp, ex.status, ex.code, ex.message, headers, ex.extra)
 
     def handle_http(req, resp, ex, params):
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(

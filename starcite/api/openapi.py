@@ -14,7 +14,8 @@ route `create_app` does not serve (`tests/test_openapi.py` checks both ways).
 """
 
 from starcite.adapters.chunks import CURSOR_PATTERN
-from starcite.rules import APPEND, CREATE, LIST_LIMIT, SESSION_ID, TAIL_BATCH_SIZE, TAIL_CURSOR
+from starcite.rules import (APPEND, CREATE, EVENTS_LIMIT, EVENTS_WAIT_MS, LIST_LIMIT, SESSION_ID, TAIL_BATCH_SIZE,
+                            TAIL_CURSOR)
 from starcite.shapes import Obj
 
 _REF = "#/components/schemas/"
@@ -22,7 +23,7 @@ _JSON = "application/json"
 _ERROR_TEXT = {400: "Invalid request", 401: "Missing, invalid or expired token",
                403: "Forbidden by scope, session, tenant or actor", 404: "Session not found",
                409: "Conflict", 413: "Body larger than the configured limit", 426: "Not a WebSocket upgrade",
-               429: "event_store_backpressure", 503: "Not ready, raft_unavailable or raft_timeout: retry"}
+               429: "event_store_backpressure", 503: "Not ready, raft_unavailable, raft_timeout or archive_read_unavailable: retry"}
 
 
 def _content(schema) -> dict:
@@ -63,7 +64,10 @@ _HANDSHAKE = [
 
 _SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": False,
-              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                             "expected_producer_seq": {**TAIL_CURSOR.schema(),
+                                                       "description": "409 producer_seq_conflict only: the "
+                                                                      "producer_seq the session expects next"}}},
     "Session": {"type": "object", "required": ["id", "title", "metadata", "last_seq", "created_at", "updated_at"],
                 "properties": {
                     "id": {"type": "string"}, "title": {"type": "string", "nullable": True},
@@ -78,6 +82,19 @@ _SCHEMAS = {
         "next_cursor": {"type": "string", "nullable": True, "pattern": CURSOR_PATTERN}}},
     "AppendResult": {"type": "object", "required": ["seq", "last_seq", "deduped"], "properties": {
         "seq": TAIL_CURSOR.schema(), "last_seq": TAIL_CURSOR.schema(), "deduped": {"type": "boolean"}}},
+    "Event": {"type": "object", "required": ["seq", "type", "payload", "actor", "producer_id", "producer_seq",
+                                             "source", "metadata", "refs", "idempotency_key", "inserted_at"],
+              "properties": {
+                  "seq": TAIL_CURSOR.schema(), "type": {"type": "string"}, "payload": {"type": "object"},
+                  "actor": {"type": "string", "nullable": True}, "producer_id": {"type": "string"},
+                  "producer_seq": TAIL_CURSOR.schema(), "source": {"type": "string", "nullable": True},
+                  "metadata": {"type": "object"}, "refs": {"type": "object"},
+                  "idempotency_key": {"type": "string", "nullable": True},
+                  "inserted_at": {"type": "string", "format": "date-time"}}},
+    "EventPage": {"type": "object", "required": ["events", "next_cursor", "last_seq"], "properties": {
+        "events": {"type": "array", "items": _ref("Event")},
+        "next_cursor": {**TAIL_CURSOR.schema(), "description": "seq of the last event returned, else the cursor"},
+        "last_seq": TAIL_CURSOR.schema()}},
     "IssueResult": {"type": "object", "required": ["token", "expires_at"], "properties": {
         "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}},
     "Health": {"type": "object", "required": ["status"], "properties": {
@@ -147,6 +164,16 @@ def build_spec(issue_body: Obj | None) -> dict:
                             _SESSION_ID, _query("cursor", TAIL_CURSOR.schema(), 0),
                             _query("batch_size", TAIL_BATCH_SIZE.schema(), 1), *_HANDSHAKE]),
         },
+        "/v1/sessions/{session_id}/events": {
+            "get": d.v1("readEvents", "Read committed events after cursor (long-poll with wait_ms)",
+                        _ok(200, "EventPage", "One page, empty when wait_ms ended with nothing new"),
+                        400, 404, 503, parameters=[
+                            _SESSION_ID, _query("cursor", TAIL_CURSOR.schema(), 0),
+                            _query("limit", EVENTS_LIMIT.schema(), 100),
+                            {**_query("wait_ms", EVENTS_WAIT_MS.schema(), 0),
+                             "description": "When nothing follows cursor, hold the request until an event "
+                                            "commits or wait_ms passes"}]),
+        },
         "/health/live": {"get": _open("healthLive", "Liveness", _ok(200, "Health", "Alive"))},
         "/health/ready": {"get": _open("healthReady", "Readiness", {
             **_ok(200, "Health", "Ready"), **_ok(503, "Health", "Starting or draining")})},
@@ -159,7 +186,8 @@ def build_spec(issue_body: Obj | None) -> dict:
     spec = {
         "openapi": "3.0.3",
         "info": {"title": "Starcite", "version": "0.1.0",
-                 "description": "Durable, ordered session streams: append over REST, tail over WebSocket. "
+                 "description": "Durable, ordered session streams: append over REST, tail over WebSocket "
+                                "or read pages (long-poll). "
                                 f"Auth: {'jwt (bearer token)' if jwt else 'none'}."},
         "components": {"schemas": dict(_SCHEMAS)},
         "paths": paths,

@@ -11,7 +11,7 @@ import json
 import falcon
 
 from starcite.api.errors import ApiError
-from starcite.rules import LIST_LIMIT, validate_append, validate_create
+from starcite.rules import EVENTS_LIMIT, EVENTS_WAIT_MS, LIST_LIMIT, TAIL_CURSOR, validate_append, validate_create
 from starcite.shapes import Integer
 
 
@@ -142,6 +142,29 @@ class AppendResource:
             access.session(self.node.require_session(session_id))
             append["actor"] = access.actor(append["actor"])
         send_json(resp, falcon.HTTP_201, self.node.append(session_id, append, nbytes))
+
+
+class EventsResource:
+    """`GET /v1/sessions/:id/events`: one page of the tail's events, held up to wait_ms when empty."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def on_get(self, req, resp, session_id):
+        access = req.context.access
+        access.scope("session:read")
+        cursor = int_param(req, "cursor", 0, TAIL_CURSOR, "invalid_cursor")
+        limit = int_param(req, "limit", 100, EVENTS_LIMIT, "invalid_limit")
+        wait_ms = int_param(req, "wait_ms", 0, EVENTS_WAIT_MS, "invalid_wait_ms")
+        if access.enabled:
+            access.session(self.node.require_session(session_id))
+        events, last_seq = self.node.events_page(session_id, cursor, limit, wait_ms)
+        next_cursor = events[-1][0] if events else cursor
+        # The events are stored as their JSON text: spliced in, never decoded and re-encoded.
+        resp.status = falcon.HTTP_200
+        resp.content_type = falcon.MEDIA_JSON
+        resp.text = (f'{{"events":[{",".join(event_json for _seq, event_json in events)}],'
+                     f'"next_cursor":{next_cursor},"last_seq":{last_seq}}}')
 
 
 class AuthIssueResource:

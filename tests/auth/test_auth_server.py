@@ -140,7 +140,7 @@ def test_health_metrics_and_docs_need_no_token(server, path):
 @pytest.mark.parametrize("method, path", [
     ("POST", "/v1/sessions"), ("GET", "/v1/sessions"), ("GET", "/v1/sessions/s1"),
     ("POST", "/v1/sessions/s1/append"), ("POST", "/v1/auth/issue"), ("GET", "/v1/sessions/s1/tail"),
-    ("GET", "/v1/no-such-route"), ("GET", "//v1/sessions"), ("POST", "//v1//sessions"),
+    ("GET", "/v1/sessions/s1/events"), ("GET", "/v1/no-such-route"), ("GET", "//v1/sessions"), ("POST", "//v1//sessions"),
 ])
 def test_every_v1_request_needs_a_token(server, method, path):
     response = server.request(method, path, {})
@@ -223,6 +223,8 @@ def test_missing_scope_is_403_forbidden_scope(server, svc, sid):
     for method, path in [("GET", f"/v1/sessions/{sid}"), ("GET", "/v1/sessions")]:
         assert error_of(call(server, method, path, writer), 403) == "forbidden_scope"
     assert refused_upgrade(server, sid, writer) == (403, "forbidden_scope")
+    assert error_of(call(server, "GET", f"/v1/sessions/{sid}/events?wait_ms=5000", writer), 403) == "forbidden_scope"
+    assert call(server, "GET", f"/v1/sessions/{sid}/events", reader).json()["last_seq"] == 1
 
 
 def test_session_locked_service_token(server, svc, sid):
@@ -237,6 +239,8 @@ def test_session_locked_service_token(server, svc, sid):
     assert error_of(call(server, "GET", f"/v1/sessions/{other}", locked), 403) == "forbidden_session"
     assert error_of(append(server, locked, other), 403) == "forbidden_session"
     assert refused_upgrade(server, other, locked) == (403, "forbidden_session")
+    assert error_of(call(server, "GET", f"/v1/sessions/{other}/events", locked), 403) == "forbidden_session"
+    assert call(server, "GET", f"/v1/sessions/{sid}/events", locked).json()["last_seq"] == 1
     assert error_of(issue(server, locked, session_ids=[other]), 403) == "forbidden_session"
     assert issue(server, locked, session_ids=[sid]).status_code == 201
 
@@ -261,6 +265,7 @@ def test_cross_tenant_access_is_impossible_on_every_endpoint(server, svc, sid):
     assert error_of(call(server, "GET", f"/v1/sessions/{sid}", ours), 403) == "forbidden_tenant"
     assert error_of(append(server, ours, sid, producer_id="intruder"), 403) == "forbidden_tenant"
     assert refused_upgrade(server, sid, ours) == (403, "forbidden_tenant")
+    assert error_of(call(server, "GET", f"/v1/sessions/{sid}/events?wait_ms=5000", ours), 403) == "forbidden_tenant"
     # list: fenced whatever the filter says
     for query in ("", "&metadata.team=x", f"&metadata.tenant_id={OTHER}"):
         assert sid not in list_ids(server, ours, query)
@@ -276,7 +281,9 @@ def test_cross_tenant_access_is_impossible_on_every_endpoint(server, svc, sid):
     assert error_of(call(server, "GET", f"/v1/sessions/{sid}", sneaky), 403) == "forbidden_tenant"
     assert error_of(append(server, sneaky, sid, producer_id="intruder"), 403) == "forbidden_tenant"
     assert refused_upgrade(server, sid, sneaky) == (403, "forbidden_tenant")
+    assert error_of(call(server, "GET", f"/v1/sessions/{sid}/events", sneaky), 403) == "forbidden_tenant"
     assert call(server, "GET", f"/v1/sessions/{sid}", theirs).json()["last_seq"] == 1
+    assert [e["seq"] for e in call(server, "GET", f"/v1/sessions/{sid}/events", theirs).json()["events"]] == [1]
 
 
 # ---------------------------------------------------------------- /v1/auth/issue and principal tokens

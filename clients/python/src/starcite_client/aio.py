@@ -1,0 +1,167 @@
+"""The asyncio client: `AsyncStarcite`, its `AsyncSession` handles and their `AsyncProducer`.
+
+Owns: HTTP over one `httpx.AsyncClient`, the retry loops of appends and page
+reads (awaiting between attempts), and the WebSocket tail over
+`websockets.asyncio`, reconnecting from the last delivered seq. The same
+decisions as the sync client (`starcite_client._core`), awaited. Must not:
+decide what to retry or which events to keep, or interleave two appends of
+one producer (an `asyncio.Lock` orders them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Mapping
+
+import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from starcite_client import _core
+from starcite_client._core import AppendResult, Event, EventPage
+from starcite_client.errors import Conflict, StarciteError, TokenExpired
+
+
+class AsyncStarcite(_core.ClientSettings):
+    """`Starcite` for asyncio: the same calls, awaited (iterators are async iterators)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = _core.DEFAULT_TIMEOUT,
+                 retry_for: float = _core.DEFAULT_RETRY_FOR):
+        super().__init__(base_url, token, timeout, retry_for)
+        self.http = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> "AsyncStarcite":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: Mapping[str, Any] | None = None, timeout: float | None = None) -> Any:
+        try:
+            response = await self.http.request(method, path, json=json, params=params,
+                                               timeout=timeout if timeout is not None else self.timeout)
+        except httpx.TransportError as exc:
+            raise _core.transport_error(exc) from exc
+        return _core.result_of(response)
+
+    async def request_retrying(self, method: str, path: str, **kwargs: Any) -> Any:
+        backoff, deadline = _core.Backoff(), time.monotonic() + self.retry_for
+        while True:
+            try:
+                return await self.request(method, path, **kwargs)
+            except StarciteError as exc:
+                delay = _core.retry_delay(exc, backoff, deadline)
+                if delay is None:
+                    raise
+            await asyncio.sleep(delay)
+
+    def session(self, session_id: str) -> "AsyncSession":
+        return AsyncSession(self, session_id)
+
+    async def create_session(self, id: str | None = None, title: str | None = None,
+                             metadata: Mapping[str, Any] | None = None) -> "AsyncSession":
+        record = await self.request("POST", "/v1/sessions", json=_core.create_body(id, title, metadata))
+        return AsyncSession(self, record["id"], record)
+
+    async def get_session(self, session_id: str) -> "AsyncSession":
+        return AsyncSession(self, session_id, await self.request("GET", _core.session_path(session_id)))
+
+    async def list_sessions(self, metadata: Mapping[str, str] | None = None,
+                            page_size: int = 100) -> AsyncIterator["AsyncSession"]:
+        cursor = None
+        while True:
+            page = await self.request("GET", "/v1/sessions", params=_core.list_params(page_size, cursor, metadata))
+            for record in page["sessions"]:
+                yield AsyncSession(self, record["id"], record)
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+
+class AsyncSession(_core.SessionHandle):
+    """`Session` for asyncio."""
+
+    client: AsyncStarcite
+
+    async def refresh(self) -> "AsyncSession":
+        self.data = await self.client.request("GET", _core.session_path(self.id))
+        return self
+
+    def producer(self, producer_id: str, next_seq: int = 1, resume: bool = False) -> "AsyncProducer":
+        return AsyncProducer(self, _core.ProducerSequence(producer_id, next_seq, resume))
+
+    async def events(self, cursor: int = 0, limit: int = 100, wait_ms: int = 0) -> EventPage:
+        return await self.client.request_retrying("GET", _core.session_path(self.id, "/events"),
+                                                  params=_core.events_params(cursor, limit, wait_ms),
+                                                  timeout=_core.events_timeout(wait_ms, self.client.timeout))
+
+    def tail(self, cursor: int = 0, batch_size: int = 100, follow: bool = True,
+             transport: str = "websocket") -> AsyncIterator[Event]:
+        """`Session.tail` as an async iterator."""
+        self.check_transport(transport)
+        return self._follow(cursor, batch_size) if follow else self._read_to_end(cursor, batch_size)
+
+    async def _read_to_end(self, cursor: int, limit: int) -> AsyncIterator[Event]:
+        end = None
+        while True:
+            page = await self.events(cursor, limit)
+            end = page["last_seq"] if end is None else end
+            events, done = _core.page_until(page, end)
+            for event in events:
+                yield event
+            if done:
+                return
+            cursor = events[-1]["seq"]
+
+    async def _follow(self, cursor: int, batch_size: int) -> AsyncIterator[Event]:
+        position, backoff = _core.TailPosition(cursor), _core.Backoff(maximum=_core.TAIL_BACKOFF_MAX)
+        headers = self.client.headers
+        while True:
+            url = _core.tail_url(self.client.base_url, self.id, position.last_seq, batch_size)
+            try:
+                async with connect(url, additional_headers=headers, open_timeout=self.client.timeout,
+                                   max_size=None) as socket:
+                    async for message in socket:
+                        events = position.accept(message)
+                        backoff.reset()
+                        for event in events:
+                            yield event
+            except InvalidStatus as exc:
+                error = _core.handshake_error(exc.response.status_code, exc.response.body, exc.response.headers)
+                if not _core.is_retryable(error):
+                    raise error from None
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == 4001:
+                    raise TokenExpired(401, "token_expired", exc.rcvd.reason or "token expired") from None
+            except (OSError, TimeoutError, WebSocketException, _core.TailGap):
+                pass
+            await asyncio.sleep(backoff.next_delay())
+
+
+class AsyncProducer(_core.ProducerHandle):
+    """`Producer` for asyncio."""
+
+    session: AsyncSession
+
+    def __init__(self, session: AsyncSession, sequence: _core.ProducerSequence):
+        super().__init__(session, sequence)
+        self._lock = asyncio.Lock()
+
+    async def append(self, type: str, payload: Mapping[str, Any], **fields: Any) -> AppendResult:
+        """`Producer.append`, awaited."""
+        path = _core.session_path(self.session.id, "/append")
+        async with self._lock:
+            while True:
+                try:
+                    answer = await self.session.client.request_retrying(
+                        "POST", path, json=self.sequence.body(type, payload, fields))
+                except Conflict as exc:
+                    if self.sequence.adopt(exc):
+                        continue
+                    raise
+                return self.sequence.committed(answer)

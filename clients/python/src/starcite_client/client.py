@@ -1,0 +1,183 @@
+"""The synchronous client: `Starcite`, its `Session` handles and their `Producer`.
+
+Owns: HTTP over one `httpx.Client` (keep-alive), the retry loops of
+appends and page reads (sleeping between attempts), and the WebSocket tail
+over `websockets.sync`, reconnecting from the last delivered seq. Must not:
+decide what to retry or which events to keep (`starcite_client._core` does),
+or be used from several threads on one `Producer` at once (a lock refuses
+to interleave its appends).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator, Mapping
+
+import httpx
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.sync.client import connect
+
+from starcite_client import _core
+from starcite_client._core import AppendResult, Event, EventPage
+from starcite_client.errors import Conflict, StarciteError, TokenExpired
+
+
+class Starcite(_core.ClientSettings):
+    """A Starcite service at ``base_url`` (e.g. ``http://127.0.0.1:4000``), with an optional bearer token."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = _core.DEFAULT_TIMEOUT,
+                 retry_for: float = _core.DEFAULT_RETRY_FOR):
+        super().__init__(base_url, token, timeout, retry_for)
+        self.http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "Starcite":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+                timeout: float | None = None) -> Any:
+        """One request: its decoded JSON, or a typed `StarciteError`."""
+        try:
+            response = self.http.request(method, path, json=json, params=params,
+                                         timeout=timeout if timeout is not None else self.timeout)
+        except httpx.TransportError as exc:
+            raise _core.transport_error(exc) from exc
+        return _core.result_of(response)
+
+    def request_retrying(self, method: str, path: str, **kwargs: Any) -> Any:
+        """`request`, retried on 503s and missing answers for up to `retry_for` seconds."""
+        backoff, deadline = _core.Backoff(), time.monotonic() + self.retry_for
+        while True:
+            try:
+                return self.request(method, path, **kwargs)
+            except StarciteError as exc:
+                delay = _core.retry_delay(exc, backoff, deadline)
+                if delay is None:
+                    raise
+            time.sleep(delay)
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    def session(self, session_id: str) -> "Session":
+        """A handle on a session (no request is made)."""
+        return Session(self, session_id)
+
+    def create_session(self, id: str | None = None, title: str | None = None,
+                       metadata: Mapping[str, Any] | None = None) -> "Session":
+        record = self.request("POST", "/v1/sessions", json=_core.create_body(id, title, metadata))
+        return Session(self, record["id"], record)
+
+    def get_session(self, session_id: str) -> "Session":
+        return Session(self, session_id, self.request("GET", _core.session_path(session_id)))
+
+    def list_sessions(self, metadata: Mapping[str, str] | None = None, page_size: int = 100) -> Iterator["Session"]:
+        """Every session matching ``metadata`` (exact match), walking every page."""
+        cursor = None
+        while True:
+            page = self.request("GET", "/v1/sessions", params=_core.list_params(page_size, cursor, metadata))
+            for record in page["sessions"]:
+                yield Session(self, record["id"], record)
+            cursor = page["next_cursor"]
+            if not cursor:
+                return
+
+
+class Session(_core.SessionHandle):
+    """One session: ``id``, and ``data`` (its record as last read; empty for a bare handle)."""
+
+    client: Starcite
+
+    def refresh(self) -> "Session":
+        self.data = self.client.request("GET", _core.session_path(self.id))
+        return self
+
+    def producer(self, producer_id: str, next_seq: int = 1, resume: bool = False) -> "Producer":
+        return Producer(self, _core.ProducerSequence(producer_id, next_seq, resume))
+
+    def events(self, cursor: int = 0, limit: int = 100, wait_ms: int = 0) -> EventPage:
+        """One page of `GET /v1/sessions/:id/events` (held up to ``wait_ms`` when nothing follows)."""
+        return self.client.request_retrying("GET", _core.session_path(self.id, "/events"),
+                                            params=_core.events_params(cursor, limit, wait_ms),
+                                            timeout=_core.events_timeout(wait_ms, self.client.timeout))
+
+    def tail(self, cursor: int = 0, batch_size: int = 100, follow: bool = True,
+             transport: str = "websocket") -> Iterator[Event]:
+        """Every event after ``cursor``, once each, in order.
+
+        ``follow=True``: then live, forever, over a WebSocket that reconnects from the
+        last delivered seq after any disconnect (bounded backoff with jitter).
+        ``follow=False``: up to the session's end as it is now (read as pages).
+        """
+        self.check_transport(transport)
+        if not follow:
+            return self._read_to_end(cursor, batch_size)
+        return self._follow(cursor, batch_size)
+
+    def _read_to_end(self, cursor: int, limit: int) -> Iterator[Event]:
+        end = None
+        while True:
+            page = self.events(cursor, limit)
+            end = page["last_seq"] if end is None else end
+            events, done = _core.page_until(page, end)
+            yield from events
+            if done:
+                return
+            cursor = events[-1]["seq"]
+
+    def _follow(self, cursor: int, batch_size: int) -> Iterator[Event]:
+        position, backoff = _core.TailPosition(cursor), _core.Backoff(maximum=_core.TAIL_BACKOFF_MAX)
+        headers = self.client.headers
+        while True:
+            url = _core.tail_url(self.client.base_url, self.id, position.last_seq, batch_size)
+            try:
+                with connect(url, additional_headers=headers, open_timeout=self.client.timeout,
+                             max_size=None) as socket:
+                    for message in socket:
+                        events = position.accept(message)
+                        backoff.reset()
+                        yield from events
+            except InvalidStatus as exc:
+                error = _core.handshake_error(exc.response.status_code, exc.response.body, exc.response.headers)
+                if not _core.is_retryable(error):
+                    raise error from None
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == 4001:
+                    raise TokenExpired(401, "token_expired", exc.rcvd.reason or "token expired") from None
+            except (OSError, TimeoutError, WebSocketException, _core.TailGap):
+                pass  # reconnect from the last delivered seq
+            time.sleep(backoff.next_delay())
+
+
+class Producer(_core.ProducerHandle):
+    """Appends of one ``producer_id``: each gets the next producer_seq, retried until exactly one event results."""
+
+    session: Session
+
+    def __init__(self, session: Session, sequence: _core.ProducerSequence):
+        super().__init__(session, sequence)
+        self._lock = threading.Lock()
+
+    def append(self, type: str, payload: Mapping[str, Any], **fields: Any) -> AppendResult:
+        """Append one event (``fields``: actor, source, metadata, refs, idempotency_key, expected_seq).
+
+        503s, timeouts and refused connections are retried with the same producer_seq
+        (the service dedupes), so a returned append has exactly one event."""
+        path = _core.session_path(self.session.id, "/append")
+        with self._lock:
+            while True:
+                try:
+                    answer = self.session.client.request_retrying(
+                        "POST", path, json=self.sequence.body(type, payload, fields))
+                except Conflict as exc:
+                    if self.sequence.adopt(exc):
+                        continue
+                    raise
+                return self.sequence.committed(answer)

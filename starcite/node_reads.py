@@ -1,0 +1,73 @@
+"""What the edge reads from a session's stream: committed events, cold then hot, gap-free.
+
+Owns: `NodeReads`, the mixin of `Node` behind the tail's replay
+(`read_events`) and the events endpoint (`read_page`, `events_page` with its
+long-poll hold), and `ArchiveReadError`: cold events that cannot be read are
+a 503, never a gap.
+
+Must not: parse HTTP, know about auth, or change any state (the long-poll
+registry, `starcite.long_poll`, only holds waiters).
+"""
+
+from starcite.adapters import ArchiveUnavailable
+from starcite.errors import StarciteError
+from starcite.long_poll import wait_for_events
+from starcite.rules import RuleError, encode_event
+
+
+class ArchiveReadError(StarciteError):
+    """Cold events could not be read (archive down or a gap): never serve a gap (503)."""
+
+    def __init__(self, message: str):
+        super().__init__(503, "archive_read_unavailable", message, {"Retry-After": "1"})
+
+
+class NodeReads:
+    def read_events(self, session_id: str, after_seq: int, limit: int) -> list:
+        """Up to ``limit`` committed ``(seq, json)`` after ``after_seq``, cold then hot, gap-free."""
+        return self.read_page(session_id, after_seq, limit)[0]
+
+    def read_page(self, session_id: str, after_seq: int, limit: int):
+        """``(events, last_seq)``: `read_events` and the session's last_seq as that read saw it."""
+        hot = self.read_hot(session_id, after_seq, limit)
+        if hot is None:
+            raise RuleError(404, "session_not_found", f"Session {session_id} not found")
+        archived_seq, last_seq, entries = hot
+        if after_seq >= archived_seq:
+            return [(seq, event_json) for seq, event_json, _n in entries], last_seq
+        upto = min(archived_seq, after_seq + limit)
+        try:
+            cold = self.run_io(self.cold.read_events, session_id, after_seq + 1, upto)
+        except ArchiveUnavailable as exc:
+            raise ArchiveReadError(f"Archive unavailable: {exc}") from None
+        merged = {}
+        for event in cold:
+            merged.setdefault(event["seq"], encode_event(event))
+        for seq, event_json, _n in entries:
+            merged.setdefault(seq, event_json)
+        out = []
+        expected = after_seq + 1
+        for seq in sorted(merged):
+            if seq < expected:
+                continue
+            if seq != expected:
+                raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
+            out.append((seq, merged[seq]))
+            expected += 1
+            if len(out) == limit:
+                break
+        if not out and after_seq < last_seq:
+            raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
+        return out, last_seq
+
+    def events_page(self, session_id: str, after_seq: int, limit: int, wait_ms: int = 0):
+        """`read_page`, held up to ``wait_ms`` while nothing follows ``after_seq`` (long-poll).
+
+        A commit on this node's replica of the session's group wakes the hold at once; a
+        node without a replica re-reads through the router (see `starcite.long_poll`)."""
+        def read():
+            return self.read_page(session_id, after_seq, limit)
+        if wait_ms <= 0 or self.stopping:
+            return read()
+        local = self.group_of(session_id) in self.groups
+        return wait_for_events(self.long_polls, read, session_id, wait_ms / 1000.0, local)
