@@ -80,7 +80,9 @@ def create_app(node, config):
     app.add_route("/v1/sessions", SessionsResource(node, max_body))
     app.add_route("/v1/sessions/{session_id}", SessionResource(node))
     app.add_route("/v1/sessions/{session_id}/append", AppendResource(node, max_body))
-    app.add_route("/v1/sessions/{session_id}/tail", TailResource(node, gate))
+    tails = TailResource(node, gate)
+    node.gauge_sources.append(tails.counts)  # the edge's share of the tail gauges on /metrics
+    app.add_route("/v1/sessions/{session_id}/tail", tails)
     app.add_route("/v1/auth/issue", AuthIssueResource(gate, max_body))
     app.add_route("/health/live", HealthLiveResource())
     app.add_route("/health/ready", HealthReadyResource(node))
