@@ -22,16 +22,21 @@ class Profile:
     fanout_tails: int
     fanout_seconds: float
     idle_tails: int
+    reconnect_tails: int          # tails that follow one session through a node restart
+    reconnect_steady_s: float     # live with appends before the restart
     concurrency: tuple = (1, 16, 64)
     sessions: int = 1000          # appends go to a random session among these
     replay_batch: int = 1000
     fanout_interval_ms: float = 10.0
+    reconnect_interval_ms: float = 200.0
 
 
 FULL = Profile("full", ops=20000, warmup=1000, timeout_s=300, replay_events=100_000, replay_passes=3,
-               fanout_tails=1000, fanout_seconds=10, idle_tails=10_000)
+               fanout_tails=1000, fanout_seconds=10, idle_tails=10_000, reconnect_tails=10_000,
+               reconnect_steady_s=5)
 QUICK = Profile("quick", ops=2000, warmup=200, timeout_s=60, replay_events=10_000, replay_passes=2,
-                fanout_tails=100, fanout_seconds=3, idle_tails=1000)
+                fanout_tails=100, fanout_seconds=3, idle_tails=1000, reconnect_tails=1000,
+                reconnect_steady_s=2)
 
 
 @dataclasses.dataclass

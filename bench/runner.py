@@ -24,7 +24,7 @@ from bench.procs import StartError, Supervisor
 from bench.targets import REPO_ROOT
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
-from bench.workloads import append, fanout, idle, replay
+from bench.workloads import append, fanout, idle, reconnect, replay
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
 
@@ -53,6 +53,7 @@ SPECS = [
     Spec("replay", "starcite", replay.starcite),
     Spec("fanout", "starcite", fanout.starcite),
     Spec("idle", "starcite", idle.starcite),
+    Spec("reconnect", "starcite", reconnect.starcite),
 ]
 
 

@@ -55,10 +55,9 @@ class _StateCollector:
     def collect(self):
         snap = self.snapshot()
         for name, help_, key in STATE_GAUGES:
-            if key in snap:
-                family = GaugeMetricFamily(name, help_)
-                family.add_metric([], snap[key])
-                yield family
+            family = GaugeMetricFamily(name, help_)
+            family.add_metric([], snap.get(key, 0))
+            yield family
         peers = GaugeMetricFamily("starcite_peer_connection_up", "1 while the peer link to a node is up",
                                   labels=["peer"])
         for peer, up in snap.get("peer_links", {}).items():

@@ -85,6 +85,7 @@ class Node(NodeViews, NodeTails):
         self.adapter.check()
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
         self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
+        self._cold_flights = {}  # (session, from, to) -> AsyncResult of the archive read in flight
         self.cold = ArchiveReadCache.from_config(config, self.adapter)
         self.metrics = Metrics(self.snapshot)
         self.asys = ActorSystem("simpleSystemBase")
@@ -292,7 +293,7 @@ class Node(NodeViews, NodeTails):
             return [(seq, event_json) for seq, event_json, _n in entries]
         upto = min(archived_seq, after_seq + limit)
         try:
-            cold = self.run_io(self.cold.read_events, session_id, after_seq + 1, upto)
+            cold = self._read_cold(session_id, after_seq + 1, upto)
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Archive unavailable: {exc}") from None
         merged = {}
@@ -314,6 +315,25 @@ class Node(NodeViews, NodeTails):
         if not out and after_seq < last_seq:
             raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
         return out
+
+    def _read_cold(self, session_id, from_seq, to_seq) -> list:
+        """Archived events ``from_seq..to_seq``. Identical reads in flight share one archive read:
+        after a restart every tail resumes from the same seq, and the events committed while they
+        were away are archived by then (the archive's last, partial chunk, which is not cached)."""
+        key = (session_id, from_seq, to_seq)
+        flight = self._cold_flights.get(key)
+        if flight is not None:
+            return flight.get()  # what the first reader got, or what it raised
+        flight = self._cold_flights[key] = AsyncResult()
+        try:
+            events = self.run_io(self.cold.read_events, session_id, from_seq, to_seq)
+        except BaseException as exc:
+            flight.set_exception(exc if isinstance(exc, Exception) else ArchiveUnavailable("read abandoned"))
+            raise
+        finally:
+            del self._cold_flights[key]
+        flight.set(events)
+        return events
 
     # -- timers ---------------------------------------------------------------
 

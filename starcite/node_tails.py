@@ -5,7 +5,7 @@ node's replica (go_live, go_replay, close: each is one message to the
 group's actor), and `NodeTails`, the `Node` mixin that opens tails on the
 local replica or through a remote one (`open_tail`, `open_local_tail`),
 keeps `tails` (every tail whose socket this node holds), puts the periodic
-``("check",)`` item, and counts what tails hold for the metrics.
+``("check", last_seq)`` item, and counts what tails hold for the metrics.
 
 A tail is not an actor: its whole state in the data plane is its outbox's
 membership of the group's registry (`RaftGroup.live_tails`) while it is
@@ -17,7 +17,11 @@ Must not: touch sockets, decide whether a tail is caught up (the group's
 actor does, atomically), or block.
 """
 
+import logging
+
 from starcite.actors import messages as m
+
+log = logging.getLogger("starcite.tails")
 
 
 class LocalTail:
@@ -66,9 +70,21 @@ class NodeTails:
         return LocalTail(self, session_id, self.group_actors[self.group_of(session_id)], outbox)
 
     def _catch_up_tick(self):
-        item = ("check",)
+        """The safety net for a missed notification (e.g. across a leader change): every tail gets
+        ``("check", last_seq)``, read once per session; one that has sent less replays."""
+        by_session = {}
         for handle in list(self.tails):
-            handle.outbox.put(item)
+            by_session.setdefault(handle.session_id, []).append(handle)
+        for session_id, handles in by_session.items():
+            try:
+                hot = self.read_hot(session_id, 0, 0)
+            except Exception as exc:  # e.g. no replica reachable: the others go on, this one waits a tick
+                log.warning("tail catch-up check of %s skipped: %s", session_id, exc)
+                continue
+            if hot is not None:
+                item = ("check", hot[1])
+                for handle in handles:
+                    handle.outbox.put(item)
 
     def tail_counts(self) -> dict:
         """What open tails hold in the data plane, for the metrics: every figure returns to its

@@ -53,10 +53,11 @@ class Node:
         self.data_dir = os.path.join(work_dir, f"starcite-{free_port()}")
         self.port = self.child = None
 
-    def start(self, env: dict = None):
+    def start(self, env: dict = None, port: int = None):
+        """Start on ``port`` (default: a free one)."""
         if not os.path.exists(EXECUTABLE):
             raise StartError(f"{EXECUTABLE} is not installed")
-        self.port = free_port()
+        self.port = port or free_port()
         full_env = {"PORT": str(self.port), "STARCITE_HOST": "127.0.0.1", "STARCITE_DATA_DIR": self.data_dir,
                     "STARCITE_RAFT_PORT": str(free_port()), **self.extra_env, **(env or {})}
         self.child = self.sup.start("starcite", [EXECUTABLE, "serve"], self.ready, env=full_env, cwd=REPO_ROOT,
@@ -71,9 +72,11 @@ class Node:
             self.sup.stop(self.child, timeout=30)
             self.child = None
 
-    def restart(self, env: dict = None):
+    def restart(self, env: dict = None, same_port: bool = False):
+        """Stop (SIGTERM, graceful) and start again; ``same_port``: where its clients reconnect."""
+        port = self.port if same_port else None
         self.stop()
-        return self.start(env)
+        return self.start(env, port)
 
     def metric(self, name: str) -> float:
         """Sum of every sample of metric ``name`` (0 when absent)."""

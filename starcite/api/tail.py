@@ -81,18 +81,23 @@ class TailResource:
 class Outbox:
     """Work for a tail: the group, the node and the stream's own hub callbacks put items here.
 
-    A committed batch for an idle live tail is written straight to the socket,
-    non-blocking (``deliver``), with no greenlet; anything else wakes the pump.
+    Two items are settled at the put, in the hub, with no greenlet: a committed batch for an
+    idle live tail is written straight to the socket, non-blocking (``deliver``), and a
+    periodic ``("check", last_seq)`` is dropped when the tail has sent that much (``caught_up``).
+    Anything else wakes the pump.
     """
 
-    def __init__(self, wake, deliver):
+    def __init__(self, wake, deliver, caught_up):
         self.items = collections.deque()
         self.wake = wake
         self.deliver = deliver
+        self.caught_up = caught_up
 
     def put(self, item):
-        if item[0] == "events" and not self.items and self.deliver(item[1]):
-            return
+        if not self.items:
+            kind = item[0]
+            if kind == "events" and self.deliver(item[1]) or kind == "check" and self.caught_up(item[1]):
+                return
         self.items.append(item)
         self.wake()
 
@@ -115,7 +120,7 @@ class TailStream:
         self.expires_at = expires_at
         self.replaying = True
         self.pump = None
-        self.outbox = Outbox(self.kick, self._deliver_now)
+        self.outbox = Outbox(self.kick, self._deliver_now, self._caught_up)
         self.handle = None
         self.watchers = []
         self.inbound = InboundFrames()
@@ -136,7 +141,10 @@ class TailStream:
         self.watchers.append(reader)
         if self.expires_at is not None:
             self._arm_expiry(loop)
-        self.kick()
+        # The first replay runs in the request's greenlet, which exists anyway (no spawn per
+        # tail); caught up and idle, it returns and the request greenlet ends.
+        self.pump = gevent.getcurrent()
+        self._run()
 
     def kick(self):
         if self.pump is None and not self.conn.closed:
@@ -167,6 +175,10 @@ class TailStream:
         if self.conn.unsent:
             self.kick()  # the kernel buffer was full: the pump writes the rest
         return True
+
+    def _caught_up(self, last_seq) -> bool:
+        """Hub context: an idle live tail that has sent ``last_seq`` needs no catch-up."""
+        return self.pump is None and not self.replaying and self.sent >= last_seq
 
     def _work(self):
         items = self.outbox.items
@@ -203,9 +215,8 @@ class TailStream:
                     continue
                 self._send(entries)
             elif kind == "check":
-                # Periodic catch-up check: behind the store with nothing queued -> replay.
-                hot = self.node.read_hot(self.session_id, self.sent, 0)
-                if hot is not None and hot[1] > self.sent and not items:
+                # Periodic catch-up check: behind the session's last seq with nothing queued -> replay.
+                if item[1] > self.sent and not items:
                     self._replay()
             elif kind == "replay":
                 self.replaying = True
