@@ -26,6 +26,7 @@ _SENT = re.compile(rb'"sent_ns":\s*(\d+)')
 _BACKOFF_S = (0.1, 0.2, 0.4, 0.8, 1.0)  # then 1.0 s; each delay jittered to 50-100% of it
 _OPEN_PARALLEL = 200                    # handshakes in flight at once when the tails first open
 _POLL_S = 0.1
+_UPGRADE_TIMEOUT_S = 30.0               # an SDK's handshake timeout: a storm queues, it must not retry early
 
 
 class ResumingTail:
@@ -57,7 +58,7 @@ class ResumingTail:
     async def connect(self):
         path = starcite_target.tail_path(self.session_id, self.last_seq, 1)
         self.caught_up_ns = 0
-        self.proto = await ws.connect(self.port, path, self.on_frame, timeout=5.0)
+        self.proto = await ws.connect(self.port, path, self.on_frame, timeout=_UPGRADE_TIMEOUT_S)
         self.resumed_ns = time.perf_counter_ns()
 
     async def follow(self, stop: asyncio.Event):

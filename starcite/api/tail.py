@@ -66,8 +66,8 @@ class TailResource:
             raise ApiError(503, "unavailable", "Tails are not served by this process right now")
         ws = upgrade()
         req.context.upgraded = True
-        # The request greenlet ends here: the tail lives on a detached socket, driven by
-        # watchers and short-lived greenlets, so an idle tail holds no greenlet stack.
+        # The request greenlet runs the first replay, then ends: the tail lives on a detached
+        # socket, driven by watchers and short-lived greenlets, so an idle tail holds no stack.
         TailStream(self.node, TailSocket.detach(ws), session_id, cursor, batch_size,
                    self.gate.expires_at(access)).start(self.streams)
 
