@@ -2,8 +2,8 @@
 
 Owns: picking free loopback ports, spawning child processes in their own
 process groups with their output in log files, bounded readiness waits,
-stopping (SIGTERM, bounded wait, SIGKILL of the whole group), and reading the
-RSS of a process tree. `Supervisor` is a context manager: leaving it (normal
+stopping (SIGTERM, bounded wait, SIGKILL of the whole group), reading the
+RSS of a process tree, and the open-file limit of client processes. `Supervisor` is a context manager: leaving it (normal
 exit, exception, Ctrl-C, SIGTERM to the harness) stops every child still
 running, newest first. Must not: know what the children are.
 """
@@ -11,6 +11,7 @@ running, newest first. Must not: know what the children are.
 import multiprocessing
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -61,6 +62,13 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def raise_fd_limit():
+    """Raise this process's open-file limit to its hard limit (thousands of client sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def rss_bytes(pid: int) -> int:

@@ -29,7 +29,7 @@ RATIO_PEERS = {
 
 @dataclasses.dataclass
 class Row:
-    workload: str                 # append | replay | fanout | failover | idle
+    workload: str                 # append | replay | fanout | failover | idle | reconnect
     system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
     clients: int = None           # concurrent clients (tails for fanout/idle)
     status: str = OK
@@ -146,6 +146,12 @@ _SECTIONS = [
     ("idle", "Idle tails (RSS of the node and its children)",
      [("tails", lambda r: _fmt(r.clients)), ("open", _figure("open")), ("rss 0", _figure("rss_0", _mib)),
       ("rss N", _figure("rss_n", _mib)), ("bytes/tail", _figure("bytes_per_tail"))]),
+    ("reconnect", "Reconnect storm after a node restart (seconds from the node ready)",
+     [("tails", lambda r: _fmt(r.clients)), ("all resumed s", _figure("all_resumed_s")),
+      ("resume window s", _figure("resume_window_s")), ("resumes/s", _figure("resumes_per_s")), ("caught up p50 s", _figure("caught_up_p50_s")),
+      ("p99 s", _figure("caught_up_p99_s")), ("all caught up s", _figure("all_caught_up_s")),
+      ("events", _figure("events")), ("missed", _figure("missed")), ("repeated", _figure("repeated")),
+      ("peak rss", _figure("peak_rss", _mib))]),
 ]
 
 

@@ -1,9 +1,10 @@
 """Prometheus metrics of a node.
 
 Owns: every metric's name, type and help text, and the scrape-time collector
-that reads live gauges (pending rows, hot size) from the node. Counters and
-histograms are updated by the code paths that do the work; gauges that
-describe state are computed when scraped, so they can never drift.
+that reads live gauges (pending rows, hot size, what open tails hold) from
+the node. Counters and histograms are updated by the code paths that do the
+work; gauges that describe state are computed when scraped, so they can
+never drift.
 
 Must not: be imported for side effects elsewhere than through `Metrics`, or
 use the global default registry (tests start several nodes per process).
@@ -18,25 +19,44 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+# Gauges read from the node's snapshot: (name, help, snapshot key). The tail and actor gauges
+# describe what open tails hold; each returns to its idle value once every tail is closed.
+STATE_GAUGES = (
+    ("starcite_archive_pending_rows", "Committed events waiting to be archived", "pending_rows"),
+    ("starcite_archive_pending_sessions", "Sessions with events waiting to be archived", "pending_sessions"),
+    ("starcite_archive_lag", "Largest per-session archive lag, in events (last_seq - archived_seq)", "lag"),
+    ("starcite_archive_tail_size", "Events held in the hot (in-memory) tier", "hot_events"),
+    ("starcite_event_store_bytes", "Bytes held in the hot (in-memory) tier", "hot_bytes"),
+    ("starcite_archive_read_cache_bytes", "Bytes held by the archive read cache", "cache_bytes"),
+    ("starcite_tails", "Open WebSocket tails (same as starcite_tails_open)", "tails"),
+    ("starcite_tails_open", "Tails whose socket this node holds, fed locally or remotely", "tails_open"),
+    ("starcite_tails_live", "Live tail outboxes registered with this node's replicas (incl. served for peers)",
+     "tails_live"),
+    ("starcite_tail_sessions_watched", "Sessions with at least one live tail on this node's replicas",
+     "tail_sessions_watched"),
+    ("starcite_tails_fed_remotely", "Tails on this node fed by another node's replica", "tails_fed_remotely"),
+    ("starcite_tails_served_for_peers", "Tails of other nodes fed by this node's replicas",
+     "tails_served_for_peers"),
+    ("starcite_tail_streams", "Tail streams at the edge, from the upgrade to the close", "tail_streams"),
+    ("starcite_tail_watchers", "io watchers and timers held by tail streams", "tail_watchers"),
+    ("starcite_tail_pumps", "Tail pump greenlets running", "tail_pumps"),
+    ("starcite_actors_alive", "Actors alive in the node's actor system", "actors_alive"),
+    ("starcite_actor_registry_entries", "Entries of the actor system's registry (an exited actor keeps one)",
+     "actor_registry_entries"),
+    ("starcite_event_loop_watchers", "Active watchers of the worker's event loop (sockets, timers)",
+     "event_loop_watchers"),
+)
+
+
 class _StateCollector:
     def __init__(self, snapshot):
         self.snapshot = snapshot
 
     def collect(self):
         snap = self.snapshot()
-        for name, help_, value in (
-            ("starcite_archive_pending_rows", "Committed events waiting to be archived", snap["pending_rows"]),
-            ("starcite_archive_pending_sessions", "Sessions with events waiting to be archived",
-             snap["pending_sessions"]),
-            ("starcite_archive_lag", "Largest per-session archive lag, in events (last_seq - archived_seq)",
-             snap["lag"]),
-            ("starcite_archive_tail_size", "Events held in the hot (in-memory) tier", snap["hot_events"]),
-            ("starcite_event_store_bytes", "Bytes held in the hot (in-memory) tier", snap["hot_bytes"]),
-            ("starcite_archive_read_cache_bytes", "Bytes held by the archive read cache", snap["cache_bytes"]),
-            ("starcite_tails", "Open WebSocket tails", snap["tails"]),
-        ):
+        for name, help_, key in STATE_GAUGES:
             family = GaugeMetricFamily(name, help_)
-            family.add_metric([], value)
+            family.add_metric([], snap.get(key, 0))
             yield family
         peers = GaugeMetricFamily("starcite_peer_connection_up", "1 while the peer link to a node is up",
                                   labels=["peer"])

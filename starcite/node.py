@@ -4,7 +4,8 @@ Owns: building the in-process actor system (Thespian simpleSystemBase, driven
 inline from greenlets), the Raft groups this node replicates and their
 actors, the archiver, the observer, the archive adapter and read cache, the
 node's timers (archive tick, tail catch-up, cache cleanup), readiness, and
-graceful shutdown. Every edge call becomes a message with its own reply
+graceful shutdown. Tails are opened through the `NodeTails` mixin
+(`starcite.node_tails`). Every edge call becomes a message with its own reply
 future, so no reply can reach another caller.
 
 Must not: parse HTTP, know about auth, or decide session rules.
@@ -25,13 +26,13 @@ from starcite.actors.control import CONTROL_GROUP
 from starcite.actors.observer import ObserverActor
 from starcite.actors.group_actor import RaftGroupActor
 from starcite.actors.raft_group import NotLeader, RaftGroup, RaftUnavailable
-from starcite.actors.tail import TailActor
 from starcite.adapters import ArchiveUnavailable, build_adapter
 from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.errors import StarciteError
 from starcite.metrics import Metrics
 from starcite.node_reads import ArchiveReadError, NodeReads  # noqa: F401 (ArchiveReadError: importers)
+from starcite.node_tails import NodeTails
 from starcite.node_views import NodeViews
 from starcite.long_poll import LongPolls
 from starcite.cluster.peer_link import PeerHub
@@ -59,26 +60,7 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-class TailHandle:
-    """What the WebSocket greenlet holds: its TailActor's address and its outbox."""
-
-    def __init__(self, node, session_id, address, outbox):
-        self.node, self.session_id, self.address, self.outbox = node, session_id, address, outbox
-
-    def go_live(self, cursor):
-        self.node.tell(self.address, m.GoLive(cursor))
-
-    def go_replay(self):
-        self.node.tell(self.address, m.GoReplay())
-
-    def close(self):
-        if self.address is not None:
-            self.node.tails.discard(self)
-            self.node.tell(self.address, m.TailStop())
-            self.address = None
-
-
-class Node(NodeReads, NodeViews):
+class Node(NodeReads, NodeViews, NodeTails):
     def __init__(self, config):
         self.config = config
         self.name = config.node_name
@@ -93,13 +75,15 @@ class Node(NodeReads, NodeViews):
         self.stopping = False
         self.stopped = False
         self.inflight = 0
-        self.tails = set()
+        self.tails = set()       # every tail whose socket this node holds (`NodeTails`)
         self.long_polls = LongPolls()  # held `GET .../events?wait_ms=` requests
+        self.gauge_sources = []  # callables returning {gauge: value}, merged into the metrics snapshot
         self.unindexed = set()
         self.adapter = build_adapter(config)
         self.adapter.check()
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
         self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
+        self._cold_flights = {}  # (session, from, to) -> AsyncResult of the archive read in flight
         self.cold = ArchiveReadCache.from_config(config, self.adapter)
         self.metrics = Metrics(self.snapshot)
         self.asys = ActorSystem("simpleSystemBase")
@@ -143,7 +127,7 @@ class Node(NodeReads, NodeViews):
             # tails only after the ack callbacks (FIFO on the hub). Safe for the tails: the
             # state already shows the new last_seq, so a tail probing before this
             # notification lands goes back to replay instead of skipping it.
-            if session_id in self.groups[group_id].watched:
+            if session_id in self.groups[group_id].live_tails:
                 run_callback(self.tell, address, m.Committed(session_id, entries))
             if session_id in self.long_polls:  # every replica applies: a follower wakes its own waiters
                 run_callback(self.long_polls.wake, session_id)
@@ -311,24 +295,6 @@ class Node(NodeReads, NodeViews):
     def local_groups(self):
         return sorted(self.groups)
 
-    # -- tails ----------------------------------------------------------------
-
-    def open_tail(self, session_id: str, cursor: int, outbox):
-        """``outbox`` has ``put(item)``; the TailActor puts ``("events"|"replay", ...)`` on it.
-        Served by the local replica, or by a remote one when this node holds none."""
-        group_id = self.group_of(session_id)
-        if group_id in self.group_actors:
-            handle = self.open_local_tail(session_id, cursor, outbox)
-        else:
-            handle = self.remote_tails.open(session_id, group_id, cursor, outbox)
-        self.tails.add(handle)
-        return handle
-
-    def open_local_tail(self, session_id, cursor, outbox) -> TailHandle:
-        address = self.asys.createActor(TailActor)
-        handle = TailHandle(self, session_id, address, outbox)
-        self.tell(address, m.TailStart(session_id, cursor, outbox, self.group_actors[self.group_of(session_id)]))
-        return handle
 
     # -- timers ---------------------------------------------------------------
 
@@ -348,10 +314,6 @@ class Node(NodeReads, NodeViews):
                 self.unindexed.discard(session_id)
             elif not self._index_session(record):
                 break  # the archive is still down: the rest waits for the next tick
-
-    def _catch_up_tick(self):
-        for handle in list(self.tails):
-            handle.outbox.put(("check",))
 
     def _cache_cleanup(self):
         self.cold.cleanup()

@@ -9,6 +9,8 @@ Must not: parse HTTP, know about auth, or change any state (the long-poll
 registry, `starcite.long_poll`, only holds waiters).
 """
 
+from gevent.event import AsyncResult
+
 from starcite.adapters import ArchiveUnavailable
 from starcite.errors import StarciteError
 from starcite.long_poll import wait_for_events
@@ -37,7 +39,7 @@ class NodeReads:
             return [(seq, event_json) for seq, event_json, _n in entries], last_seq
         upto = min(archived_seq, after_seq + limit)
         try:
-            cold = self.run_io(self.cold.read_events, session_id, after_seq + 1, upto)
+            cold = self._read_cold(session_id, after_seq + 1, upto)
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Archive unavailable: {exc}") from None
         merged = {}
@@ -59,6 +61,25 @@ class NodeReads:
         if not out and after_seq < last_seq:
             raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
         return out, last_seq
+
+    def _read_cold(self, session_id, from_seq, to_seq) -> list:
+        """Archived events ``from_seq..to_seq``. Identical reads in flight share one archive read:
+        after a restart every tail resumes from the same seq, and the events committed while they
+        were away are archived by then (the archive's last, partial chunk, which is not cached)."""
+        key = (session_id, from_seq, to_seq)
+        flight = self._cold_flights.get(key)
+        if flight is not None:
+            return flight.get()  # what the first reader got, or what it raised
+        flight = self._cold_flights[key] = AsyncResult()
+        try:
+            events = self.run_io(self.cold.read_events, session_id, from_seq, to_seq)
+        except BaseException as exc:
+            flight.set_exception(exc if isinstance(exc, Exception) else ArchiveUnavailable("read abandoned"))
+            raise
+        finally:
+            del self._cold_flights[key]
+        flight.set(events)
+        return events
 
     def events_page(self, session_id: str, after_seq: int, limit: int, wait_ms: int = 0):
         """`read_page`, held up to ``wait_ms`` while nothing follows ``after_seq`` (long-poll).

@@ -1,15 +1,28 @@
 """What a node shows about itself: readiness, the ops status, drain, and the metrics snapshot.
 
-Owns: `NodeViews`, the mixin of `Node` that reads its groups, peer links and
-observer for `/health/ready`, `starcite ops status` and `/metrics`. Must not:
-change data-plane state (drain only flips routing flags through the Observer).
+Owns: `NodeViews`, the mixin of `Node` that reads its groups, peer links,
+observer, tails and actor system for `/health/ready`, `starcite ops status`
+and `/metrics`. Must not: change data-plane state (drain only flips routing
+flags through the Observer).
 """
 
 import time
 
+import gevent
 from gevent.event import AsyncResult
 
 from starcite.actors import messages as m
+
+
+def actor_counts(asys) -> dict:
+    """Actors alive in a Thespian simpleSystemBase, and the entries of its registry. The registry
+    keeps an entry for every actor that ever existed (an exited one only loses its instance), so
+    its size, not the live count, is what grows if actors are created per request or per tail."""
+    registry = getattr(getattr(asys, "_systemBase", None), "actorRegistry", None)
+    if registry is None:
+        return {"actors_alive": -1, "actor_registry_entries": -1}
+    return {"actors_alive": sum(1 for ref in registry.values() if ref is not None and ref.instance is not None),
+            "actor_registry_entries": len(registry)}
 
 
 class NodeViews:
@@ -76,8 +89,13 @@ class NodeViews:
                 hot_events += len(state.hot)
         peer_links = {} if self.peer_hub is None else {peer: self.peer_hub.connected(peer)
                                                        for peer in self.peer_hub.peers}
-        return {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
+        snap = {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
                 "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
                 "cache_bytes": self.cold.size_bytes, "tails": len(self.tails), "long_polls": self.long_polls.count(), "peer_links": peer_links,
                 "groups_led": sum(1 for group in self.groups.values() if group.is_leader()),
-                "leader_changes": sum(group.leader_changes for group in self.groups.values())}
+                "leader_changes": sum(group.leader_changes for group in self.groups.values()),
+                **self.tail_counts(), **actor_counts(self.asys),
+                "event_loop_watchers": getattr(gevent.get_hub().loop, "activecnt", -1)}
+        for source in self.gauge_sources:
+            snap.update(source())
+        return snap

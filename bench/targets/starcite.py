@@ -72,11 +72,12 @@ class Node:
         self.data_dir = os.path.join(work_dir, f"{name}-{free_port()}")
         self.port = self.child = None
 
-    def spawn(self, env: dict = None):
-        """Start the process without waiting for it (cluster members must boot together)."""
+    def spawn(self, env: dict = None, port: int = None):
+        """Start the process without waiting for it (cluster members must boot together);
+        ``port``: where its clients reconnect (default: the fixed port, else a free one)."""
         if not os.path.exists(EXECUTABLE):
             raise StartError(f"{EXECUTABLE} is not installed")
-        self.port = self.fixed_port or free_port()
+        self.port = port or self.fixed_port or free_port()
         full_env = {"PORT": str(self.port), "STARCITE_HOST": "127.0.0.1", "STARCITE_DATA_DIR": self.data_dir,
                     **self.extra_env, **(env or {})}
         self.child = self.sup.spawn(self.name, [EXECUTABLE, "serve"], full_env, REPO_ROOT)
@@ -86,8 +87,8 @@ class Node:
         self.sup.await_ready(self.child, self.ready, timeout)
         return self
 
-    def start(self, env: dict = None):
-        return self.spawn(env).wait_ready()
+    def start(self, env: dict = None, port: int = None):
+        return self.spawn(env, port).wait_ready()
 
     def ready(self) -> bool:
         return http_get(self.port, "/health/ready", timeout=2)[0] == 200
@@ -116,9 +117,11 @@ class Node:
             self.sup.kill(self.child)
             self.child = None
 
-    def restart(self, env: dict = None):
+    def restart(self, env: dict = None, same_port: bool = False):
+        """Stop (SIGTERM, graceful) and start again; ``same_port``: where its clients reconnect."""
+        port = self.port if same_port else None
         self.stop()
-        return self.start(env)
+        return self.start(env, port)
 
     def metric(self, name: str) -> float:
         """Sum of every sample of metric ``name`` (0 when absent)."""

@@ -99,6 +99,8 @@ async def connect(port: int, path: str, on_frame, timeout: float = 10.0) -> WsPr
     try:
         await asyncio.wait_for(asyncio.shield(proto.upgraded), timeout)
     except BaseException:
+        if not proto.upgraded.done():
+            proto.upgraded.cancel()  # so a later connection_lost does not leave an unretrieved error
         proto.close()
         raise
     return proto

@@ -8,9 +8,8 @@ Owns: the idle-tail row.
 """
 
 import asyncio
-import resource
 
-from bench.procs import rss_bytes
+from bench.procs import raise_fd_limit, rss_bytes
 from bench.results import Row
 from bench.targets import starcite as starcite_target
 from bench.workloads import session_ids
@@ -18,12 +17,6 @@ from bench.workloads.fanout import open_tails
 
 _SETTLE_S = 2.0
 _PRIME_TAILS = 10
-
-
-def _raise_fd_limit():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _measure(node, ids: list, count: int, timeout: float) -> dict:
@@ -37,7 +30,7 @@ async def _measure(node, ids: list, count: int, timeout: float) -> dict:
     await asyncio.sleep(_SETTLE_S)
     rss_n = rss_bytes(node.child.pid)
     still_open = sum(1 for s in sockets if s.is_open)
-    node_tails = node.metric("starcite_tails")
+    node_tails = node.metric("starcite_tails_open")
     for sock in sockets:
         sock.close()
     return {"rss_0": rss_0, "rss_n": rss_n, "open": still_open, "node_tails": int(node_tails),
@@ -46,7 +39,7 @@ async def _measure(node, ids: list, count: int, timeout: float) -> dict:
 
 def starcite(ctx) -> list:
     p = ctx.profile
-    _raise_fd_limit()
+    raise_fd_limit()
     ids = session_ids(p.sessions, "idle")
     node = starcite_target.Node(ctx.sup, ctx.work_dir).start()
     try:

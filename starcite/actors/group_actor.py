@@ -3,8 +3,9 @@
 Owns: turning messages into Raft commands (create, append, ack_archived; only
 on the leader, a follower answers `NotLeader` with its hint so the node can
 route), answering local reads from the replica's state (session, hot events,
-pending archive work, status), and the group's tail registry: subscriptions,
-live outboxes, and the fan-out of committed batches into them.
+pending archive work, status), and the group's tail registry: the outboxes of
+live tails (`RaftGroup.live_tails`), the atomic go-live check that admits a
+tail into it, and the fan-out of committed batches into them.
 
 Must not: block (commands are handed to pysyncobj, whose callback resolves
 the caller's future from the tick greenlet), decide session rules, or know
@@ -34,14 +35,12 @@ class RaftGroupActor(Actor):
     Messages: StartGroup, CreateSession, Append, AckArchived (Raft commands,
     replied through their future once committed); GetSession, ReadHot,
     PendingArchive, GroupStatus (answered at once from local state);
-    Subscribe/Unsubscribe/SetLive (tail registry), Committed (fan-out into live tails' outboxes),
-    LastSeq (a tail's catch-up probe, answered with LastSeqIs).
+    GoLive/LeaveLive (tail registry), Committed (fan-out into live tails' outboxes).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.group = None
-        self.subscribers = {}
 
     def receiveMessage(self, msg, sender):
         handler = self._handlers.get(type(msg))
@@ -91,45 +90,40 @@ class RaftGroupActor(Actor):
     def _status(self, msg, sender):
         group = self.group
         msg.reply.set({**group.status(), "sessions": len(group.state.sessions), "hot_bytes": group.state.hot_bytes,
-                       "tails": sum(len(t) for t in self.subscribers.values())})
+                       "live_tails": sum(len(t) for t in group.live_tails.values())})
 
-    def _subscribe(self, msg, sender):
-        self.subscribers.setdefault(msg.session_id, {})[msg.tail.addressDetails] = None
-        self.group.watched.add(msg.session_id)
+    def _go_live(self, msg, sender):
+        # The check and the registration run in this one dispatch, and a handler never
+        # yields: no commit can be applied between them. A commit applied before the
+        # check shows in last_seq (-> replay); one applied after it finds the outbox.
+        state = self.group.state.sessions.get(msg.session_id)
+        if state is not None and state.last_seq > msg.cursor:
+            msg.outbox.put(("replay",))
+            return
+        self.group.live_tails.setdefault(msg.session_id, {})[msg.outbox] = None
 
-    def _set_live(self, msg, sender):
-        tails = self.subscribers.get(msg.session_id)
-        if tails is not None and msg.tail.addressDetails in tails:
-            tails[msg.tail.addressDetails] = msg.outbox
-
-    def _unsubscribe(self, msg, sender):
-        tails = self.subscribers.get(msg.session_id)
-        if tails is not None:
-            tails.pop(msg.tail.addressDetails, None)
-            if not tails:
-                del self.subscribers[msg.session_id]
-                self.group.watched.discard(msg.session_id)
+    def _leave_live(self, msg, sender):
+        outboxes = self.group.live_tails.get(msg.session_id)
+        if outboxes is not None:
+            outboxes.pop(msg.outbox, None)
+            if not outboxes:
+                del self.group.live_tails[msg.session_id]
 
     def _committed(self, msg, sender):
         # Straight into each live tail's outbox: one Thespian message per tail per commit
         # would cost ~10 us each, a whole core at 1,000 tails x 100 appends/s.
-        tails = self.subscribers.get(msg.session_id)
-        if tails:
+        outboxes = self.group.live_tails.get(msg.session_id)
+        if outboxes:
             item = ("events", msg.entries)
-            for outbox in tails.values():
-                if outbox is not None:
-                    outbox.put(item)
-
-    def _last_seq(self, msg, sender):
-        state = self.group.state.sessions.get(msg.session_id)
-        self.send(msg.tail, m.LastSeqIs(0 if state is None else state.last_seq))
+            for outbox in list(outboxes):  # a peer outbox's put can drop its link, and tails with it
+                outbox.put(item)
 
     def _exit(self, msg, sender):
-        self.subscribers.clear()
+        self.group.live_tails.clear()
 
     _handlers = {
         m.StartGroup: _start, m.CreateSession: _create, m.Append: _append, m.AckArchived: _ack,
         m.GetSession: _get, m.ReadHot: _read_hot, m.PendingArchive: _pending, m.GroupStatus: _status,
-        m.Subscribe: _subscribe, m.Unsubscribe: _unsubscribe, m.SetLive: _set_live, m.Committed: _committed,
-        m.LastSeq: _last_seq, m.ControlCommand: _control, ActorExitRequest: _exit,
+        m.GoLive: _go_live, m.LeaveLive: _leave_live, m.Committed: _committed, m.ControlCommand: _control,
+        ActorExitRequest: _exit,
     }

@@ -68,18 +68,6 @@ class GroupStatus:
 
 
 @dataclass(slots=True)
-class Subscribe:
-    session_id: str
-    tail: Any             # TailActor address
-
-
-@dataclass(slots=True)
-class Unsubscribe:
-    session_id: str
-    tail: Any
-
-
-@dataclass(slots=True)
 class Committed:
     """From the state machine: events just applied for one session."""
     session_id: str
@@ -87,47 +75,20 @@ class Committed:
 
 
 @dataclass(slots=True)
-class SetLive:
-    """Tail -> group: put committed batches straight into ``outbox`` (None: stop)."""
-    session_id: str
-    tail: Any
-    outbox: Any
-
-
-@dataclass(slots=True)
-class LastSeq:
-    """Tail -> group: what is the session's last seq? Answered with `LastSeqIs`."""
-    session_id: str
-    tail: Any
-
-
-@dataclass(slots=True)
-class LastSeqIs:
-    last_seq: int
-
-
-@dataclass(slots=True)
-class TailStart:
-    session_id: str
-    cursor: int
-    outbox: Any           # gevent Queue drained by the WebSocket greenlet
-    group: Any            # RaftGroupActor address
-
-
-@dataclass(slots=True)
 class GoLive:
+    """Tail -> group: the socket has sent everything up to ``cursor``. In one dispatch the
+    group compares it with the session's last seq: behind -> puts ``("replay",)`` on
+    ``outbox``; caught up -> registers ``outbox`` for committed batches."""
+    session_id: str
+    outbox: Any           # has put(item); the tail's identity in the group's registry
     cursor: int
 
 
 @dataclass(slots=True)
-class GoReplay:
-    """Socket pump -> tail: a gap or a failed catch-up check; replay from the store."""
-    pass
-
-
-@dataclass(slots=True)
-class TailStop:
-    pass
+class LeaveLive:
+    """Tail -> group: stop putting committed batches into ``outbox`` (replaying or closed)."""
+    session_id: str
+    outbox: Any
 
 
 @dataclass(slots=True)

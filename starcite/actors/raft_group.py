@@ -171,7 +171,9 @@ class RaftGroup(SafeSyncObj):
         # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
         self.self_name = self_name
-        self.watched = set()   # session ids with tail subscribers (maintained by RaftGroupActor)
+        # session id -> {outbox: None} of the live tails fed by this replica: written only by
+        # RaftGroupActor, read by the commit hook (is anyone listening?) and the metrics.
+        self.live_tails = {}
         self.machine = machine or SessionStateMachine(on_committed, on_trimmed)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
         self.leader_changes = 0

@@ -94,11 +94,13 @@ def create_app(node, config):
     errors.install(app)
     max_body = config.max_body_bytes
     authenticator = gate.authenticator
+    tails = TailResource(node, gate)
+    node.gauge_sources.append(tails.counts)  # the edge's share of the tail gauges on /metrics
     routes = {
         "/v1/sessions": SessionsResource(node, max_body),
         "/v1/sessions/{session_id}": SessionResource(node),
         "/v1/sessions/{session_id}/append": AppendResource(node, max_body),
-        "/v1/sessions/{session_id}/tail": TailResource(node, gate),
+        "/v1/sessions/{session_id}/tail": tails,
         "/v1/sessions/{session_id}/events": EventsResource(node),
         "/v1/auth/issue": AuthIssueResource(gate, max_body),
         "/health/live": HealthLiveResource(),

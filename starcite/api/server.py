@@ -245,6 +245,10 @@ class StarciteApplication(BaseApplication):
             "workers": 1,
             "worker_class": "starcite.api.server.StarciteWorker",
             "worker_connections": 100000,
+            # After a restart every tail's client reconnects at once: a connection beyond the
+            # listen backlog has its SYN dropped and retried by the client's kernel after 1, 3,
+            # 7, 15 s. The kernel caps this at net.core.somaxconn.
+            "backlog": 16384,
             "graceful_timeout": max(1, int(round(c.graceful_timeout))),
             "timeout": 60,
             "keepalive": 75,

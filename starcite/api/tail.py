@@ -1,28 +1,32 @@
 """WebSocket tails: `GET /v1/sessions/:id/tail?cursor=N&batch_size=M`.
 
 Owns: the tail's HTTP checks before the upgrade (cursor, batch_size, session
-exists, access), the handshake through the worker's upgrade hook, and the
-socket greenlet: replay from the store (cold + hot, gap-free) until caught
-up, then hand over to the `TailActor` and send what it puts on the outbox;
-re-enter replay whenever the actor says so. It sends every committed event
-after the cursor exactly once, in order.
+exists, access), the handshake through the worker's upgrade hook, the
+registry of open tail streams (for the metrics), and each stream's pump:
+replay from the store (cold + hot, gap-free) until caught up, then go live
+(the group checks and registers the outbox atomically) and send what the
+group puts on the outbox; re-enter replay on a gap or when the group says
+so. It sends every committed event after the cursor exactly once, in order.
 
-Must not: decide liveness or gaps itself beyond a defensive seq check (the
-`TailActor` does), or read inbound frames for meaning (they are ignored).
+Must not: decide liveness itself beyond a defensive seq check (the group's
+actor does), or read inbound frames for meaning (they are ignored). The
+frames and the socket are `starcite.api.ws_wire`'s.
 """
 
 import base64
 import collections
-import struct
+import logging
 import time
 
 import gevent
-import gevent.socket
 
 from starcite.api.errors import ApiError
 from starcite.api.resources import int_param
+from starcite.api.ws_wire import OP_CLOSE, OP_PING, OP_PONG, FrameMemo, InboundFrames, TailSocket, encode_frames
 from starcite.node import ArchiveReadError
 from starcite.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
+
+log = logging.getLogger("starcite.tail")
 
 REPLAY_CHUNK = 1000
 CLOSE_NORMAL = 1000
@@ -47,6 +51,7 @@ def _check_handshake(env):
 class TailResource:
     def __init__(self, node, gate):
         self.node, self.gate = node, gate
+        self.streams = set()  # every TailStream from start to finish
 
     def _checked(self, req, session_id):
         """Everything a tail request must pass before the upgrade: ``(access, cursor, batch_size)``."""
@@ -70,158 +75,44 @@ class TailResource:
             raise ApiError(503, "unavailable", "Tails are not served by this process right now")
         ws = upgrade()
         req.context.upgraded = True
-        # The request greenlet ends here: the tail lives on a detached socket, driven by
-        # watchers and short-lived greenlets, so an idle tail holds no greenlet stack.
+        # The request greenlet runs the first replay, then ends: the tail lives on a detached
+        # socket, driven by watchers and short-lived greenlets, so an idle tail holds no stack.
         TailStream(self.node, TailSocket.detach(ws), session_id, cursor, batch_size,
-                   self.gate.expires_at(access)).start()
+                   self.gate.expires_at(access)).start(self.streams)
 
-
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One unmasked server-to-client WebSocket frame (FIN set)."""
-    size = len(payload)
-    if size < 126:
-        return struct.pack("!BB", 0x80 | opcode, size) + payload
-    if size < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, size) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
-
-
-class InboundFrames:
-    """Just enough of a WebSocket frame reader to ignore data frames and notice close and ping."""
-
-    def __init__(self):
-        self.buffer = b""
-        self.skip = 0
-
-    def feed(self, data: bytes):
-        """Yields ``(opcode, payload)`` of complete control frames; data frames are dropped."""
-        if self.skip:
-            dropped = min(self.skip, len(data))
-            self.skip -= dropped
-            data = data[dropped:]
-        buf = self.buffer + data
-        while len(buf) >= 2:
-            opcode, length = buf[0] & 0x0F, buf[1] & 0x7F
-            head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if buf[1] & 0x80 else 0)
-            if len(buf) < head:
-                break
-            if length == 126:
-                length = struct.unpack("!H", buf[2:4])[0]
-            elif length == 127:
-                length = struct.unpack("!Q", buf[2:10])[0]
-            if opcode < 0x8 and len(buf) < head + length:
-                self.skip = head + length - len(buf)  # a data frame: drop it as it streams in
-                buf = b""
-                break
-            if len(buf) < head + length:
-                break
-            payload = buf[head:head + length]
-            if buf[1] & 0x80:
-                mask = buf[head - 4:head]
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            if opcode >= 0x8:
-                yield opcode, payload
-            buf = buf[head + length:]
-        self.buffer = buf[:1024]
-
-
-def encode_frames(entries, batch_size) -> bytes:
-    """The wire bytes of ``entries`` as text frames: one event per frame, or arrays of ``batch_size``."""
-    if batch_size == 1:
-        return b"".join(frame(OP_TEXT, event_json.encode()) for _seq, event_json in entries)
-    return b"".join(frame(OP_TEXT, ("[" + ",".join(e[1] for e in entries[i:i + batch_size]) + "]").encode())
-                    for i in range(0, len(entries), batch_size))
-
-
-class _FrameMemo:
-    """The group puts one batch into every live outbox in a row: encode it once, not once per tail."""
-
-    entries = None
-    batch_size = None
-    data = b""
-
-    @classmethod
-    def frames(cls, entries, batch_size):
-        if entries is not cls.entries or batch_size != cls.batch_size:
-            cls.entries, cls.batch_size, cls.data = entries, batch_size, encode_frames(entries, batch_size)
-        return cls.data
-
-
-class TailSocket:
-    """The tail's own handle on the connection, detached from the WSGI handler after the 101."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.closed = False
-        self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
-
-    @classmethod
-    def detach(cls, ws):
-        """Take the connection's fd from the WSGI handler's socket object (which then
-        closes nothing). Not os.dup: epoll keeps reporting on the closed twin and the
-        event loop loses our readiness events."""
-        return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()))
-
-    def send(self, data: bytes):
-        self.flush()
-        self.sock.sendall(data)
-
-    def flush(self):
-        if self.unsent:
-            data, self.unsent = self.unsent, b""
-            self.sock.sendall(data)
-
-    def send_now(self, data: bytes) -> bool:
-        """Non-blocking: True when every byte was written or queued in ``unsent``; False on a dead socket."""
-        try:
-            sent = self.sock._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return False
-        if sent < len(data):
-            self.unsent = data[sent:]
-        return True
-
-    def send_control(self, opcode, payload=b""):
-        try:
-            self.send(frame(opcode, payload))
-        except OSError:
-            pass
-
-    def close(self, code=None, reason=""):
-        if self.closed:
-            return
-        if code is not None:
-            self.send_control(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
-        self.closed = True
-        self.sock.close()
+    def counts(self) -> dict:
+        """What open tail streams hold at the edge, for the metrics (0 once they are closed)."""
+        return {"tail_streams": len(self.streams),
+                "tail_watchers": sum(len(stream.watchers) for stream in self.streams),
+                "tail_pumps": sum(1 for stream in self.streams if stream.pump is not None)}
 
 
 class Outbox:
-    """Work for a tail: the group and the TailActor put items here.
+    """Work for a tail: the group, the node and the stream's own hub callbacks put items here.
 
-    A committed batch for an idle live tail is written straight to the socket,
-    non-blocking (``deliver``), with no greenlet; anything else wakes the pump.
+    Two items are settled at the put, in the hub, with no greenlet: a committed batch for an
+    idle live tail is written straight to the socket, non-blocking (``deliver``), and a
+    periodic ``("check", last_seq)`` is dropped when the tail has sent that much (``caught_up``).
+    Anything else wakes the pump.
     """
 
-    def __init__(self, wake, deliver):
+    def __init__(self, wake, deliver, caught_up):
         self.items = collections.deque()
         self.wake = wake
         self.deliver = deliver
+        self.caught_up = caught_up
 
     def put(self, item):
-        if item[0] == "events" and not self.items and self.deliver(item[1]):
-            return
+        if not self.items:
+            kind = item[0]
+            if kind == "events" and self.deliver(item[1]) or kind == "check" and self.caught_up(item[1]):
+                return
         self.items.append(item)
         self.wake()
 
 
 class TailStream:
-    """One tail: replay from the store, then live items from its TailActor, to one socket.
+    """One tail: replay from the store, then live items from its group, to one socket.
 
     No greenlet while idle: inbound bytes are read by an io watcher on the hub, the
     token expiry is a timer, and a pump greenlet runs only while there is work
@@ -238,20 +129,31 @@ class TailStream:
         self.expires_at = expires_at
         self.replaying = True
         self.pump = None
-        self.outbox = Outbox(self.kick, self._deliver_now)
+        self.outbox = Outbox(self.kick, self._deliver_now, self._caught_up)
         self.handle = None
         self.watchers = []
         self.inbound = InboundFrames()
+        self.registry = None
 
-    def start(self):
+    def start(self, registry: set):
+        """Open the tail in the node and start reading; ``registry`` holds the stream until it finishes."""
+        self.registry = registry
+        registry.add(self)
+        try:
+            self.handle = self.node.open_tail(self.session_id, self.sent, self.outbox)
+        except Exception as exc:  # e.g. no replica reachable: the 101 is sent, so close the socket
+            log.warning("tail on %s could not open: %s", self.session_id, exc)
+            return self._finish(CLOSE_INTERNAL, "tail_unavailable")
         loop = gevent.get_hub().loop
-        self.handle = self.node.open_tail(self.session_id, self.sent, self.outbox)
         reader = loop.io(self.conn.sock.fileno(), 1)
         reader.start(self._readable)
         self.watchers.append(reader)
         if self.expires_at is not None:
             self._arm_expiry(loop)
-        self.kick()
+        # The first replay runs in the request's greenlet, which exists anyway (no spawn per
+        # tail); caught up and idle, it returns and the request greenlet ends.
+        self.pump = gevent.getcurrent()
+        self._run()
 
     def kick(self):
         if self.pump is None and not self.conn.closed:
@@ -264,6 +166,9 @@ class TailStream:
             self._work()
         except OSError:
             self._finish()  # the client went away
+        except Exception:  # never leave a tail half-open: its socket, watchers and registrations go
+            log.exception("tail on %s failed", self.session_id)
+            self._finish(CLOSE_INTERNAL, "internal_error")
         finally:
             self.pump = None
 
@@ -273,12 +178,16 @@ class TailStream:
             return False
         if entries[0][0] != self.sent + 1:
             return False  # overlap or gap: the pump sorts it out
-        if not self.conn.send_now(_FrameMemo.frames(entries, self.batch_size)):
+        if not self.conn.send_now(FrameMemo.frames(entries, self.batch_size)):
             return False  # the pump will hit the error and end the tail
         self.sent = entries[-1][0]
         if self.conn.unsent:
             self.kick()  # the kernel buffer was full: the pump writes the rest
         return True
+
+    def _caught_up(self, last_seq) -> bool:
+        """Hub context: an idle live tail that has sent ``last_seq`` needs no catch-up."""
+        return self.pump is None and not self.replaying and self.sent >= last_seq
 
     def _work(self):
         items = self.outbox.items
@@ -291,11 +200,15 @@ class TailStream:
                     entries = self.node.read_events(self.session_id, self.sent, REPLAY_CHUNK)
                 except ArchiveReadError as exc:
                     return self._finish(CLOSE_INTERNAL, f"archive_read_unavailable: {exc}")
-                if entries:
-                    self._send(entries)
+                self._send(entries)
+                if len(entries) == REPLAY_CHUNK:
                     continue
+                # A short read reached the end of the store (`Node.read_events`): go live now,
+                # without another read. The group compares self.sent with the session's last seq
+                # and registers the outbox in one dispatch; anything committed since the read
+                # makes it put ("replay",) instead.
                 self.replaying = False
-                self.handle.go_live(self.sent)  # may queue ("replay",) at once
+                self.handle.go_live(self.sent)
                 continue
             if not items:
                 return  # idle: nothing holds a greenlet until the next put
@@ -311,9 +224,8 @@ class TailStream:
                     continue
                 self._send(entries)
             elif kind == "check":
-                # Periodic catch-up check: behind the store with nothing queued -> replay.
-                hot = self.node.read_hot(self.session_id, self.sent, 0)
-                if hot is not None and hot[1] > self.sent and not items:
+                # Periodic catch-up check: behind the session's last seq with nothing queued -> replay.
+                if item[1] > self.sent and not items:
                     self._replay()
             elif kind == "replay":
                 self.replaying = True
@@ -342,6 +254,8 @@ class TailStream:
         if self.handle is not None:
             self.handle.close()
         self.conn.close(code, reason)
+        if self.registry is not None:
+            self.registry.discard(self)
 
     # -- hub callbacks (never block) ------------------------------------------
 

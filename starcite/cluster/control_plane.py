@@ -18,7 +18,6 @@ or touch sessions.
 import logging
 
 import gevent
-from gevent.event import AsyncResult
 
 from starcite.actors import messages as m
 from starcite.actors.control import CONTROL_GROUP, CONTROL_REPLICAS, ControlStateMachine

@@ -7,7 +7,7 @@ Owns both ends of a remote tail:
   when the link to that replica drops, the handle asks the tail to replay
   and re-attaches to another replica at its next go-live, so the client sees
   no gap and no repeat;
-- on the serving replica, a local tail (a `TailActor`, as for a local
+- on the serving replica, a local tail (a `LocalTail`, as for a local
   socket) whose outbox is a `PeerOutbox` that forwards its items.
 The go-live check stays atomic because it runs on the serving replica, next
 to the state it checks. Periodic catch-up checks are made by the socket's
@@ -107,7 +107,8 @@ class RemoteTails:
     # -- peer messages ----------------------------------------------------------
 
     def _open_served(self, peer, stream_id, session_id, cursor):
-        handle = self.node.open_local_tail(session_id, cursor, PeerOutbox(self.hub, peer, stream_id))
+        """``cursor`` is part of the peer protocol; the tail's first go-live carries the one that counts."""
+        handle = self.node.open_local_tail(session_id, PeerOutbox(self.hub, peer, stream_id))
         self.served[(peer, stream_id)] = handle
         return True
 

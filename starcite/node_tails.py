@@ -1,0 +1,98 @@
+"""The node's side of tails: opening one, the registry of open tails, the catch-up tick.
+
+Owns: `LocalTail`, what a tail's socket pump holds for a tail fed by this
+node's replica (go_live, go_replay, close: each is one message to the
+group's actor), and `NodeTails`, the `Node` mixin that opens tails on the
+local replica or through a remote one (`open_tail`, `open_local_tail`),
+keeps `tails` (every tail whose socket this node holds), puts the periodic
+``("check", last_seq)`` item, and counts what tails hold for the metrics.
+
+A tail is not an actor: its whole state in the data plane is its outbox's
+membership of the group's registry (`RaftGroup.live_tails`) while it is
+live. Closing it removes that entry, so a closed tail leaves nothing behind
+(a Thespian actor per tail did: simpleSystemBase keeps every exited actor's
+registry entry, and its exit notice, for the life of the process).
+
+Must not: touch sockets, decide whether a tail is caught up (the group's
+actor does, atomically), or block.
+"""
+
+import logging
+
+from starcite.actors import messages as m
+
+log = logging.getLogger("starcite.tails")
+
+
+class LocalTail:
+    """A tail fed by this node's replica of its session's group."""
+
+    __slots__ = ("node", "session_id", "group", "outbox", "closed")
+
+    def __init__(self, node, session_id, group, outbox):
+        self.node, self.session_id, self.group, self.outbox = node, session_id, group, outbox
+        self.closed = False
+
+    def go_live(self, cursor):
+        """The socket has sent everything up to ``cursor``: live if that is the session's last
+        seq (the group checks and registers in one dispatch), else ``("replay",)`` on the outbox."""
+        if not self.closed:
+            self.node.tell(self.group, m.GoLive(self.session_id, self.outbox, cursor))
+
+    def go_replay(self):
+        if not self.closed:
+            self.node.tell(self.group, m.LeaveLive(self.session_id, self.outbox))
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.node.tails.discard(self)
+            self.node.tell(self.group, m.LeaveLive(self.session_id, self.outbox))
+
+
+class NodeTails:
+    """Mixin of `Node`: needs ``tails`` (a set), ``group_actors``, ``remote_tails``, ``tell``."""
+
+    def open_tail(self, session_id: str, cursor: int, outbox):
+        """A handle (go_live, go_replay, close) for a tail that will send events after ``cursor``.
+        ``outbox`` has ``put(item)``: the group puts ``("events", entries)`` and ``("replay",)`` on it.
+        Served by the local replica, or by a remote one when this node holds none."""
+        group_id = self.group_of(session_id)
+        if group_id in self.group_actors:
+            handle = self.open_local_tail(session_id, outbox)
+        else:
+            handle = self.remote_tails.open(session_id, group_id, cursor, outbox)
+        self.tails.add(handle)
+        return handle
+
+    def open_local_tail(self, session_id, outbox) -> LocalTail:
+        """A tail on this node's replica; nothing is registered until its first go_live."""
+        return LocalTail(self, session_id, self.group_actors[self.group_of(session_id)], outbox)
+
+    def _catch_up_tick(self):
+        """The safety net for a missed notification (e.g. across a leader change): every tail gets
+        ``("check", last_seq)``, read once per session; one that has sent less replays."""
+        by_session = {}
+        for handle in list(self.tails):
+            by_session.setdefault(handle.session_id, []).append(handle)
+        for session_id, handles in by_session.items():
+            try:
+                hot = self.read_hot(session_id, 0, 0)
+            except Exception as exc:  # e.g. no replica reachable: the others go on, this one waits a tick
+                log.warning("tail catch-up check of %s skipped: %s", session_id, exc)
+                continue
+            if hot is not None:
+                item = ("check", hot[1])
+                for handle in handles:
+                    handle.outbox.put(item)
+
+    def tail_counts(self) -> dict:
+        """What open tails hold in the data plane, for the metrics: every figure returns to its
+        idle value (0) once the tails are closed."""
+        remote = self.remote_tails.counts() if self.remote_tails is not None else {}
+        return {"tails_open": len(self.tails),
+                "tails_live": sum(len(outboxes) for group in self.groups.values()
+                                  for outboxes in group.live_tails.values()),
+                "tail_sessions_watched": sum(len(group.live_tails) for group in self.groups.values()),
+                "tails_fed_remotely": remote.get("fed_remotely", 0),
+                "tails_served_for_peers": remote.get("served_for_peers", 0)}

@@ -1,0 +1,100 @@
+"""Test helper: a minimal blocking WebSocket tail client on a raw socket, for many short tails.
+
+Owns: one open, read-the-replay, close cycle of a tail (`tail_cycle`), ending
+in one of three ways (a close frame answered by the server, a close frame
+without waiting, or an abrupt close with no frame), and reading a process's
+RSS and its children. Cheaper per tail than `tests.tail_client` (no library
+handshake machinery), so tens of thousands of cycles fit in a test. Every
+socket operation is bounded by the socket timeout.
+"""
+
+import base64
+import json
+import os
+import socket
+
+CLOSE_ANSWERED, CLOSE_SENT, CLOSE_ABRUPT = "answered", "sent", "abrupt"
+_CLOSE_FRAME = bytes([0x88, 0x82]) + b"\x00\x00\x00\x00" + b"\x03\xe8"  # masked (zero key), code 1000
+
+
+def _frame(buf: bytes):
+    """``(opcode, payload, rest)`` of the first complete server frame in ``buf``, or None."""
+    if len(buf) < 2:
+        return None
+    size, pos = buf[1] & 0x7F, 2
+    if size == 126:
+        if len(buf) < 4:
+            return None
+        size, pos = int.from_bytes(buf[2:4], "big"), 4
+    elif size == 127:
+        if len(buf) < 10:
+            return None
+        size, pos = int.from_bytes(buf[2:10], "big"), 10
+    if len(buf) < pos + size:
+        return None
+    return buf[0] & 0x0F, buf[pos:pos + size], buf[pos + size:]
+
+
+def tail_cycle(port: int, session_id: str, cursor: int, expect: int, batch_size: int = 100,
+               ending: str = CLOSE_ANSWERED, timeout: float = 10.0) -> list:
+    """Open a tail, read ``expect`` events, end it; returns their seqs."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /v1/sessions/{session_id}/tail?cursor={cursor}&batch_size={batch_size} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += _recv(sock)
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"upgrade refused: {head[:200]!r}")
+        seqs = []
+        while len(seqs) < expect:
+            parsed = _frame(buf)
+            if parsed is None:
+                buf += _recv(sock)
+                continue
+            opcode, payload, buf = parsed
+            if opcode == 0x8:
+                raise ConnectionError(f"closed by the server: {payload!r}")
+            decoded = json.loads(payload)
+            seqs.extend(event["seq"] for event in (decoded if isinstance(decoded, list) else [decoded]))
+        if ending != CLOSE_ABRUPT:
+            sock.sendall(_CLOSE_FRAME)
+        if ending == CLOSE_ANSWERED:
+            while sock.recv(65536):  # the server's close frame, then EOF
+                pass
+        return seqs
+    finally:
+        sock.close()
+
+
+def _recv(sock) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("connection closed")
+    return data
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+def child_pids(pid: int) -> list:
+    """Direct children of ``pid`` (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        children.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children

@@ -1,0 +1,106 @@
+"""Closed tails leave nothing behind: 20,000 open, replay, close cycles against a real node.
+
+After a warm-up, the worker's RSS must stay within 2 MiB of where it started
+(a tail that leaked ~350 bytes would add ~7 MiB), and every gauge of what
+tails hold must return to its idle value: tails open and live, edge streams,
+their watchers and pumps, the event loop's watchers, the actors and the
+actor registry. The cycles end every way a client can end a tail: a close
+frame it waits to see answered, a close frame and gone, and no frame at all.
+Performance is not asserted here (the bench harness measures it).
+"""
+
+import threading
+import time
+
+import pytest
+
+from tests.raw_tail import CLOSE_ABRUPT, CLOSE_ANSWERED, CLOSE_SENT, child_pids, rss_bytes, tail_cycle
+
+EVENTS = 50
+WARMUP_CYCLES = 3000
+CYCLES = 20000
+CLIENT_THREADS = 4
+RSS_TOLERANCE = 2 * 1024 * 1024
+CYCLES_TIMEOUT_S = 300.0
+ENDINGS = (CLOSE_ANSWERED, CLOSE_SENT, CLOSE_ABRUPT)
+
+# gauge -> value when no tail is open (None: whatever it was after the warm-up)
+IDLE_GAUGES = {
+    "starcite_tails_open": 0, "starcite_tails_live": 0, "starcite_tail_sessions_watched": 0,
+    "starcite_tail_streams": 0, "starcite_tail_watchers": 0, "starcite_tail_pumps": 0,
+    "starcite_actors_alive": None, "starcite_actor_registry_entries": None, "starcite_event_loop_watchers": None,
+}
+
+
+def run_cycles(server, session_id, count):
+    """``count`` tail cycles over CLIENT_THREADS threads, each replaying the whole session."""
+    errors, shares = [], [range(i, count, CLIENT_THREADS) for i in range(CLIENT_THREADS)]
+    deadline = time.monotonic() + CYCLES_TIMEOUT_S
+
+    def client(share):
+        try:
+            for n in share:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("tail cycles took too long")
+                seqs = tail_cycle(server.port, session_id, 0, EVENTS, ending=ENDINGS[n % len(ENDINGS)])
+                if seqs != list(range(1, EVENTS + 1)):
+                    raise AssertionError(f"replay was {seqs[:5]}...")
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(CYCLES_TIMEOUT_S + 30)
+    assert not errors, errors[:3]
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def gauges(server):
+    values = {}
+    for line in server.request("GET", "/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in IDLE_GAUGES:
+            values[name] = float(value)
+    assert set(values) == set(IDLE_GAUGES), f"missing gauges: {set(IDLE_GAUGES) - set(values)}"
+    return values
+
+
+def wait_idle(server, baseline, timeout=20.0):
+    """Poll (bounded) until every gauge is back at its idle value; returns the last reading."""
+    expected = {name: baseline[name] if idle is None else idle for name, idle in IDLE_GAUGES.items()}
+    deadline = time.monotonic() + timeout
+    while True:
+        values = gauges(server)
+        if values == expected or time.monotonic() > deadline:
+            return values, expected
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def node(make_server):
+    # Events stay in the hot tier (no archive flush), and no access log line per tail.
+    return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000"})
+
+
+def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node):
+    node.create("churn")
+    for n in range(1, EVENTS + 1):
+        assert node.append("churn", n).status_code == 201
+    (worker,) = child_pids(node.proc.pid)  # the gunicorn worker that holds the node
+    run_cycles(node, "churn", WARMUP_CYCLES)
+    baseline, _ = wait_idle(node, gauges(node))
+    assert baseline["starcite_tails_open"] == 0, baseline
+    rss_before = rss_bytes(worker)
+
+    run_cycles(node, "churn", CYCLES)
+    after, expected = wait_idle(node, baseline)
+    rss_after = rss_bytes(worker)
+
+    assert after == expected
+    grown = rss_after - rss_before
+    print(f"worker RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB over {CYCLES} tails")  # -s shows it
+    assert grown <= RSS_TOLERANCE, f"worker RSS grew {grown / 1024:.0f} KiB over {CYCLES} tails"
+    # and the node still serves tails
+    assert tail_cycle(node.port, "churn", EVENTS - 2, 2) == [EVENTS - 1, EVENTS]
