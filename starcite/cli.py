@@ -98,7 +98,7 @@ def _ops(args):
 def format_status(body: dict) -> str:
     """`starcite ops status` for a person: the node, its peer links, then one line per local group."""
     lines = [f"node {body['node']} ({body['mode']}): {'ready' if body['ready'] else 'not ready: ' + str(body['reason'])}",
-             f"write nodes: " + ", ".join(f"{n} {s}" for n, s in body.get("observer", {}).items()),
+             "write nodes: " + ", ".join(f"{n} {s}" for n, s in body.get("observer", {}).items()),
              f"tails {body.get('tails', 0)}, hot bytes {body.get('hot_bytes', 0)}, "
              f"forwarded commands {body.get('forwarded_commands', 0)}"]
     for peer, link in (body.get("peers") or {}).items():

@@ -2,8 +2,6 @@
 
 import time
 
-import pytest
-import requests
 
 from tests.tail_client import TailClient
 
