@@ -31,6 +31,16 @@ def free_listen_port() -> int:
     return free_low_port()
 
 
+def wait_until(predicate, timeout=10.0, what="condition"):
+    """Poll ``predicate`` until it is true, at most ``timeout`` seconds (then TimeoutError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
 class StarciteServer:
     def __init__(self, data_dir, env=None, config_file=None):
         self.data_dir = str(data_dir)
@@ -136,9 +146,4 @@ class StarciteServer:
         raise KeyError(name)
 
     def wait_until(self, predicate, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise TimeoutError(f"timed out waiting for {what}")
+        wait_until(predicate, timeout, what)

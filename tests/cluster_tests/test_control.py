@@ -4,7 +4,7 @@ import json
 import subprocess
 import time
 
-from tests.server import STARCITE
+from tests.server import STARCITE, wait_until
 
 ENV = {"STARCITE_NUM_GROUPS": "4", "STARCITE_OBSERVER_LOST_AFTER_MS": "1500"}
 
@@ -16,12 +16,7 @@ def ops(node, *args, timeout=60):
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(predicate, timeout, what)
 
 
 def groups_led(node):
