@@ -39,7 +39,7 @@ from starcite.cluster.control_plane import ControlPlane
 from starcite.cluster.replica_digests import DigestExchange
 from starcite.cluster.routing import Router
 from starcite.placement import group_for, replicas_for
-from starcite.rules import RuleError, encode_event, parse_result
+from starcite.rules import RuleError, parse_result
 
 log = logging.getLogger("starcite.node")
 
@@ -62,6 +62,29 @@ def _outcome(fn, args):
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def merge_cold_hot(session_id, after_seq, limit, last_seq, cold, hot) -> list:
+    """Up to ``limit`` ``(seq, json)`` after ``after_seq`` from archived ``(seq, line bytes)`` and hot
+    ``(seq, json, nbytes)`` entries, each seq once (archived first), gap-free or `ArchiveReadError`.
+    Archived lines are sent as stored: decoded from UTF-8 in one call, never parsed."""
+    cold = [entry for entry in cold if entry[0] > after_seq]
+    merged = []
+    if cold:
+        try:
+            texts = b"\n".join(line for _seq, line in cold).decode().split("\n")
+        except UnicodeDecodeError:
+            raise ArchiveReadError(f"Archive holds events of {session_id} that are not UTF-8") from None
+        merged = [(entry[0], text) for entry, text in zip(cold, texts)]
+    newest = merged[-1][0] if merged else after_seq
+    merged.extend((seq, event_json) for seq, event_json, _n in hot if seq > newest)
+    out = merged[:limit]
+    for expected, (seq, _json) in enumerate(out, start=after_seq + 1):
+        if seq != expected:
+            raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
+    if not out and after_seq < last_seq:
+        raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
+    return out
 
 
 class TailHandle:
@@ -323,28 +346,10 @@ class Node(NodeViews):
             return [(seq, event_json) for seq, event_json, _n in entries]
         upto = min(archived_seq, after_seq + limit)
         try:
-            cold = self.run_io(self.cold.read_events, session_id, after_seq + 1, upto)
+            cold = self.run_io(self.cold.read_lines, session_id, after_seq + 1, upto)
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Archive unavailable: {exc}") from None
-        merged = {}
-        for event in cold:
-            merged.setdefault(event["seq"], encode_event(event))
-        for seq, event_json, _n in entries:
-            merged.setdefault(seq, event_json)
-        out = []
-        expected = after_seq + 1
-        for seq in sorted(merged):
-            if seq < expected:
-                continue
-            if seq != expected:
-                raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
-            out.append((seq, merged[seq]))
-            expected += 1
-            if len(out) == limit:
-                break
-        if not out and after_seq < last_seq:
-            raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
-        return out
+        return merge_cold_hot(session_id, after_seq, limit, last_seq, cold, entries)
 
     # -- tails ----------------------------------------------------------------
 
