@@ -29,7 +29,7 @@ RATIO_PEERS = {
 
 @dataclasses.dataclass
 class Row:
-    workload: str                 # append | replay | fanout | failover | idle
+    workload: str                 # append | replay | fanout | failover | idle | memory
     system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
     clients: int = None           # concurrent clients (tails for fanout/idle)
     status: str = OK
@@ -146,6 +146,9 @@ _SECTIONS = [
     ("idle", "Idle tails (RSS of the node and its children)",
      [("tails", lambda r: _fmt(r.clients)), ("open", _figure("open")), ("rss 0", _figure("rss_0", _mib)),
       ("rss N", _figure("rss_n", _mib)), ("bytes/tail", _figure("bytes_per_tail"))]),
+    ("memory", "Hot tier memory (per hot event: RSS growth of the node vs what the event store cap counted)",
+     [("events", _figure("hot_events")), ("json B", _figure("json_bytes")), ("rss B/event", _figure("rss_per_event")),
+      ("counted B/event", _figure("counted_per_event")), ("rss/json", _figure("rss_per_json_byte"))]),
 ]
 
 

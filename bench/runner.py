@@ -25,7 +25,7 @@ from bench.targets import REPO_ROOT
 from bench.targets import etcd as etcd_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
-from bench.workloads import append, failover, fanout, idle, replay
+from bench.workloads import append, failover, fanout, idle, memory, replay
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
 
@@ -57,6 +57,7 @@ SPECS = [
     Spec("replay", "starcite", replay.starcite),
     Spec("fanout", "starcite", fanout.starcite),
     Spec("idle", "starcite", idle.starcite),
+    Spec("memory", "starcite", memory.starcite),
 ]
 
 

@@ -31,7 +31,11 @@ class _StateCollector:
             ("starcite_archive_lag", "Largest per-session archive lag, in events (last_seq - archived_seq)",
              snap["lag"]),
             ("starcite_archive_tail_size", "Events held in the hot (in-memory) tier", snap["hot_events"]),
-            ("starcite_event_store_bytes", "Bytes held in the hot (in-memory) tier", snap["hot_bytes"]),
+            ("starcite_event_store_bytes", "What STARCITE_EVENT_STORE_MAX_SIZE counts (the read cache gives way "
+             "first): hot events (JSON plus a measured per-event overhead) and the Raft log held in memory "
+             "since the last snapshot", snap["store_bytes"]),
+            ("starcite_raft_log_bytes", "Raft log held in memory since the last snapshot (part of "
+             "starcite_event_store_bytes)", snap["raft_log_bytes"]),
             ("starcite_archive_read_cache_bytes", "Bytes held by the archive read cache", snap["cache_bytes"]),
             ("starcite_tails", "Open WebSocket tails", snap["tails"]),
         ):
@@ -90,7 +94,8 @@ class Metrics:
 
 def metrics_table() -> str:
     """Markdown table of every metric a node exports (the README's list is this, kept in step by a test)."""
-    snapshot = {"pending_rows": 0, "pending_sessions": 0, "lag": 0, "hot_events": 0, "hot_bytes": 0,
+    snapshot = {"pending_rows": 0, "pending_sessions": 0, "lag": 0, "hot_events": 0, "store_bytes": 0,
+                "raft_log_bytes": 0,
                 "cache_bytes": 0, "tails": 0, "peer_links": {}, "groups_led": 0, "leader_changes": 0}
     rows = ["| metric | type | what it means |", "| --- | --- | --- |"]
     seen = set()

@@ -267,7 +267,7 @@ def test_append_returns_the_event_json_and_updates_record(group):
                      "idempotency_key": None, "inserted_at": "2024-05-05T05:05:05Z"}
     record = group.sessions["s1"].record()
     assert (record["last_seq"], record["updated_at"], record["created_at"]) == (1, "2024-05-05T05:05:05Z", T0)
-    assert group.sessions["s1"].hot == [(1, result[4], len('{"text": "hi"}'))]
+    assert group.sessions["s1"].hot == [(1, result[4], len(result[4]) + rules.HOT_EVENT_OVERHEAD_BYTES)]
 
 
 def test_encode_event_is_compact_and_keeps_unicode():

@@ -2,7 +2,8 @@
 
 Owns: the replicated state machine (`SessionStateMachine`, which only calls
 `starcite.rules`), durability of the Raft journal (`DurableFileJournal`: one
-fdatasync per tick, before entries count toward a commit), the group's tick
+fdatasync per tick, before entries count toward a commit), snapshots forced
+when the journal outgrows its share of the hot store cap, the group's tick
 greenlet, and `RaftGroupActor`, the only way the rest of the node talks to a
 group: commands, hot reads, tail subscriptions, archive progress.
 
@@ -179,6 +180,9 @@ class RaftGroup(SafeSyncObj):
         self._transfer_wanted = False
         self._last_transfer = 0.0
         self.transport = None
+        # The Raft log counts toward the hot store cap until a snapshot drops it: past its share of a
+        # quarter of the cap, the next tick starts a snapshot (without waiting for snapshot_entries).
+        self.log_budget_bytes = config.event_store_max_bytes // (4 * max(1, config.num_groups))
         self._running = True
         self._ticker = None
         self.wake = gevent.event.Event()
@@ -241,6 +245,8 @@ class RaftGroup(SafeSyncObj):
         if self._transfer_wanted:
             self._transfer_leadership()
         super()._onTick(timeToWait)
+        if self.journal.held_bytes > self.log_budget_bytes:
+            self.forceLogCompaction()
         leader = self._getLeader()
         if leader != self._last_leader:
             self._last_leader = leader

@@ -1,7 +1,11 @@
 """The Raft journal made durable: pysyncobj's mmap journal plus fsync, group commit across groups.
 
-Owns: `DurableFileJournal` (one sync per tick, before entries count toward a
-commit or a follower acknowledges them), `DurableMetaStorer` (term, vote and
+Owns: `DurableFileJournal` (pysyncobj's journal file format, entries kept on
+disk only: memory holds one offset per entry and entries are read back from
+the mmap on demand, so the log is not a second in-memory copy of what the file
+and the state machine hold; one sync per tick, before entries count toward a
+commit or a follower acknowledges them; `held_bytes`, what the log costs in
+memory, counted by the hot store cap), `DurableMetaStorer` (term, vote and
 commit index fsynced before the rename), `JournalSyncer` (one flush for every
 journal that asks while a flush runs, in the hub's thread pool), and
 `durable_replace` for snapshot files. Installing them into pysyncobj happens
@@ -10,9 +14,12 @@ here, once, at import (two module-level names pysyncobj builds through).
 Must not: know about groups, sessions or the network.
 """
 
+import array
 import ctypes
 import ctypes.util
+import mmap
 import os
+import struct
 
 import gevent
 import gevent.event
@@ -93,25 +100,94 @@ class JournalSyncer:
 SYNCER = JournalSyncer()
 
 
+_RECORD_HEAD = struct.Struct("<IQQ")  # a record: length, idx, term, command, length again
+_LENGTH = struct.Struct("<I")
+JOURNAL_OFFSET_BYTES = 8  # memory per entry: its offset in the file
+
+
 class DurableFileJournal(pysyncobj_journal.FileJournal):
-    """pysyncobj's mmap journal plus `sync()`: everything added since the last sync made durable."""
+    """pysyncobj's mmap journal (same file format), entries on disk only, plus `sync()`.
+
+    pysyncobj's `FileJournal` keeps every entry in a list as well as in the file;
+    here only each entry's file offset is kept (`array('Q')`) and ``journal[i]``,
+    ``journal[a:b]`` and ``journal[-1]`` read ``(command, idx, term)`` back from
+    the mmap. Pages a compaction no longer uses are given back (``MADV_DONTNEED``).
+    """
 
     def __init__(self, journal_file):
-        super().__init__(journal_file)
+        super().__init__(journal_file)  # reads the file once (into a list dropped below)
         self._FileJournal__metaStorer = DurableMetaStorer(journal_file + ".meta")
+        self._FileJournal__journal = None
+        self._offsets = array.array("Q")
+        offset = pysyncobj_journal.FIRST_RECORD_OFFSET
+        while offset < self._FileJournal__currentOffset:
+            self._offsets.append(offset)
+            offset += _LENGTH.unpack(self._records.read(offset, 4))[0] + 8
         self.dirty = False
         self.fsync = True
 
+    @property
+    def _records(self):
+        return self._FileJournal__journalFile
+
     def _file(self):
-        return self._FileJournal__journalFile._ResizableFile__f
+        return self._records._ResizableFile__f
+
+    @property
+    def held_bytes(self) -> int:
+        """Memory the log holds: its records (resident in the mmap once written) and one offset each."""
+        end = self._FileJournal__currentOffset
+        return end - pysyncobj_journal.FIRST_RECORD_OFFSET + len(self._offsets) * JOURNAL_OFFSET_BYTES
+
+    def _read(self, offset):
+        length, idx, term = _RECORD_HEAD.unpack(self._records.read(offset, _RECORD_HEAD.size))
+        return self._records.read(offset + _RECORD_HEAD.size, length - 16), idx, term
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._read(self._offsets[i]) for i in range(*index.indices(len(self._offsets)))]
+        return self._read(self._offsets[index])
+
+    def __len__(self):
+        return len(self._offsets)
 
     def add(self, command, idx, term):
-        super().add(command, idx, term)
+        command = pysyncobj_journal.to_bytes(command)
+        offset = self._FileJournal__currentOffset
+        record = _RECORD_HEAD.pack(len(command) + 16, idx, term) + command + _LENGTH.pack(len(command) + 16)
+        self._records.write(offset, record)
+        self._offsets.append(offset)
+        self._set_end(offset + len(record))
         self.dirty = True
 
+    def clear(self):
+        self._offsets = array.array("Q")
+        self._set_end(pysyncobj_journal.FIRST_RECORD_OFFSET)
+
     def deleteEntriesFrom(self, entryFrom):
-        super().deleteEntriesFrom(entryFrom)
+        if entryFrom < len(self._offsets):
+            end = self._offsets[entryFrom]
+            del self._offsets[entryFrom:]
+            self._set_end(end)
         self.dirty = True
+
+    def deleteEntriesTo(self, entryTo):
+        kept = self[entryTo:]
+        old_end = self._FileJournal__currentOffset
+        self.clear()
+        for entry in kept:
+            self.add(*entry)
+        self._release(self._FileJournal__currentOffset, old_end)
+
+    def _set_end(self, offset):
+        self._FileJournal__currentOffset = offset
+        self._FileJournal__setLastRecordOffset(offset)
+
+    def _release(self, start, end):
+        """Give back the resident pages of ``[start, end)`` the log no longer uses (the file keeps them)."""
+        start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        if end > start and hasattr(mmap, "MADV_DONTNEED"):
+            self._records._ResizableFile__mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def sync(self):
         """Called by the group's tick greenlet, which waits; other greenlets keep running."""
