@@ -55,6 +55,8 @@ SPECS = [
     Spec("replay", "redis-xread", replay.redis),
     Spec("replay", "postgres-scan", replay.postgres),
     Spec("replay", "starcite", replay.starcite),
+    Spec("replay", "starcite-cold-s3", replay.starcite_cold_s3),
+    Spec("replay", "starcite-cold-postgres", replay.starcite_cold_postgres),
     Spec("fanout", "starcite", fanout.starcite),
     Spec("idle", "starcite", idle.starcite),
     Spec("memory", "starcite", memory.starcite),

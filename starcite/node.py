@@ -40,17 +40,11 @@ from starcite.cluster.replica_digests import DigestExchange
 from starcite.cluster.routing import Router
 from starcite.placement import group_for, replicas_for
 from starcite.rules import RuleError, parse_result
+from starcite.tier_reads import ArchiveReadError, merge_cold_hot
 
 log = logging.getLogger("starcite.node")
 
 ARCHIVE_IO_THREADS = 4  # most thread-pool threads blocking archive I/O may hold at once
-
-
-class ArchiveReadError(StarciteError):
-    """Cold events could not be read (archive down or a gap): never serve a gap (503)."""
-
-    def __init__(self, message: str):
-        super().__init__(503, "archive_read_unavailable", message, {"Retry-After": "1"})
 
 
 def _outcome(fn, args):
@@ -62,29 +56,6 @@ def _outcome(fn, args):
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def merge_cold_hot(session_id, after_seq, limit, last_seq, cold, hot) -> list:
-    """Up to ``limit`` ``(seq, json)`` after ``after_seq`` from archived ``(seq, line bytes)`` and hot
-    ``(seq, json, nbytes)`` entries, each seq once (archived first), gap-free or `ArchiveReadError`.
-    Archived lines are sent as stored: decoded from UTF-8 in one call, never parsed."""
-    cold = [entry for entry in cold if entry[0] > after_seq]
-    merged = []
-    if cold:
-        try:
-            texts = b"\n".join(line for _seq, line in cold).decode().split("\n")
-        except UnicodeDecodeError:
-            raise ArchiveReadError(f"Archive holds events of {session_id} that are not UTF-8") from None
-        merged = [(entry[0], text) for entry, text in zip(cold, texts)]
-    newest = merged[-1][0] if merged else after_seq
-    merged.extend((seq, event_json) for seq, event_json, _n in hot if seq > newest)
-    out = merged[:limit]
-    for expected, (seq, _json) in enumerate(out, start=after_seq + 1):
-        if seq != expected:
-            raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
-    if not out and after_seq < last_seq:
-        raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
-    return out
 
 
 class TailHandle:

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.read_cache import ArchiveReadCache
-from starcite.node import ArchiveReadError, Node
+from starcite.node import Node
+from starcite.tier_reads import ArchiveReadError
 from starcite.rules import encode_event
 from tests.adapters.archive_helpers import make_events
 

@@ -103,6 +103,9 @@ SYNCER = JournalSyncer()
 _RECORD_HEAD = struct.Struct("<IQQ")  # a record: length, idx, term, command, length again
 _LENGTH = struct.Struct("<I")
 JOURNAL_OFFSET_BYTES = 8  # memory per entry: its offset in the file
+# Journal bytes left resident in the mmap after a sync (the newest entries, which pysyncobj reads
+# back to send to followers); older pages are given back and fault in from the page cache if read.
+RESIDENT_LOG_BYTES = 256 * 1024
 
 
 class DurableFileJournal(pysyncobj_journal.FileJournal):
@@ -123,8 +126,10 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
         while offset < self._FileJournal__currentOffset:
             self._offsets.append(offset)
             offset += _LENGTH.unpack(self._records.read(offset, 4))[0] + 8
+        self._resident_from = pysyncobj_journal.FIRST_RECORD_OFFSET  # pages from here on may be resident
         self.dirty = False
         self.fsync = True
+        self._release_old_pages()
 
     @property
     def _records(self):
@@ -135,9 +140,9 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
 
     @property
     def held_bytes(self) -> int:
-        """Memory the log holds: its records (resident in the mmap once written) and one offset each."""
-        end = self._FileJournal__currentOffset
-        return end - pysyncobj_journal.FIRST_RECORD_OFFSET + len(self._offsets) * JOURNAL_OFFSET_BYTES
+        """Memory the log holds: the records still resident in the mmap and one offset per entry."""
+        resident = max(0, self._FileJournal__currentOffset - self._resident_from)
+        return resident + len(self._offsets) * JOURNAL_OFFSET_BYTES
 
     def _read(self, offset):
         length, idx, term = _RECORD_HEAD.unpack(self._records.read(offset, _RECORD_HEAD.size))
@@ -182,6 +187,14 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
     def _set_end(self, offset):
         self._FileJournal__currentOffset = offset
         self._FileJournal__setLastRecordOffset(offset)
+        self._resident_from = min(self._resident_from, offset)
+
+    def _release_old_pages(self):
+        """After a sync: give back the pages below the newest `RESIDENT_LOG_BYTES` (in steps of as much again)."""
+        upto = (self._FileJournal__currentOffset - RESIDENT_LOG_BYTES) // mmap.PAGESIZE * mmap.PAGESIZE
+        if upto - self._resident_from >= RESIDENT_LOG_BYTES:
+            self._release(self._resident_from, upto)
+            self._resident_from = upto
 
     def _release(self, start, end):
         """Give back the resident pages of ``[start, end)`` the log no longer uses (the file keeps them)."""
@@ -195,6 +208,7 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
             self.dirty = False
             if self.fsync:
                 SYNCER.sync(self._file().fileno())
+            self._release_old_pages()
 
 
 def _create_journal(journal_file=None):

@@ -21,7 +21,7 @@ import gevent.socket
 
 from starcite.api.errors import ApiError
 from starcite.api.resources import int_param
-from starcite.node import ArchiveReadError
+from starcite.tier_reads import ArchiveReadError
 from starcite.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
 
 REPLAY_CHUNK = 1000
