@@ -31,6 +31,8 @@ from starcite.rules import GroupState, RuleError
 
 log = logging.getLogger("starcite.raft")
 
+FORCED_SNAPSHOT_INTERVAL_S = 1.0  # a log over its share of the cap snapshots at most this often
+
 
 class RaftUnavailable(StarciteError):
     """The group could not commit: no leader, lost leadership, or timed out (503; retry)."""
@@ -183,6 +185,7 @@ class RaftGroup(SafeSyncObj):
         # The Raft log counts toward the hot store cap until a snapshot drops it: past its share of a
         # quarter of the cap, the next tick starts a snapshot (without waiting for snapshot_entries).
         self.log_budget_bytes = config.event_store_max_bytes // (4 * max(1, config.num_groups))
+        self._last_forced_snapshot = 0.0  # forced snapshots at most once per FORCED_SNAPSHOT_INTERVAL_S
         self._running = True
         self._ticker = None
         self.wake = gevent.event.Event()
@@ -219,6 +222,7 @@ class RaftGroup(SafeSyncObj):
         if self.transport is not None:
             self.transport.start()
         self.journal.fsync = config.raft_fsync
+        self.journal.resident_bytes = min(self.journal.resident_bytes, self.log_budget_bytes // 4)
         self._ticker = gevent.spawn(self._tick_loop)
 
     @property
@@ -246,7 +250,10 @@ class RaftGroup(SafeSyncObj):
             self._transfer_leadership()
         super()._onTick(timeToWait)
         if self.journal.held_bytes > self.log_budget_bytes:
-            self.forceLogCompaction()
+            now = time.monotonic()
+            if now - self._last_forced_snapshot > FORCED_SNAPSHOT_INTERVAL_S:
+                self._last_forced_snapshot = now
+                self.forceLogCompaction()
         leader = self._getLeader()
         if leader != self._last_leader:
             self._last_leader = leader

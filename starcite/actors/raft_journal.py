@@ -127,6 +127,7 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
             self._offsets.append(offset)
             offset += _LENGTH.unpack(self._records.read(offset, 4))[0] + 8
         self._resident_from = pysyncobj_journal.FIRST_RECORD_OFFSET  # pages from here on may be resident
+        self.resident_bytes = RESIDENT_LOG_BYTES
         self.dirty = False
         self.fsync = True
         self._release_old_pages()
@@ -190,9 +191,10 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
         self._resident_from = min(self._resident_from, offset)
 
     def _release_old_pages(self):
-        """After a sync: give back the pages below the newest `RESIDENT_LOG_BYTES` (in steps of as much again)."""
-        upto = (self._FileJournal__currentOffset - RESIDENT_LOG_BYTES) // mmap.PAGESIZE * mmap.PAGESIZE
-        if upto - self._resident_from >= RESIDENT_LOG_BYTES:
+        """After a sync: give back the pages below the newest ``resident_bytes`` (in steps of as much again)."""
+        keep = max(self.resident_bytes, mmap.PAGESIZE)
+        upto = (self._FileJournal__currentOffset - keep) // mmap.PAGESIZE * mmap.PAGESIZE
+        if upto - self._resident_from >= keep:
             self._release(self._resident_from, upto)
             self._resident_from = upto
 
