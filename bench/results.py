@@ -29,7 +29,7 @@ RATIO_PEERS = {
 
 @dataclasses.dataclass
 class Row:
-    workload: str                 # append | replay | fanout | failover | idle | reconnect
+    workload: str                 # append | replay | fanout | failover | idle | memory | reconnect
     system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
     clients: int = None           # concurrent clients (tails for fanout/idle)
     status: str = OK
@@ -152,6 +152,9 @@ _SECTIONS = [
       ("p99 s", _figure("caught_up_p99_s")), ("all caught up s", _figure("all_caught_up_s")),
       ("events", _figure("events")), ("missed", _figure("missed")), ("repeated", _figure("repeated")),
       ("peak rss", _figure("peak_rss", _mib))]),
+    ("memory", "Hot tier memory (per hot event: RSS growth of the node vs what the event store cap counted)",
+     [("events", _figure("hot_events")), ("json B", _figure("json_bytes")), ("rss B/event", _figure("rss_per_event")),
+      ("counted B/event", _figure("counted_per_event")), ("rss/json", _figure("rss_per_json_byte"))]),
 ]
 
 

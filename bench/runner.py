@@ -25,7 +25,7 @@ from bench.targets import REPO_ROOT
 from bench.targets import etcd as etcd_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
-from bench.workloads import append, failover, fanout, idle, reconnect, replay
+from bench.workloads import append, failover, fanout, idle, memory, reconnect, replay
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
 
@@ -55,9 +55,12 @@ SPECS = [
     Spec("replay", "redis-xread", replay.redis),
     Spec("replay", "postgres-scan", replay.postgres),
     Spec("replay", "starcite", replay.starcite),
+    Spec("replay", "starcite-cold-s3", replay.starcite_cold_s3),
+    Spec("replay", "starcite-cold-postgres", replay.starcite_cold_postgres),
     Spec("fanout", "starcite", fanout.starcite),
     Spec("idle", "starcite", idle.starcite),
     Spec("reconnect", "starcite", reconnect.starcite),
+    Spec("memory", "starcite", memory.starcite),
 ]
 
 

@@ -26,7 +26,11 @@ STATE_GAUGES = (
     ("starcite_archive_pending_sessions", "Sessions with events waiting to be archived", "pending_sessions"),
     ("starcite_archive_lag", "Largest per-session archive lag, in events (last_seq - archived_seq)", "lag"),
     ("starcite_archive_tail_size", "Events held in the hot (in-memory) tier", "hot_events"),
-    ("starcite_event_store_bytes", "Bytes held in the hot (in-memory) tier", "hot_bytes"),
+    ("starcite_event_store_bytes", "What STARCITE_EVENT_STORE_MAX_SIZE counts (the read cache gives way "
+     "first): hot events (JSON plus a measured per-event overhead) and the Raft log held in memory "
+     "since the last snapshot", "store_bytes"),
+    ("starcite_raft_log_bytes", "Raft log held in memory since the last snapshot (part of "
+     "starcite_event_store_bytes)", "raft_log_bytes"),
     ("starcite_archive_read_cache_bytes", "Bytes held by the archive read cache", "cache_bytes"),
     ("starcite_tails", "Open WebSocket tails (same as starcite_tails_open)", "tails"),
     ("starcite_tails_open", "Tails whose socket this node holds, fed locally or remotely", "tails_open"),
@@ -110,7 +114,8 @@ class Metrics:
 
 def metrics_table() -> str:
     """Markdown table of every metric a node exports (the README's list is this, kept in step by a test)."""
-    snapshot = {"pending_rows": 0, "pending_sessions": 0, "lag": 0, "hot_events": 0, "hot_bytes": 0,
+    snapshot = {"pending_rows": 0, "pending_sessions": 0, "lag": 0, "hot_events": 0, "store_bytes": 0,
+                "raft_log_bytes": 0,
                 "cache_bytes": 0, "tails": 0, "peer_links": {}, "groups_led": 0, "leader_changes": 0}
     rows = ["| metric | type | what it means |", "| --- | --- | --- |"]
     seen = set()

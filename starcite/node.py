@@ -254,13 +254,24 @@ class Node(NodeReads, NodeViews, NodeTails):
     # -- appends --------------------------------------------------------------
 
     def hot_bytes(self) -> int:
+        """Hot events as held in memory: JSON plus the measured per-event overhead (`rules.hot_cost`)."""
         return sum(group.state.hot_bytes for group in self.groups.values())
 
+    def raft_log_bytes(self) -> int:
+        """Raft log entries held in memory since each group's last snapshot (`DurableFileJournal.held_bytes`)."""
+        groups = list(self.groups.values()) + [self.control.group]
+        return sum(getattr(group.journal, "held_bytes", 0) for group in groups if group is not None)
+
+    def event_store_bytes(self) -> int:
+        """What `event_store_max_bytes` counts before the read cache: hot events and the Raft log."""
+        return self.hot_bytes() + self.raft_log_bytes()
+
     def check_backpressure(self):
-        """Hot events plus the read cache must fit `event_store_max_bytes`: the cache gives way first
-        (least recently used chunks); only when the hot events alone fill it are appends refused."""
+        """Hot events, the Raft log held since the last snapshot, and the read cache must fit
+        `event_store_max_bytes`: the cache gives way first (least recently used chunks); only when
+        the events alone fill it are appends refused."""
         limit = self.config.event_store_max_bytes
-        hot = self.hot_bytes()
+        hot = self.event_store_bytes()
         cache = self.cold.size_bytes
         if hot + cache < limit:
             return

@@ -2,8 +2,9 @@
 
 Owns: `NodeReads`, the mixin of `Node` behind the tail's replay
 (`read_events`) and the events endpoint (`read_page`, `events_page` with its
-long-poll hold), and `ArchiveReadError`: cold events that cannot be read are
-a 503, never a gap.
+long-poll hold). The merge of archived lines and hot events is
+`starcite.tier_reads`; cold events that cannot be read are a 503
+(`ArchiveReadError`), never a gap.
 
 Must not: parse HTTP, know about auth, or change any state (the long-poll
 registry, `starcite.long_poll`, only holds waiters).
@@ -12,16 +13,9 @@ registry, `starcite.long_poll`, only holds waiters).
 from gevent.event import AsyncResult
 
 from starcite.adapters import ArchiveUnavailable
-from starcite.errors import StarciteError
 from starcite.long_poll import wait_for_events
-from starcite.rules import RuleError, encode_event
-
-
-class ArchiveReadError(StarciteError):
-    """Cold events could not be read (archive down or a gap): never serve a gap (503)."""
-
-    def __init__(self, message: str):
-        super().__init__(503, "archive_read_unavailable", message, {"Retry-After": "1"})
+from starcite.rules import RuleError
+from starcite.tier_reads import ArchiveReadError, merge_cold_hot
 
 
 class NodeReads:
@@ -42,28 +36,11 @@ class NodeReads:
             cold = self._read_cold(session_id, after_seq + 1, upto)
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Archive unavailable: {exc}") from None
-        merged = {}
-        for event in cold:
-            merged.setdefault(event["seq"], encode_event(event))
-        for seq, event_json, _n in entries:
-            merged.setdefault(seq, event_json)
-        out = []
-        expected = after_seq + 1
-        for seq in sorted(merged):
-            if seq < expected:
-                continue
-            if seq != expected:
-                raise ArchiveReadError(f"Archive is missing events {expected}..{seq - 1} of {session_id}")
-            out.append((seq, merged[seq]))
-            expected += 1
-            if len(out) == limit:
-                break
-        if not out and after_seq < last_seq:
-            raise ArchiveReadError(f"Archive is missing events after {after_seq} of {session_id}")
+        out = merge_cold_hot(session_id, after_seq, limit, last_seq, cold, entries)
         return out, last_seq
 
     def _read_cold(self, session_id, from_seq, to_seq) -> list:
-        """Archived events ``from_seq..to_seq``. Identical reads in flight share one archive read:
+        """Archived event lines ``[(seq, bytes)]`` ``from_seq..to_seq``. Identical reads in flight share one archive read:
         after a restart every tail resumes from the same seq, and the events committed while they
         were away are archived by then (the archive's last, partial chunk, which is not cached)."""
         key = (session_id, from_seq, to_seq)
@@ -72,7 +49,7 @@ class NodeReads:
             return flight.get()  # what the first reader got, or what it raised
         flight = self._cold_flights[key] = AsyncResult()
         try:
-            events = self.run_io(self.cold.read_events, session_id, from_seq, to_seq)
+            events = self.run_io(self.cold.read_lines, session_id, from_seq, to_seq)
         except BaseException as exc:
             flight.set_exception(exc if isinstance(exc, Exception) else ArchiveUnavailable("read abandoned"))
             raise

@@ -90,8 +90,10 @@ class NodeViews:
         peer_links = {} if self.peer_hub is None else {peer: self.peer_hub.connected(peer)
                                                        for peer in self.peer_hub.peers}
         snap = {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
-                "hot_events": hot_events, "hot_bytes": self.hot_bytes(),
-                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails), "long_polls": self.long_polls.count(), "peer_links": peer_links,
+                "hot_events": hot_events, "raft_log_bytes": self.raft_log_bytes(),
+                "store_bytes": self.event_store_bytes(),
+                "cache_bytes": self.cold.size_bytes, "tails": len(self.tails), "long_polls": self.long_polls.count(),
+                "peer_links": peer_links,
                 "groups_led": sum(1 for group in self.groups.values() if group.is_leader()),
                 "leader_changes": sum(group.leader_changes for group in self.groups.values()),
                 **self.tail_counts(), **actor_counts(self.asys),

@@ -11,7 +11,6 @@ import os
 import secrets
 import time
 
-import requests
 
 from tests.server import StarciteServer, free_listen_port
 

@@ -265,7 +265,22 @@ def test_append_returns_the_event_json_and_updates_record(group):
                      "idempotency_key": None, "inserted_at": "2024-05-05T05:05:05Z"}
     record = group.sessions["s1"].record()
     assert (record["last_seq"], record["updated_at"], record["created_at"]) == (1, "2024-05-05T05:05:05Z", T0)
-    assert group.sessions["s1"].hot == [(1, result[4], len('{"text": "hi"}'))]
+    assert group.sessions["s1"].hot == [(1, result[4], len(result[4]) + rules.HOT_EVENT_OVERHEAD_BYTES)]
+
+
+def test_hot_entries_from_an_older_snapshot_are_evicted_with_what_they_charged(group):
+    """Snapshots taken before costs were counted hold the request body size in ``hot[i][2]``."""
+    append_many(group, 2)
+    state = group.sessions["s1"]
+    state.hot = [(seq, event_json, 14) for seq, event_json, _cost in state.hot]  # as an old snapshot held them
+    state.hot_bytes = group.hot_bytes = 28
+    restored = pickle.loads(pickle.dumps(group))
+    append_many(restored, 1, producer_id="p2")
+    new_cost = restored.sessions["s1"].hot[-1][2]
+    assert new_cost == len(restored.sessions["s1"].hot[-1][1]) + rules.HOT_EVENT_OVERHEAD_BYTES
+    assert restored.hot_bytes == 28 + new_cost
+    assert restored.ack_archived("s1", 2) == ("ok", 2, 2) and restored.hot_bytes == new_cost
+    assert restored.ack_archived("s1", 3) == ("ok", 3, 1) and restored.hot_bytes == 0
 
 
 def test_encode_event_is_compact_and_keeps_unicode():

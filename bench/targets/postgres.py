@@ -39,9 +39,10 @@ def settings() -> dict:
 
 
 @contextlib.contextmanager
-def schema(session_ids=(), events=None):
+def schema(session_ids=(), events=None, tables=True):
     """A fresh schema (yields its name) with ``session_ids`` registered and, when
-    ``events=(session_id, count, payload)``, that many events preloaded; dropped on exit."""
+    ``events=(session_id, count, payload)``, that many events preloaded; dropped on exit.
+    With ``tables=False`` it is empty (for a Starcite node's Postgres archive to fill)."""
     name = f"bench_{os.getpid()}_{secrets.token_hex(4)}"
     conn = psycopg2.connect(DSN)
     conn.autocommit = True
@@ -49,7 +50,7 @@ def schema(session_ids=(), events=None):
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA {name}")
             cur.execute(f"SET search_path TO {name}")
-            for statement in _TABLES:
+            for statement in _TABLES if tables else ():
                 cur.execute(statement)
             if session_ids:
                 cur.execute("INSERT INTO sessions (id) SELECT unnest(%s::text[])", (list(session_ids),))

@@ -7,7 +7,10 @@ scan (``seq > cursor ORDER BY seq LIMIT 1000``), Starcite hot (events in
 memory) and Starcite cold (after archiving: the node restarted with a short
 archive flush interval and waited for, per /metrics, no pending archive rows
 and an empty hot tier; its read cache starts empty). The hot phase runs with
-a one-hour flush interval so nothing is archived or evicted under it.
+a one-hour flush interval so nothing is archived or evicted under it. The
+cold row is repeated with the S3 adapter (on moto's standalone server) and
+the Postgres adapter (a private schema): filled with a short flush interval,
+drained, restarted, one replay.
 
 Latency is per batch: the time from the previous batch (or the start) to
 this one's arrival; events/s is events over the timed passes' wall time.
@@ -18,11 +21,13 @@ import array
 import contextlib
 import json
 import time
+import urllib.parse
 
 from bench import loadgen
 from bench.procs import StartError, free_port, wait_until
 from bench.results import NOT_AVAILABLE, Row
 from bench.stats import Measurement
+from bench.targets import moto as moto_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
 from bench.targets import starcite as starcite_target
@@ -154,3 +159,36 @@ def starcite(ctx) -> list:
                                 "first replay after archive drain + restart")]
     finally:
         node.stop()
+
+
+def _cold_replay(ctx, system: str, env: dict) -> list:
+    """A node archiving through ``env``'s adapter: filled, drained, restarted (empty read cache), one replay."""
+    p = ctx.profile
+    env = {**env, "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": str(_COLD_FLUSH_MS)}
+    node = starcite_target.Node(ctx.sup, ctx.work_dir, env).start()
+    try:
+        _fill_starcite(ctx, node)
+        _wait_archived(ctx, node)
+        node.restart()
+        return [_measure(ctx, system, starcite_target.tail_batches(node.port, SESSION, p.replay_batch), 1, 0,
+                         "first replay after archive drain + restart")]
+    finally:
+        node.stop()
+
+
+def starcite_cold_s3(ctx) -> list:
+    child, env = moto_target.start(ctx.sup)
+    try:
+        return _cold_replay(ctx, "starcite-cold-s3", env)
+    finally:
+        ctx.sup.stop(child)
+
+
+def starcite_cold_postgres(ctx) -> list:
+    with pg_target.schema(tables=False) as name:
+        params = dict(item.split("=", 1) for item in pg_target.DSN.split())  # libpq key=value -> URL
+        host, port, db = params.pop("host", "127.0.0.1"), params.pop("port", "5432"), params.pop("dbname", "test")
+        params["options"] = f"-csearch_path={name}"
+        url = f"postgresql://{host}:{port}/{db}?{urllib.parse.urlencode(params)}"
+        return _cold_replay(ctx, "starcite-cold-postgres", {"STARCITE_ARCHIVE_ADAPTER": "postgres",
+                                                            "DATABASE_URL": url})

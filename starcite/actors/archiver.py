@@ -3,7 +3,7 @@
 Owns: when a flush runs (one at a time, every flush interval) and what a
 cycle does: for every group this node leads, take the unarchived hot events
 of each pending session (at most `archive_batch_size` per session), write
-them to the archive adapter idempotently, upsert the session record, then
+their JSON lines, as the hot tier holds them, to the archive adapter idempotently, upsert the session record, then
 commit `ack_archived` through Raft so every replica evicts them. Sessions are
 flushed `adapter.flush_concurrency` at a time; when the archive looks down
 (a write failed before any succeeded) the cycle stops starting new ones and
@@ -16,7 +16,6 @@ reports back with `FlushDone`), or ever make an append wait on the archive:
 an archive outage only delays eviction.
 """
 
-import json
 import logging
 import random
 import time
@@ -113,13 +112,13 @@ def flush_session(node, session_id, archived_seq, last_seq) -> int:
     entries = [entry for entry in entries if entry[0] <= upto]
     if not entries:
         return 0
-    events = [json.loads(entry[1]) for entry in entries]
-    sizes = [len(entry[1].encode()) for entry in entries]
+    lines = [(entry[0], entry[1].encode()) for entry in entries]  # the hot JSON is the archived line
+    sizes = [len(line) for _seq, line in lines]
     metrics = node.metrics
-    metrics.archive_attempted.inc(len(events))
+    metrics.archive_attempted.inc(len(lines))
     metrics.archive_bytes_attempted.inc(sum(sizes))
     adapter = node.adapter
-    inserted = node.run_io(adapter.write_events, session_id, events) or 0
+    inserted = node.run_io(adapter.write_lines, session_id, lines) or 0
     metrics.archive_inserted.inc(inserted)
     # Writes go in seq order, so the events already stored are a prefix (an earlier flush that
     # failed before its ack): the newly inserted ones are the last `inserted`.
@@ -129,4 +128,4 @@ def flush_session(node, session_id, archived_seq, last_seq) -> int:
         node.run_io(adapter.upsert_session, record)
         node.unindexed.discard(session_id)
     node.ack_archived(session_id, entries[-1][0])
-    return len(events)
+    return len(lines)

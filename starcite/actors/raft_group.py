@@ -2,7 +2,8 @@
 
 Owns: the replicated state machine (`SessionStateMachine`, which only calls
 `starcite.rules`), durability of the Raft journal (`DurableFileJournal`: one
-fdatasync per tick, before entries count toward a commit), the group's tick
+fdatasync per tick, before entries count toward a commit), snapshots forced
+when the journal outgrows its share of the hot store cap, the group's tick
 greenlet, and `RaftGroupActor`, the only way the rest of the node talks to a
 group: commands, hot reads, tail subscriptions, archive progress.
 
@@ -29,6 +30,8 @@ from starcite.errors import StarciteError
 from starcite.rules import GroupState, RuleError
 
 log = logging.getLogger("starcite.raft")
+
+FORCED_SNAPSHOT_INTERVAL_S = 1.0  # a log over its share of the cap snapshots at most this often
 
 
 class RaftUnavailable(StarciteError):
@@ -181,6 +184,10 @@ class RaftGroup(SafeSyncObj):
         self._transfer_wanted = False
         self._last_transfer = 0.0
         self.transport = None
+        # The Raft log counts toward the hot store cap until a snapshot drops it: past its share of a
+        # quarter of the cap, the next tick starts a snapshot (without waiting for snapshot_entries).
+        self.log_budget_bytes = config.event_store_max_bytes // (4 * max(1, config.num_groups))
+        self._last_forced_snapshot = 0.0  # forced snapshots at most once per FORCED_SNAPSHOT_INTERVAL_S
         self._running = True
         self._ticker = None
         self.wake = gevent.event.Event()
@@ -217,6 +224,7 @@ class RaftGroup(SafeSyncObj):
         if self.transport is not None:
             self.transport.start()
         self.journal.fsync = config.raft_fsync
+        self.journal.resident_bytes = min(self.journal.resident_bytes, self.log_budget_bytes // 4)
         self._ticker = gevent.spawn(self._tick_loop)
 
     @property
@@ -243,6 +251,11 @@ class RaftGroup(SafeSyncObj):
         if self._transfer_wanted:
             self._transfer_leadership()
         super()._onTick(timeToWait)
+        if self.journal.held_bytes > self.log_budget_bytes:
+            now = time.monotonic()
+            if now - self._last_forced_snapshot > FORCED_SNAPSHOT_INTERVAL_S:
+                self._last_forced_snapshot = now
+                self.forceLogCompaction()
         leader = self._getLeader()
         if leader != self._last_leader:
             self._last_leader = leader

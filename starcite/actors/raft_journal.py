@@ -1,7 +1,11 @@
 """The Raft journal made durable: pysyncobj's mmap journal plus fsync, group commit across groups.
 
-Owns: `DurableFileJournal` (one sync per tick, before entries count toward a
-commit or a follower acknowledges them), `DurableMetaStorer` (term, vote and
+Owns: `DurableFileJournal` (pysyncobj's journal file format, entries kept on
+disk only: memory holds one offset per entry and entries are read back from
+the mmap on demand, so the log is not a second in-memory copy of what the file
+and the state machine hold; one sync per tick, before entries count toward a
+commit or a follower acknowledges them; `held_bytes`, what the log costs in
+memory, counted by the hot store cap), `DurableMetaStorer` (term, vote and
 commit index fsynced before the rename), `JournalSyncer` (one flush for every
 journal that asks while a flush runs, in the hub's thread pool), and
 `durable_replace` for snapshot files. Installing them into pysyncobj happens
@@ -10,9 +14,12 @@ here, once, at import (two module-level names pysyncobj builds through).
 Must not: know about groups, sessions or the network.
 """
 
+import array
 import ctypes
 import ctypes.util
+import mmap
 import os
+import struct
 
 import gevent
 import gevent.event
@@ -124,30 +131,114 @@ class JournalSyncer:
 SYNCER = JournalSyncer()
 
 
+_RECORD_HEAD = struct.Struct("<IQQ")  # a record: length, idx, term, command, length again
+_LENGTH = struct.Struct("<I")
+JOURNAL_OFFSET_BYTES = 8  # memory per entry: its offset in the file
+# Journal bytes left resident in the mmap after a sync (the newest entries, which pysyncobj reads
+# back to send to followers); older pages are given back and fault in from the page cache if read.
+RESIDENT_LOG_BYTES = 256 * 1024
+
+
 class DurableFileJournal(pysyncobj_journal.FileJournal):
-    """pysyncobj's mmap journal plus `sync()`: everything added since the last sync made durable."""
+    """pysyncobj's mmap journal (same file format), entries on disk only, plus `sync()`.
+
+    pysyncobj's `FileJournal` keeps every entry in a list as well as in the file;
+    here only each entry's file offset is kept (`array('Q')`) and ``journal[i]``,
+    ``journal[a:b]`` and ``journal[-1]`` read ``(command, idx, term)`` back from
+    the mmap. Pages a compaction no longer uses are given back (``MADV_DONTNEED``).
+    """
 
     def __init__(self, journal_file):
-        super().__init__(journal_file)
+        super().__init__(journal_file)  # reads the file once (into a list dropped below)
         storer = DurableMetaStorer(journal_file + ".meta")
         meta = self._FileJournal__meta
         storer.durable = (meta.get("currentTerm"), meta.get("votedForNodeId"))
         # The commit index may be newer in the side file than in the fsynced meta file.
         meta["raftCommitIndex"] = max(meta.get("raftCommitIndex", 1), storer.stored_commit_index())
         self._FileJournal__metaStorer = storer
+        self._FileJournal__journal = None
+        self._offsets = array.array("Q")
+        offset = pysyncobj_journal.FIRST_RECORD_OFFSET
+        while offset < self._FileJournal__currentOffset:
+            self._offsets.append(offset)
+            offset += _LENGTH.unpack(self._records.read(offset, 4))[0] + 8
+        self._resident_from = pysyncobj_journal.FIRST_RECORD_OFFSET  # pages from here on may be resident
+        self.resident_bytes = RESIDENT_LOG_BYTES
         self.dirty = False
         self.fsync = True
+        self._release_old_pages()
+
+    @property
+    def _records(self):
+        return self._FileJournal__journalFile
 
     def _file(self):
-        return self._FileJournal__journalFile._ResizableFile__f
+        return self._records._ResizableFile__f
+
+    @property
+    def held_bytes(self) -> int:
+        """Memory the log holds: the records still resident in the mmap and one offset per entry."""
+        resident = max(0, self._FileJournal__currentOffset - self._resident_from)
+        return resident + len(self._offsets) * JOURNAL_OFFSET_BYTES
+
+    def _read(self, offset):
+        length, idx, term = _RECORD_HEAD.unpack(self._records.read(offset, _RECORD_HEAD.size))
+        return self._records.read(offset + _RECORD_HEAD.size, length - 16), idx, term
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._read(self._offsets[i]) for i in range(*index.indices(len(self._offsets)))]
+        return self._read(self._offsets[index])
+
+    def __len__(self):
+        return len(self._offsets)
 
     def add(self, command, idx, term):
-        super().add(command, idx, term)
+        command = pysyncobj_journal.to_bytes(command)
+        offset = self._FileJournal__currentOffset
+        record = _RECORD_HEAD.pack(len(command) + 16, idx, term) + command + _LENGTH.pack(len(command) + 16)
+        self._records.write(offset, record)
+        self._offsets.append(offset)
+        self._set_end(offset + len(record))
         self.dirty = True
 
+    def clear(self):
+        self._offsets = array.array("Q")
+        self._set_end(pysyncobj_journal.FIRST_RECORD_OFFSET)
+
     def deleteEntriesFrom(self, entryFrom):
-        super().deleteEntriesFrom(entryFrom)
+        if entryFrom < len(self._offsets):
+            end = self._offsets[entryFrom]
+            del self._offsets[entryFrom:]
+            self._set_end(end)
         self.dirty = True
+
+    def deleteEntriesTo(self, entryTo):
+        kept = self[entryTo:]
+        old_end = self._FileJournal__currentOffset
+        self.clear()
+        for entry in kept:
+            self.add(*entry)
+        self._release(self._FileJournal__currentOffset, old_end)
+
+    def _set_end(self, offset):
+        self._FileJournal__currentOffset = offset
+        self._FileJournal__setLastRecordOffset(offset)
+        self._resident_from = min(self._resident_from, offset)
+
+    def _release_old_pages(self):
+        """After a sync: give back the pages below the newest ``resident_bytes`` (in steps of as much again)."""
+        keep = max(self.resident_bytes, mmap.PAGESIZE)
+        upto = (self._FileJournal__currentOffset - keep) // mmap.PAGESIZE * mmap.PAGESIZE
+        if upto - self._resident_from >= keep:
+            self._release(self._resident_from, upto)
+            self._resident_from = upto
+
+    def _release(self, start, end):
+        """Give back the resident pages of ``[start, end)`` the log no longer uses (the file keeps them)."""
+        start = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        if end > start and hasattr(mmap, "MADV_DONTNEED"):
+            self._records._ResizableFile__mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def sync(self):
         """Called by the group's tick greenlet, which waits; other greenlets keep running."""
@@ -155,6 +246,7 @@ class DurableFileJournal(pysyncobj_journal.FileJournal):
             self.dirty = False
             if self.fsync:
                 SYNCER.sync(self._file().fileno())
+            self._release_old_pages()
 
 
 def _create_journal(journal_file=None):

@@ -9,8 +9,11 @@ Shapes
 An *event* is the dict the API emits: ``seq`` (int >= 1), ``type``,
 ``payload`` (dict), ``actor``, ``producer_id``, ``producer_seq``, ``source``,
 ``metadata`` (dict), ``refs`` (dict), ``idempotency_key``, ``inserted_at``
-(ISO-8601 UTC string). Adapters store and return it unchanged (JSON
-round-trip), keyed by ``(session_id, seq)``.
+(ISO-8601 UTC string). An *event line* is ``(seq, line)``: ``line`` is the
+event's JSON (UTF-8 bytes, one line, ``seq`` its first key: the encoding the
+hot tier holds and tails send). Adapters store lines and return them byte for
+byte, keyed by ``(session_id, seq)``, so a cold read sends the archive's bytes
+as they are; `write_events`/`read_events` are the same calls on dicts.
 
 A *session record* is ``{id, title, metadata, last_seq, created_at,
 updated_at, creator_principal?}``; ``metadata.tenant_id`` (when present) is
@@ -71,16 +74,30 @@ class ArchiveAdapter(abc.ABC):
     flush_concurrency = 4
 
     @abc.abstractmethod
-    def write_events(self, session_id: str, events: list) -> int:
-        """Store ``events`` (ascending, contiguous seqs) idempotently.
+    def write_lines(self, session_id: str, lines: list) -> int:
+        """Store ``[(seq, line)]`` (ascending, contiguous seqs) idempotently, each line as it is.
 
-        Re-writing events already stored changes nothing and is not an error.
-        Returns how many of ``events`` were newly stored.
+        Re-writing events already stored changes nothing and is not an error
+        (the stored line wins). Returns how many of ``lines`` were newly stored.
         """
 
     @abc.abstractmethod
+    def read_lines(self, session_id: str, from_seq: int, to_seq: int) -> list:
+        """``[(seq, line)]`` with ``from_seq <= seq <= to_seq``, ascending by seq (missing ones omitted).
+
+        Stored bytes that are torn or do not belong where they are stored raise
+        `ArchiveUnavailable`: a wrong event is never returned.
+        """
+
+    def write_events(self, session_id: str, events: list) -> int:
+        """`write_lines` of event dicts (encoded the one way events are)."""
+        from starcite.adapters import chunks
+        return self.write_lines(session_id, chunks.event_lines(events))
+
     def read_events(self, session_id: str, from_seq: int, to_seq: int) -> list:
-        """Events with ``from_seq <= seq <= to_seq``, ascending by seq (missing ones omitted)."""
+        """`read_lines`, each line decoded to its event dict."""
+        from starcite.adapters import chunks
+        return chunks.decode_lines(self.read_lines(session_id, from_seq, to_seq))
 
     @abc.abstractmethod
     def upsert_session(self, record: dict) -> None:

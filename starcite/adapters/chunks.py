@@ -2,8 +2,10 @@
 
 Owns: the archive's on-disk/object layout (``events/v1/<b64 id>/<chunk_start>.ndjson``
 holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``), the one
-NDJSON and JSON encoding every adapter uses, the idempotent merge of events by
-seq, the opaque list cursor, and the page-taking loop over session records.
+NDJSON and JSON encoding every adapter uses, event lines (``(seq, bytes)``: the
+event's stored JSON, passed through unchanged), the checks that refuse a torn or
+misplaced chunk, the idempotent merge of lines by seq, the opaque list cursor,
+and the page-taking loop over session records.
 Must not: do any I/O, locking or caching, or know which back end is in use.
 """
 
@@ -53,45 +55,60 @@ def clamped(read_events):
     return wrapper
 
 
-def group_by_chunk(events: list) -> dict:
-    """``{chunk_start: [events...]}`` in ascending chunk order."""
+def group_by_chunk(lines: list) -> dict:
+    """``{chunk_start: [(seq, line), ...]}`` in ascending chunk order."""
     groups = {}
-    for event in events:
-        groups.setdefault(chunk_start(event["seq"]), []).append(event)
+    for entry in lines:
+        groups.setdefault(chunk_start(entry[0]), []).append(entry)
     return dict(sorted(groups.items()))
 
 
-def is_complete_chunk(start: int, events: list) -> bool:
-    """True when ``events`` (one chunk's content, sorted) holds every seq of the chunk."""
-    return len(events) == CHUNK_SIZE and events[0]["seq"] == start and events[-1]["seq"] == chunk_end(start)
+def is_complete_chunk(start: int, lines: list) -> bool:
+    """True when ``lines`` (one chunk's content, sorted) holds every seq of the chunk."""
+    return len(lines) == CHUNK_SIZE and lines[0][0] == start and lines[-1][0] == chunk_end(start)
 
 
-def in_range(events: list, from_seq: int, to_seq: int) -> list:
-    return [e for e in events if from_seq <= e["seq"] <= to_seq]
+def in_range(lines: list, from_seq: int, to_seq: int) -> list:
+    """The ``(seq, line)`` entries of a sorted list with ``from_seq <= seq <= to_seq``."""
+    if not lines or (lines[0][0] >= from_seq and lines[-1][0] <= to_seq):
+        return lines
+    return [entry for entry in lines if from_seq <= entry[0] <= to_seq]
 
 
 # -- merge ----------------------------------------------------------------------
 
 def merge_by_seq(existing: list, new: list):
-    """Union of two event lists keyed by seq; stored events win (they are immutable).
+    """Union of two ``(seq, line)`` lists keyed by seq; stored lines win (events are immutable).
 
     Returns ``(merged sorted by seq, number of seqs taken from new)``.
     """
-    by_seq = {event["seq"]: event for event in existing}
+    by_seq = dict(existing)
     added = 0
-    for event in new:
-        if event["seq"] not in by_seq:
-            by_seq[event["seq"]] = event
+    for seq, line in new:
+        if seq not in by_seq:
+            by_seq[seq] = line
             added += 1
-    return [by_seq[seq] for seq in sorted(by_seq)], added
+    return [(seq, by_seq[seq]) for seq in sorted(by_seq)], added
 
 
-def check_events(events: list) -> None:
-    """Reject events that cannot be keyed (a programming error, not an I/O one)."""
+def check_lines(lines: list) -> None:
+    """Reject entries that cannot be stored as they are (a programming error, not an I/O one):
+    each must be ``(seq, line)`` with an integer seq >= 1 and one JSON object line of that seq."""
+    for entry in lines:
+        seq, line = entry if isinstance(entry, tuple) and len(entry) == 2 else (None, None)
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise ValueError(f"archive event needs an integer seq >= 1, got {seq!r}")
+        if not isinstance(line, bytes) or b"\n" in line or line_seq(line) != seq:
+            raise ValueError(f"archive line of seq {seq} must be one JSON object line holding that seq")
+
+
+def event_lines(events: list) -> list:
+    """``[(seq, line)]`` of event dicts (the stored encoding of each); dicts without a usable seq refused."""
     for event in events:
         seq = event.get("seq") if isinstance(event, dict) else None
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
             raise ValueError(f"archive event needs an integer seq >= 1, got {seq!r}")
+    return [(event["seq"], encode_json(event)) for event in events]
 
 
 def check_record(record: dict) -> str:
@@ -111,13 +128,57 @@ def decode_json(data: bytes):
     return json.loads(data)
 
 
-def encode_ndjson(events: list) -> bytes:
-    """One JSON object per line, in the given (seq) order, newline-terminated."""
-    return b"".join(encode_json(event) + b"\n" for event in events)
+def encode_chunk(lines: list) -> bytes:
+    """A chunk's stored bytes: each ``(seq, line)``'s line in the given (seq) order, newline-terminated."""
+    return b"".join(line + b"\n" for _seq, line in lines)
 
 
-def decode_ndjson(data: bytes) -> list:
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
+def decode_lines(lines: list) -> list:
+    """The event dicts of ``[(seq, line)]``."""
+    return [json.loads(line) for _seq, line in lines]
+
+
+class CorruptChunk(ValueError):
+    """Stored chunk bytes that are torn or not the chunk their key names: never served."""
+
+
+# A stored line starts with its seq (the one event encoding puts it first): read it without decoding.
+_SEQ_PREFIX = re.compile(rb'\{"seq":([1-9][0-9]{0,18})[,}]')
+
+
+def line_seq(line: bytes):
+    """The seq of one event line, or None when the line is not a JSON object holding an integer seq."""
+    match = _SEQ_PREFIX.match(line)
+    if match is not None:
+        return int(match.group(1))
+    try:  # a line written with another key order: decode it once
+        value = json.loads(line)
+    except ValueError:
+        return None
+    seq = value.get("seq") if isinstance(value, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1 else None
+
+
+def decode_chunk(start: int, data: bytes) -> list:
+    """``[(seq, line)]`` of one stored chunk, checked without decoding any event.
+
+    `CorruptChunk` unless the bytes end in a newline (a torn write does not), every line is an
+    object ``{"seq":N,...}``, and the seqs ascend strictly inside the chunk ``start`` names.
+    """
+    if not data:
+        return []
+    if not data.endswith(b"\n"):
+        raise CorruptChunk(f"chunk {start} is torn (no final newline)")
+    out, previous, last = [], start - 1, chunk_end(start)
+    for line in data[:-1].split(b"\n"):
+        seq = line_seq(line) if line.endswith(b"}") else None
+        if seq is None:
+            raise CorruptChunk(f"chunk {start} holds a line that is not an event: {line[:60]!r}")
+        if not previous < seq <= last:
+            raise CorruptChunk(f"chunk {start} holds seq {seq} after {previous}: not the chunk its key names")
+        out.append((seq, line))
+        previous = seq
+    return out
 
 
 # -- layout -------------------------------------------------------------------------

@@ -54,27 +54,26 @@ class LocalArchiveAdapter(ArchiveAdapter):
 
     # -- events ---------------------------------------------------------------
 
-    def write_events(self, session_id, events):
-        chunks.check_events(events)
+    def write_lines(self, session_id, lines):
+        chunks.check_lines(lines)
         added = 0
         with self._session_lock(session_id):
-            for start, group in chunks.group_by_chunk(events).items():
+            for start, group in chunks.group_by_chunk(lines).items():
                 path = self._path(chunks.chunk_key(session_id, start))
-                existing = self._read_ndjson(path)
-                merged, new = chunks.merge_by_seq(existing, group)
+                merged, new = chunks.merge_by_seq(self._read_chunk(start, path), group)
                 if new:
-                    self._write_atomic(path, chunks.encode_ndjson(merged))
+                    self._write_atomic(path, chunks.encode_chunk(merged))
                     added += new
         return added
 
     @chunks.clamped
-    def read_events(self, session_id, from_seq, to_seq):
+    def read_lines(self, session_id, from_seq, to_seq):
         first = chunks.chunk_start(from_seq)
         out = []
         for start in self._stored_chunk_starts(session_id):
             if first <= start <= to_seq:
-                out.extend(chunks.in_range(self._read_ndjson(self._path(chunks.chunk_key(session_id, start))),
-                                           from_seq, to_seq))
+                path = self._path(chunks.chunk_key(session_id, start))
+                out.extend(chunks.in_range(self._read_chunk(start, path), from_seq, to_seq))
         return out
 
     def _stored_chunk_starts(self, session_id):
@@ -203,8 +202,8 @@ class LocalArchiveAdapter(ArchiveAdapter):
             parts.append(part)
         return os.path.join(self.directory, *parts)
 
-    def _read_ndjson(self, path):
-        return _read_file(path, chunks.decode_ndjson, [])
+    def _read_chunk(self, start, path):
+        return _read_file(path, lambda data: chunks.decode_chunk(start, data), [])
 
     def _write_atomic(self, path, data):
         directory = os.path.dirname(path)

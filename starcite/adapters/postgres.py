@@ -16,9 +16,12 @@ silent server without a bound (every wait gives up after ``query_timeout_s``).
 
 Round trip: an event's columns are typed for operators; values a column cannot
 hold exactly (the original ``inserted_at`` string, keys outside the known
-shape, a non-string ``actor``...) are kept in the ``extra`` jsonb and laid back
-over the columns on read. Events or records Postgres jsonb cannot store at all
-(a ``\\u0000`` in a string) are kept whole as JSON text in ``raw``.
+shape, a non-string ``actor``...) are kept in the ``extra`` jsonb. Every event's
+line (its JSON exactly as written) is kept in ``raw`` and is what reads return;
+rows written before that (``raw`` NULL) are rebuilt from the columns with
+``extra`` laid over them. Events Postgres jsonb cannot store at all (a
+``\\u0000`` in a string) have only ``raw``; such session records are kept whole as
+JSON text in ``raw`` too.
 """
 
 import contextlib
@@ -134,18 +137,18 @@ class PostgresArchiveAdapter(ArchiveAdapter):
 
     # -- events ---------------------------------------------------------------
 
-    def write_events(self, session_id, events):
-        chunks.check_events(events)
-        if not events:
+    def write_lines(self, session_id, lines):
+        chunks.check_lines(lines)
+        if not lines:
             return 0
-        rows = [_event_row(session_id, event) for event in events]
+        rows = [_event_row(session_id, seq, line) for seq, line in lines]
         return len(self._run(lambda cur: psycopg2.extras.execute_values(
             cur, _INSERT_EVENTS, rows, page_size=1000, fetch=True)))
 
     @chunks.clamped
-    def read_events(self, session_id, from_seq, to_seq):
+    def read_lines(self, session_id, from_seq, to_seq):
         rows = self._run(lambda cur: _fetchall(cur, _SELECT_EVENTS, (session_id, from_seq, to_seq)))
-        return [_event_from_row(row) for row in rows]
+        return [_line_from_row(session_id, row) for row in rows]
 
     # -- sessions -------------------------------------------------------------
 
@@ -304,10 +307,12 @@ def _from_jsonb_or_raw(value, raw):
     return json.loads(raw) if raw is not None else value
 
 
-def _event_row(session_id, event):
-    _doc, raw = _jsonb_or_raw(event)
-    if raw is not None:
-        return (session_id, event["seq"], *([None] * len(_EVENT_COLUMNS)), None, None, raw)
+def _event_row(session_id, seq, line):
+    """The row of one event line: the typed columns from its decoded event, the line itself in ``raw``."""
+    event = json.loads(line)
+    raw = line.decode()
+    if "\\u0000" in raw:  # jsonb cannot hold it: the line alone is kept
+        return (session_id, seq, *([None] * len(_EVENT_COLUMNS)), None, None, raw)
     extra = {key: value for key, value in event.items() if key not in _EVENT_KEYS}
     columns = []
     for key, kind in _EVENT_COLUMNS:
@@ -321,17 +326,23 @@ def _event_row(session_id, event):
             extra[key] = value
     if "inserted_at" in event:
         extra["inserted_at"] = event["inserted_at"]
-    return (session_id, event["seq"], *columns, _parse_timestamp(event.get("inserted_at")),
-            _json(extra) if extra else None, None)
+    return (session_id, seq, *columns, _parse_timestamp(event.get("inserted_at")),
+            _json(extra) if extra else None, raw)
 
 
-def _event_from_row(row):
+def _line_from_row(session_id, row):
+    """``(seq, line)`` of a row: its stored line, or (rows archived before lines were kept) the event
+    rebuilt from its columns. A line whose seq is not the row's is refused."""
     seq, *columns, extra, raw = row
-    if raw is not None:
-        return json.loads(raw)
-    event = {"seq": seq, **{key: value for (key, _), value in zip(_EVENT_COLUMNS, columns)}}
-    event.update(extra or {})
-    return event
+    if raw is None:
+        event = {"seq": seq, **{key: value for (key, _), value in zip(_EVENT_COLUMNS, columns)}}
+        event.update(extra or {})
+        return seq, chunks.encode_json(event)
+    line = raw.encode()
+    if not line.endswith(b"}") or chunks.line_seq(line) != seq:
+        raise ArchiveUnavailable(f"postgres: events row ({session_id!r}, {seq}) holds a torn line or one "
+                                 f"of another seq")
+    return seq, line
 
 
 def _parse_timestamp(value):

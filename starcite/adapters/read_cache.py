@@ -1,8 +1,9 @@
 """`ArchiveReadCache`: a bounded read-through cache of archived event chunks for cold reads.
 
 Owns: complete chunks (`chunks.CHUNK_SIZE` events, keyed by ``(session_id,
-chunk_start)``) read from any `ArchiveAdapter`, stored as encoded (optionally
-zlib-compressed) NDJSON bytes with a TTL, a byte budget with LRU eviction of
+chunk_start)``) read as event lines from any `ArchiveAdapter`, stored as the
+chunk's NDJSON bytes (optionally zlib-compressed; a hit splits them back into
+lines, seqs known from the chunk's start, no event decoded) with a TTL, a byte budget with LRU eviction of
 ``reclaim_fraction`` of the budget when full, `cleanup()` of expired entries
 and `reclaim()` of memory on demand. Archived events are immutable, so a
 complete chunk never goes stale; a partial chunk (the archive's tail) is
@@ -45,9 +46,13 @@ class ArchiveReadCache:
 
     # -- reads ------------------------------------------------------------------
 
-    @chunks.clamped
     def read_events(self, session_id, from_seq, to_seq):
-        """Same contract as `ArchiveAdapter.read_events`, served from cached chunks where possible."""
+        """`read_lines`, each line decoded to its event dict."""
+        return chunks.decode_lines(self.read_lines(session_id, from_seq, to_seq))
+
+    @chunks.clamped
+    def read_lines(self, session_id, from_seq, to_seq):
+        """Same contract as `ArchiveAdapter.read_lines`, served from cached chunks where possible."""
         out, start = [], chunks.chunk_start(from_seq)
         while start <= to_seq:
             cached = self._lookup(session_id, start)
@@ -59,13 +64,13 @@ class ArchiveReadCache:
             while (run_end + chunks.CHUNK_SIZE <= to_seq and run_end - start < _MAX_RUN_CHUNKS * chunks.CHUNK_SIZE
                    and not self._contains(session_id, run_end + chunks.CHUNK_SIZE)):
                 run_end += chunks.CHUNK_SIZE
-            fetched = self.adapter.read_events(session_id, start, chunks.chunk_end(run_end))
-            for chunk, events in chunks.group_by_chunk(fetched).items():
-                if chunks.is_complete_chunk(chunk, events):
-                    self._store(session_id, chunk, events)
+            fetched = self.adapter.read_lines(session_id, start, chunks.chunk_end(run_end))
+            for chunk, lines in chunks.group_by_chunk(fetched).items():
+                if chunks.is_complete_chunk(chunk, lines):
+                    self._store(session_id, chunk, lines)
             out.extend(chunks.in_range(fetched, from_seq, to_seq))
             next_start = run_end + chunks.CHUNK_SIZE
-            archive_ended = not fetched or fetched[-1]["seq"] < chunks.chunk_end(run_end)
+            archive_ended = not fetched or fetched[-1][0] < chunks.chunk_end(run_end)
             if archive_ended and not (next_start <= to_seq and self._contains(session_id, next_start)):
                 break  # nothing archived past this run, and nothing cached there either
             start = next_start
@@ -112,14 +117,15 @@ class ArchiveReadCache:
             self._entries.move_to_end(key)
             self.hits += 1
             data = entry[1]
-        return chunks.decode_ndjson(zlib.decompress(data) if self.compressed else data)
+        lines = (zlib.decompress(data) if self.compressed else data).split(b"\n")
+        return list(zip(range(start, start + chunks.CHUNK_SIZE), lines))  # a cached chunk is complete
 
     def _contains(self, session_id, start):
         with self._lock:
             return (session_id, start) in self._entries
 
-    def _store(self, session_id, start, events):
-        data = chunks.encode_ndjson(events)
+    def _store(self, session_id, start, lines):
+        data = chunks.encode_chunk(lines)
         if self.compressed:
             data = zlib.compress(data, 1)
         size = _entry_size(session_id, data)

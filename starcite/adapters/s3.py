@@ -80,20 +80,20 @@ class S3ArchiveAdapter(ArchiveAdapter):
 
     # -- events ---------------------------------------------------------------
 
-    def write_events(self, session_id, events):
-        chunks.check_events(events)
+    def write_lines(self, session_id, lines):
+        chunks.check_lines(lines)
         return sum(self._write_chunk(session_id, start, group)
-                   for start, group in chunks.group_by_chunk(events).items())
+                   for start, group in chunks.group_by_chunk(lines).items())
 
     def _write_chunk(self, session_id, start, group):
         key = self._key(chunks.chunk_key(session_id, start))
         for attempt in range(self.max_write_retries + 1):
             data, etag = self._get(key)
-            merged, added = chunks.merge_by_seq(chunks.decode_ndjson(data) if data is not None else [], group)
+            merged, added = chunks.merge_by_seq(self._decode_chunk(key, start, data), group)
             if not added:
                 return 0
             condition = {"If-None-Match": "*"} if etag is None else {"If-Match": etag}
-            if self._put(key, chunks.encode_ndjson(merged), "application/x-ndjson", condition):
+            if self._put(key, chunks.encode_chunk(merged), "application/x-ndjson", condition):
                 return added
             self.write_conflicts += 1
             time.sleep(random.uniform(0, min(0.5, 0.02 * 2 ** attempt)))  # full jitter
@@ -101,20 +101,33 @@ class S3ArchiveAdapter(ArchiveAdapter):
                                  f"{self.max_write_retries} retries")
 
     @chunks.clamped
-    def read_events(self, session_id, from_seq, to_seq):
+    def read_lines(self, session_id, from_seq, to_seq):
         out, start = [], chunks.chunk_start(from_seq)
         while start <= to_seq:
-            data, _etag = self._get(self._key(chunks.chunk_key(session_id, start)))
+            data = self._read_chunk(session_id, start)
             if data is None:
                 break
-            out.extend(chunks.in_range(chunks.decode_ndjson(data), from_seq, to_seq))
+            out.extend(chunks.in_range(data, from_seq, to_seq))
             start += chunks.CHUNK_SIZE
         if chunks.chunk_end(start) < to_seq:  # a chunk is missing and the range goes on: list what exists
             for later in self._stored_chunk_starts(session_id):
                 if start < later <= to_seq:
-                    data, _etag = self._get(self._key(chunks.chunk_key(session_id, later)))
-                    out.extend(chunks.in_range(chunks.decode_ndjson(data or b""), from_seq, to_seq))
+                    out.extend(chunks.in_range(self._read_chunk(session_id, later) or [], from_seq, to_seq))
         return out
+
+    def _read_chunk(self, session_id, start):
+        """The checked ``[(seq, line)]`` of one chunk object, None when it does not exist."""
+        key = self._key(chunks.chunk_key(session_id, start))
+        data, _etag = self._get(key)
+        return None if data is None else self._decode_chunk(key, start, data)
+
+    def _decode_chunk(self, key, start, data):
+        if data is None:
+            return []
+        try:
+            return chunks.decode_chunk(start, data)
+        except chunks.CorruptChunk as exc:
+            raise ArchiveUnavailable(f"s3 {self.endpoint}/{self.bucket}: {key}: {exc}") from None
 
     def _stored_chunk_starts(self, session_id):
         prefix = self._key(chunks.session_events_dir(session_id)) + "/"

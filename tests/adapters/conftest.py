@@ -12,6 +12,7 @@ import contextlib
 import psycopg2
 import pytest
 
+from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.postgres import PostgresArchiveAdapter
 from tests.adapters.services import PG_URL, MotoServer, check_postgres, postgres_schema
@@ -95,3 +96,25 @@ def make_adapter(request, tmp_path):
 
     with tracked(build, lambda adapter: adapter.close()) as make:
         yield make
+
+
+@pytest.fixture
+def store_chunk_bytes(request):
+    """``store_chunk_bytes(kind, adapter, session_id, start, data)``: put ``data`` where the archive keeps
+    chunk ``start`` of the session, bypassing every check (a torn write, a corrupt or misplaced object).
+    Postgres has no chunks: each line of ``data`` replaces the row of seq ``start + i``."""
+    def store(kind, adapter, session_id, start, data):
+        key = chunks.chunk_key(session_id, start)
+        if kind == "local":
+            with open(adapter._path(key), "wb") as fh:
+                fh.write(data)
+        elif kind == "s3":
+            adapter._put(adapter._key(key), data, "application/x-ndjson", {})
+        else:
+            rows = [(session_id, start + i, line.decode("utf-8", "replace"))
+                    for i, line in enumerate(data.split(b"\n")) if line]
+            adapter._run(lambda cur: (
+                cur.execute("DELETE FROM events WHERE session_id = %s AND seq BETWEEN %s AND %s",
+                            (session_id, start, chunks.chunk_end(start))),
+                cur.executemany("INSERT INTO events (session_id, seq, raw) VALUES (%s, %s, %s)", rows)))
+    return store

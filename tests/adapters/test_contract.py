@@ -1,7 +1,8 @@
 """The `ArchiveAdapter` contract, run unchanged against every adapter (local, s3, postgres).
 
 Owns: the behaviour every back end must share — ranges across chunk
-boundaries, idempotent re-writes, out-of-range reads, session upsert/get/list
+boundaries, idempotent re-writes, out-of-range reads, event lines returned
+byte for byte, torn / corrupt / misplaced chunks refused (never a wrong event), session upsert/get/list
 with tenant and metadata filters, stable cursor walks, concurrent writers,
 awkward session ids. Must not: test one back end's internals (those live in
 test_s3.py / test_postgres.py / test_local.py).
@@ -9,6 +10,7 @@ test_s3.py / test_postgres.py / test_local.py).
 
 import pytest
 
+from starcite.adapters import ArchiveUnavailable, chunks
 from starcite.adapters.chunks import InvalidCursor
 from tests.adapters.archive_helpers import make_event, make_events, make_session, run_threads
 
@@ -80,6 +82,41 @@ class TestArchiveContract:
                make_event(3, inserted_at="2025-06-30T23:59:59Z", payload={"big": 2**62, "neg": -1.5e-7})]
         archive.write_events("s1", odd)
         assert archive.read_events("s1", 1, 3) == odd
+
+    def test_lines_come_back_byte_for_byte(self, archive):
+        lines = [(1, b'{"seq":1, "spaced" : true}'), (2, b'{"type":"seq not first","seq":2}'),
+                 (3, '{"seq":3,"text":"h\u00e9llo \u2713 \\u0000"}'.encode())]
+        assert archive.write_lines("s1", lines) == 3
+        assert archive.read_lines("s1", 1, 3) == lines
+        assert archive.write_lines("s1", [(2, b'{"seq":2,"other":1}')]) == 0  # the stored line wins
+        assert archive.read_lines("s1", 2, 2) == [lines[1]]
+        events = make_events(4, 300)
+        archive.write_events("s1", events)
+        assert archive.read_lines("s1", 4, 300) == chunks.event_lines(events)
+
+    def test_lines_that_are_not_their_seq_are_refused(self, archive):
+        for bad in ([(1, b'{"seq":2}')], [(1, b'{"seq":1}\n{"seq":2}')], [(1, "{}")], [(0, b'{"seq":0}')],
+                    [(1, b'not json')]):
+            with pytest.raises(ValueError):
+                archive.write_lines("s1", bad)
+        assert archive.read_lines("s1", 1, 10) == []
+
+    @pytest.mark.parametrize("damage", ["torn", "garbage line", "seqs of another chunk", "seqs out of order"])
+    def test_damaged_chunk_is_refused_never_served(self, archive, request, store_chunk_bytes, damage):
+        kind = request.node.callspec.params["archive"]
+        archive.write_events("s1", make_events(1, 300))
+        good = chunks.encode_chunk(chunks.event_lines(make_events(1, 10)))
+        data = {"torn": good[:-25],
+                "garbage line": good.replace(chunks.encode_json(make_event(5)), b'{"seq":5,"type":"x"#garbage'),
+                "seqs of another chunk": chunks.encode_chunk(chunks.event_lines(make_events(257, 266))),
+                "seqs out of order": chunks.encode_chunk(chunks.event_lines(make_events(2, 2) + make_events(1, 1))),
+                }[damage]
+        store_chunk_bytes(kind, archive, "s1", 1, data)
+        with pytest.raises(ArchiveUnavailable):
+            archive.read_lines("s1", 1, 10)
+        with pytest.raises(ArchiveUnavailable):
+            archive.read_events("s1", 1, 300)
+        assert archive.read_events("s1", 257, 300) == make_events(257, 300)  # other chunks still serve
 
     def test_session_upsert_and_get(self, archive):
         assert archive.get_session("nope") is None

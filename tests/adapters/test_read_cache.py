@@ -15,15 +15,15 @@ from tests.adapters.archive_helpers import make_events, run_threads
 
 
 class CountingArchive:
-    """Delegates to a local archive and records every `read_events` call."""
+    """Delegates to a local archive and records every `read_lines` call."""
 
     def __init__(self, directory):
         self.inner = LocalArchiveAdapter(directory)
         self.reads = []
 
-    def read_events(self, session_id, from_seq, to_seq):
+    def read_lines(self, session_id, from_seq, to_seq):
         self.reads.append((session_id, from_seq, to_seq))
-        return self.inner.read_events(session_id, from_seq, to_seq)
+        return self.inner.read_lines(session_id, from_seq, to_seq)
 
     def write_events(self, session_id, events):
         return self.inner.write_events(session_id, events)

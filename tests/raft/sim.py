@@ -137,12 +137,12 @@ class PowerLossJournal(DurableFileJournal):
     def __init__(self, journal_file):
         super().__init__(journal_file)
         self.fsync = False
-        self.synced_entries = list(self._FileJournal__journal)
+        self.synced_entries = self[:]
         self.syncs = 0
 
     def sync(self):
         if self.dirty:
-            self.synced_entries = list(self._FileJournal__journal)
+            self.synced_entries = self[:]
             self.syncs += 1
         super().sync()
 

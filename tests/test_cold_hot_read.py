@@ -1,0 +1,89 @@
+"""`Node.read_events` over the real local archive and read cache: cold + hot, any split, damage refused.
+
+Owns: the property that a replay from any cursor, over any split between the
+archive and the hot tier and any page size, returns exactly the events with
+seq > cursor, in order, each once, as the bytes the archive holds; and that a
+damaged chunk answers 503 archive_read_unavailable, never a wrong event.
+Must not: start a node (the read path runs on a stand-in holding only what
+`Node.read_events` uses) or touch anything but a temporary directory.
+"""
+
+import tempfile
+import types
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from starcite.adapters import chunks
+from starcite.adapters.local import LocalArchiveAdapter
+from starcite.adapters.read_cache import ArchiveReadCache
+from starcite.node import Node
+from starcite.tier_reads import ArchiveReadError
+from starcite.rules import encode_event
+from tests.adapters.archive_helpers import make_events
+
+SESSION = "ses-merge"
+TOTAL = 700  # crosses two chunk boundaries
+EVENTS = make_events(1, TOTAL)
+JSON = {event["seq"]: encode_event(event) for event in EVENTS}
+
+
+def reader(adapter, archived_seq, cache=True):
+    """A stand-in with what `Node.read_events` calls: hot events past ``archived_seq``, the cold tier."""
+    hot = [(seq, JSON[seq], len(JSON[seq])) for seq in range(archived_seq + 1, TOTAL + 1)]
+
+    def read_hot(_session_id, after_seq, limit):
+        entries = [entry for entry in hot if entry[0] > after_seq][:limit]
+        return archived_seq, TOTAL, entries
+
+    return types.SimpleNamespace(read_hot=read_hot, run_io=lambda fn, *args: fn(*args),
+                                 cold=ArchiveReadCache(adapter) if cache else adapter)
+
+
+@pytest.fixture(scope="module")
+def archive():
+    with tempfile.TemporaryDirectory() as directory:
+        adapter = LocalArchiveAdapter(directory)
+        adapter.write_lines(SESSION, [(seq, JSON[seq].encode()) for seq in JSON])
+        yield adapter
+        adapter.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(archived_seq=st.integers(0, TOTAL), cursor=st.integers(0, TOTAL), limit=st.integers(1, 1000),
+       cache=st.booleans())
+def test_any_split_returns_exactly_the_events_after_the_cursor(archive, archived_seq, cursor, limit, cache):
+    node = reader(archive, archived_seq, cache)
+    got, position = [], cursor
+    for _ in range(TOTAL + 2):
+        page = Node.read_events(node, SESSION, position, limit)
+        if not page:
+            break
+        assert len(page) <= limit
+        got.extend(page)
+        position = page[-1][0]
+    assert got == [(seq, JSON[seq]) for seq in range(cursor + 1, TOTAL + 1)]
+
+
+def test_a_gap_in_the_archive_is_never_skipped(tmp_path):
+    adapter = LocalArchiveAdapter(str(tmp_path))
+    adapter.write_lines(SESSION, [(seq, JSON[seq].encode()) for seq in range(1, 300) if seq != 100])
+    with pytest.raises(ArchiveReadError):
+        Node.read_events(reader(adapter, 299), SESSION, 0, 1000)
+    assert Node.read_events(reader(adapter, 299), SESSION, 100, 5) == [(seq, JSON[seq]) for seq in range(101, 106)]
+
+
+@pytest.mark.parametrize("damage", [lambda data: data[:-10], lambda data: data.replace(b'{"seq":7,', b'{"seq":9,')])
+def test_a_damaged_chunk_answers_503_archive_read_unavailable(tmp_path, damage):
+    adapter = LocalArchiveAdapter(str(tmp_path))
+    adapter.write_lines(SESSION, [(seq, JSON[seq].encode()) for seq in range(1, 301)])
+    path = adapter._path(chunks.chunk_key(SESSION, 1))
+    with open(path, "rb") as fh:
+        data = fh.read()
+    with open(path, "wb") as fh:
+        fh.write(damage(data))
+    with pytest.raises(ArchiveReadError) as caught:
+        Node.read_events(reader(adapter, 300), SESSION, 0, 1000)
+    assert caught.value.status == 503 and caught.value.code == "archive_read_unavailable"
+    assert Node.read_events(reader(adapter, 300), SESSION, 256, 10) == [(seq, JSON[seq]) for seq in range(257, 267)]
