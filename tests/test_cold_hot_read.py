@@ -9,7 +9,6 @@ Must not: start a node (the read path runs on a stand-in holding only what
 """
 
 import tempfile
-import types
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.read_cache import ArchiveReadCache
+from starcite.node_reads import NodeReads
 from starcite.node import Node
 from starcite.tier_reads import ArchiveReadError
 from starcite.rules import encode_event
@@ -37,8 +37,17 @@ def reader(adapter, archived_seq, cache=True):
         entries = [entry for entry in hot if entry[0] > after_seq][:limit]
         return archived_seq, TOTAL, entries
 
-    return types.SimpleNamespace(read_hot=read_hot, run_io=lambda fn, *args: fn(*args),
-                                 cold=ArchiveReadCache(adapter) if cache else adapter)
+    return _Reader(read_hot, ArchiveReadCache(adapter) if cache else adapter)
+
+
+class _Reader(NodeReads):
+    """The read mixin of `Node` over a stand-in hot tier and a real cold tier."""
+
+    def __init__(self, read_hot, cold):
+        self.read_hot, self.cold, self._cold_flights = read_hot, cold, {}
+
+    def run_io(self, fn, *args):
+        return fn(*args)
 
 
 @pytest.fixture(scope="module")
