@@ -187,12 +187,16 @@ class Node(NodeReads, NodeViews, NodeTails):
 
     def _read(self, session_id, kind, args):
         """A read from the local replica, else a remote one. A follower that does not know the
-        session yet (it may not have applied its creation) asks the leader."""
+        session yet (it may not have applied its creation) asks the leader; a replica still
+        replaying its journal after a restart answers 503, never a 404 it cannot vouch for."""
         group_id = self.group_of(session_id)
         value = self.router.read(group_id, kind, args)
         group = self.groups.get(group_id)
         if value is None and group is not None and not group.is_leader() and self.peer_hub is not None:
             value = self.router.command(group_id, kind, args)
+        if value is None and group is not None and group.catching_up():
+            # Just restarted, the replica has not applied its journal yet: "not found" would be a lie.
+            raise RaftUnavailable("raft_unavailable", "This node's replica is still catching up; retry")
         return value
 
     @property

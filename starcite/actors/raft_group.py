@@ -224,6 +224,7 @@ class RaftGroup(SafeSyncObj):
         if self.transport is not None:
             self.transport.start()
         self.journal.fsync = config.raft_fsync
+        self._startup_commit = self.raftCommitIndex  # what the journal says was committed before a restart
         self.journal.resident_bytes = min(self.journal.resident_bytes, self.log_budget_bytes // 4)
         self._ticker = gevent.spawn(self._tick_loop)
 
@@ -330,6 +331,11 @@ class RaftGroup(SafeSyncObj):
 
     def leader_commit_index(self):
         return self._SyncObj__leaderCommitIndex
+
+    def catching_up(self) -> bool:
+        """No leader known, or still applying what the journal held at start: a miss on this
+        replica proves nothing yet."""
+        return self._getLeader() is None or self.raftLastApplied < self._startup_commit
 
     def ready(self) -> bool:
         """Has a leader, and has applied everything that leader said was committed."""
