@@ -10,6 +10,7 @@ fixture stops its node) or use anything but loopback.
 import datetime
 import json
 import logging
+import pathlib
 import subprocess
 import sys
 
@@ -45,19 +46,32 @@ def test_request_id_is_generated_when_missing_or_nothing_is_left(header):
     assert first != second and len(first) == 32 and first.isalnum()
 
 
+_GREENLET_CONTEXT_CHECK = """
+import gevent
+from starcite import logs
+
+def request(number):
+    assert logs.current_context() == {}  # a new greenlet starts empty
+    logs.bind_request(f"req-{number}")
+    logs.bind_session(f"ses-{number}", number)
+    gevent.sleep(0.01)  # the others run and bind theirs meanwhile
+    return logs.current_context()
+
+greenlets = [gevent.spawn(request, n) for n in range(5)]
+gevent.joinall(greenlets, timeout=5)
+assert [g.value for g in greenlets] == [{"request_id": f"req-{n}", "session_id": f"ses-{n}", "group": n}
+                                        for n in range(5)], [g.value for g in greenlets]
+assert logs.current_context() == {}
+print("ok")
+"""
+
+
 def test_each_greenlet_has_its_own_log_context():
-    """gevent gives every greenlet its own contextvars: concurrent requests never see each other's ids."""
-
-    def request(number):
-        logs.bind_request(f"req-{number}")  # forgets whatever the greenlet's context held
-        logs.bind_session(f"ses-{number}", number)
-        gevent.sleep(0.01)  # the others run and bind theirs meanwhile
-        return logs.current_context()
-
-    greenlets = [gevent.spawn(request, n) for n in range(5)]
-    gevent.joinall(greenlets, timeout=5)
-    assert [g.value for g in greenlets] == [{"request_id": f"req-{n}", "session_id": f"ses-{n}", "group": n}
-                                            for n in range(5)]
+    """gevent gives every greenlet its own contextvars: concurrent requests never see each other's ids.
+    Checked in a fresh interpreter: other tests leave greenlets and hub state in this one."""
+    result = subprocess.run([sys.executable, "-c", _GREENLET_CONTEXT_CHECK], capture_output=True, text=True,
+                            timeout=60, cwd=str(pathlib.Path(__file__).resolve().parent.parent))
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
 def test_bind_request_forgets_the_previous_request_of_the_greenlet():
