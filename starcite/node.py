@@ -288,7 +288,7 @@ class Node(NodeReads, NodeViews, NodeTails):
                         "Hot event store is full; retry after the archiver catches up", {"Retry-After": "1"})
 
     def append(self, session_id: str, append: dict, nbytes: int) -> dict:
-        self.check_backpressure()
+        # Backpressure is checked once, where the hot store is: on the group's leader (`local_command`).
         args = (session_id, append, now_iso(), nbytes)
         _ok, seq, last_seq, deduped = parse_result(self.router.command(self.group_of(session_id), "append", args))
         if not deduped:

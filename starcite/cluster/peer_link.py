@@ -5,7 +5,8 @@ entry), dialing (of each pair, the node whose name sorts first dials, so a
 pair shares one connection), the handshake, the framing, keep-alives, and
 handing decoded messages to the handlers registered per message kind.
 
-Security (what protects the peer port):
+Security (what protects the peer port; the handshake and cipher are
+`starcite.cluster.peer_handshake`):
 - Before a single byte of the peer is decoded as anything but fixed-size
   fields, both sides prove they hold `STARCITE_CLUSTER_SECRET`: each sends a
   32-byte random nonce, each answers with HMAC-SHA256(secret, role, both
@@ -24,11 +25,8 @@ Security (what protects the peer port):
 Must not: know Raft, sessions or HTTP; it moves tuples between named nodes.
 """
 
-import hashlib
-import hmac
 import itertools
 import logging
-import os
 import pickle
 import socket
 import struct
@@ -37,16 +35,13 @@ import time
 import gevent
 import gevent.event
 import gevent.socket
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from gevent.server import StreamServer
 
+from starcite.cluster.peer_handshake import HandshakeFailed, handshake
 from starcite.errors import StarciteError
 
 log = logging.getLogger("starcite.peer")
 
-MAGIC = b"SCP1"
-NONCE_BYTES = 32
-MAX_NAME = 63
 MAX_FRAME = 256 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 5.0
 KEEPALIVE_INTERVAL = 0.5
@@ -57,94 +52,6 @@ MAX_QUEUED_BYTES = 512 * 1024 * 1024
 
 class PeerUnavailable(Exception):
     """The peer has no live link, or it went down before answering."""
-
-
-class HandshakeFailed(Exception):
-    pass
-
-
-def _mac(secret: bytes, *parts: bytes) -> bytes:
-    return hmac.new(secret, b"\x00".join(parts), hashlib.sha256).digest()
-
-
-def _recv_exact(sock, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise HandshakeFailed("connection closed during the handshake")
-        data += chunk
-    return data
-
-
-def _hello(nonce: bytes, name: str) -> bytes:
-    raw = name.encode()
-    return MAGIC + nonce + bytes([len(raw)]) + raw
-
-
-def _read_hello(sock):
-    head = _recv_exact(sock, len(MAGIC) + NONCE_BYTES + 1)
-    if head[:len(MAGIC)] != MAGIC:
-        raise HandshakeFailed("not a Starcite peer")
-    size = head[-1]
-    if not 0 < size <= MAX_NAME:
-        raise HandshakeFailed("bad peer name length")
-    try:
-        name = _recv_exact(sock, size).decode()
-    except UnicodeDecodeError:
-        raise HandshakeFailed("peer name is not UTF-8") from None
-    return head[len(MAGIC):len(MAGIC) + NONCE_BYTES], name
-
-
-class Cipher:
-    """One direction of a link: AES-GCM with the frame counter as nonce."""
-
-    def __init__(self, key: bytes):
-        self.aead = AESGCM(key)
-        self.counter = 0
-
-    def _nonce(self) -> bytes:
-        self.counter += 1
-        return struct.pack("!IQ", 0, self.counter)
-
-    def seal(self, data: bytes) -> bytes:
-        return self.aead.encrypt(self._nonce(), data, None)
-
-    def open(self, data: bytes) -> bytes:
-        return self.aead.decrypt(self._nonce(), data, None)  # raises InvalidTag
-
-
-def handshake(sock, secret: bytes, self_name: str, dialer: bool, expect=None):
-    """Mutual challenge-response; returns ``(peer_name, send_cipher, recv_cipher)``.
-
-    ``expect``: the dialer knows whom it called; the acceptor checks the name with it
-    (a callable) before answering, and only after the proof is anything else read."""
-    mine = os.urandom(NONCE_BYTES)
-    if dialer:
-        sock.sendall(_hello(mine, self_name))
-        theirs, peer = _read_hello(sock)
-        if peer != expect:
-            raise HandshakeFailed(f"dialed {expect} but {peer!r} answered")
-        d_nonce, a_nonce, d_name, a_name = mine, theirs, self_name, peer
-    else:
-        theirs, peer = _read_hello(sock)
-        if not expect(peer):
-            raise HandshakeFailed(f"{peer!r} may not dial this node")
-        d_nonce, a_nonce, d_name, a_name = theirs, mine, peer, self_name
-    transcript = (d_nonce, a_nonce, d_name.encode(), a_name.encode())
-    if dialer:
-        proof = _recv_exact(sock, 32)
-        if not hmac.compare_digest(proof, _mac(secret, b"acceptor", *transcript)):
-            raise HandshakeFailed(f"{peer} does not hold the cluster secret")
-        sock.sendall(_mac(secret, b"dialer", *transcript))
-    else:
-        sock.sendall(_hello(mine, self_name) + _mac(secret, b"acceptor", *transcript))
-        proof = _recv_exact(sock, 32)
-        if not hmac.compare_digest(proof, _mac(secret, b"dialer", *transcript)):
-            raise HandshakeFailed(f"{peer} does not hold the cluster secret")
-    d2a = Cipher(_mac(secret, b"key d->a", *transcript))
-    a2d = Cipher(_mac(secret, b"key a->d", *transcript))
-    return (peer, d2a, a2d) if dialer else (peer, a2d, d2a)
 
 
 class PeerLink:

@@ -9,7 +9,7 @@ import time
 import gevent
 import pytest
 
-from starcite.cluster import peer_link
+from starcite.cluster import peer_handshake
 from starcite.cluster.peer_link import PeerHub, PeerUnavailable
 from tests.server import free_listen_port
 
@@ -112,8 +112,8 @@ def test_a_real_node_never_unpickles_unauthenticated_bytes(make_cluster, tmp_pat
     attempts = [
         bomb,                                                       # a bare pickle
         struct.pack("!I", len(bomb)) + bomb,                        # a frame, no handshake
-        peer_link.MAGIC + os.urandom(32) + bytes([2]) + b"n1" + bomb,  # a hello, then no proof
-        peer_link.MAGIC + os.urandom(32) + bytes([2]) + b"n1" + os.urandom(32) + struct.pack("!I", len(bomb)) + bomb,
+        peer_handshake.MAGIC + os.urandom(32) + bytes([2]) + b"n1" + bomb,  # a hello, then no proof
+        peer_handshake.MAGIC + os.urandom(32) + bytes([2]) + b"n1" + os.urandom(32) + struct.pack("!I", len(bomb)) + bomb,
     ]
     for data in attempts:
         _raw(address, data)
