@@ -71,8 +71,8 @@ def raise_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants."""
+def _tree(pid: int) -> list:
+    """``pid`` and all its descendants."""
     children = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -82,10 +82,36 @@ def rss_bytes(pid: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
+    out, todo = [], [pid]
     while todo:
         current = todo.pop()
+        out.append(current)
         todo.extend(children.get(current, ()))
+    return out
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time used so far by the processes ``pids`` (gone ones count 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of ``pid`` and all its descendants."""
+    return cpu_seconds(_tree(pid))
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants."""
+    total = 0
+    for current in _tree(pid):
         try:
             with open(f"/proc/{current}/status") as f:
                 for line in f:
@@ -187,10 +213,11 @@ class Supervisor:
         """Spawn and wait until ``ready()`` is truthy; on failure stop it and raise StartError with its log."""
         return self.await_ready(self.spawn(name, argv, env, cwd), ready, timeout)
 
-    def await_ready(self, child: Child, ready, timeout: float = 30.0) -> Child:
-        """Wait until ``ready()`` is truthy; on failure stop ``child`` and raise StartError with its log."""
+    def await_ready(self, child: Child, ready, timeout: float = 30.0, interval: float = 0.05) -> Child:
+        """Wait until ``ready()`` is truthy (polled every ``interval`` s); on failure stop ``child``
+        and raise StartError with its log."""
         try:
-            wait_until(ready, timeout, child.name, alive=child.alive)
+            wait_until(ready, timeout, child.name, interval=interval, alive=child.alive)
         except StartError as exc:
             self.stop(child, timeout=5)
             raise StartError(f"{exc}; log: {child.log_tail(8) or '(empty)'}") from None

@@ -151,6 +151,7 @@ _SECTIONS = [
       ("resume window s", _figure("resume_window_s")), ("resumes/s", _figure("resumes_per_s")), ("caught up p50 s", _figure("caught_up_p50_s")),
       ("p99 s", _figure("caught_up_p99_s")), ("all caught up s", _figure("all_caught_up_s")),
       ("events", _figure("events")), ("missed", _figure("missed")), ("repeated", _figure("repeated")),
+      ("node ms/resume", _figure("node_cpu_ms_per_resume")), ("load", _figure("loadavg_at_ready")),
       ("peak rss", _figure("peak_rss", _mib))]),
     ("memory", "Hot tier memory (per hot event: RSS growth of the node vs what the event store cap counted)",
      [("events", _figure("hot_events")), ("json B", _figure("json_bytes")), ("rss B/event", _figure("rss_per_event")),

@@ -5,8 +5,10 @@ inline from greenlets), the Raft groups this node replicates and their
 actors, the archiver, the observer, the archive adapter and read cache, the
 node's timers (archive tick, tail catch-up, cache cleanup), readiness, and
 graceful shutdown. Tails are opened through the `NodeTails` mixin
-(`starcite.node_tails`). Every edge call becomes a message with its own reply
-future, so no reply can reach another caller.
+(`starcite.node_tails`). Every command becomes a message with its own reply
+future, so no reply can reach another caller; local reads are direct,
+non-yielding calls on the replica's state (`group_actor.session_record`,
+`hot_read`), the same code the group's actor runs for them.
 
 Must not: parse HTTP, know about auth, or decide session rules.
 """
@@ -24,7 +26,7 @@ from starcite.actors import messages as m
 from starcite.actors.archiver import ArchiverActor, flush_cycle
 from starcite.actors.control import CONTROL_GROUP
 from starcite.actors.observer import ObserverActor
-from starcite.actors.group_actor import RaftGroupActor
+from starcite.actors.group_actor import RaftGroupActor, hot_read, session_record
 from starcite.actors.raft_group import NotLeader, RaftGroup, RaftUnavailable
 from starcite.adapters import ArchiveUnavailable, build_adapter
 from starcite.adapters.chunks import InvalidCursor
@@ -181,9 +183,10 @@ class Node(NodeReads, NodeViews, NodeTails):
         return self.local_read(group_id, kind, args)
 
     def local_read(self, group_id, kind, args):
-        """A read from this node's replica of ``group_id``."""
-        message = m.GetSession(*args, AsyncResult()) if kind == "get_session" else m.ReadHot(*args, AsyncResult())
-        return self._ask(self.group_actors[group_id], message)
+        """A read from this node's replica of ``group_id``: a direct call on its state, the code
+        the group's actor runs for GetSession / ReadHot (it never yields: see `group_actor`)."""
+        group = self.groups[group_id]
+        return session_record(group, *args) if kind == "get_session" else hot_read(group, *args)
 
     def _read(self, session_id, kind, args):
         """A read from the local replica, else a remote one. A follower that does not know the

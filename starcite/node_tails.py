@@ -1,8 +1,9 @@
 """The node's side of tails: opening one, the registry of open tails, the catch-up tick.
 
 Owns: `LocalTail`, what a tail's socket pump holds for a tail fed by this
-node's replica (go_live, go_replay, close: each is one message to the
-group's actor), and `NodeTails`, the `Node` mixin that opens tails on the
+node's replica (go_live, go_replay, close: each a direct, non-yielding call
+on the group's tail registry, `group_actor.admit_live` / `leave_live`, the
+same code the group's actor runs for a GoLive / LeaveLive message), and `NodeTails`, the `Node` mixin that opens tails on the
 local replica or through a remote one (`open_tail`, `open_local_tail`),
 keeps `tails` (every tail whose socket this node holds), puts the periodic
 ``("check", last_seq)`` item, and counts what tails hold for the metrics.
@@ -19,7 +20,7 @@ actor does, atomically), or block.
 
 import logging
 
-from starcite.actors import messages as m
+from starcite.actors.group_actor import admit_live, leave_live
 
 log = logging.getLogger("starcite.tails")
 
@@ -30,24 +31,25 @@ class LocalTail:
     __slots__ = ("node", "session_id", "group", "outbox", "closed")
 
     def __init__(self, node, session_id, group, outbox):
+        """``group``: this node's `RaftGroup` replica of the session's group."""
         self.node, self.session_id, self.group, self.outbox = node, session_id, group, outbox
         self.closed = False
 
     def go_live(self, cursor):
         """The socket has sent everything up to ``cursor``: live if that is the session's last
-        seq (the group checks and registers in one dispatch), else ``("replay",)`` on the outbox."""
+        seq (the group checks and registers without yielding), else ``("replay",)`` on the outbox."""
         if not self.closed:
-            self.node.tell(self.group, m.GoLive(self.session_id, self.outbox, cursor))
+            admit_live(self.group, self.session_id, self.outbox, cursor)
 
     def go_replay(self):
         if not self.closed:
-            self.node.tell(self.group, m.LeaveLive(self.session_id, self.outbox))
+            leave_live(self.group, self.session_id, self.outbox)
 
     def close(self):
         if not self.closed:
             self.closed = True
             self.node.tails.discard(self)
-            self.node.tell(self.group, m.LeaveLive(self.session_id, self.outbox))
+            leave_live(self.group, self.session_id, self.outbox)
 
 
 class NodeTails:
@@ -58,7 +60,7 @@ class NodeTails:
         ``outbox`` has ``put(item)``: the group puts ``("events", entries)`` and ``("replay",)`` on it.
         Served by the local replica, or by a remote one when this node holds none."""
         group_id = self.group_of(session_id)
-        if group_id in self.group_actors:
+        if group_id in self.groups:
             handle = self.open_local_tail(session_id, outbox)
         else:
             handle = self.remote_tails.open(session_id, group_id, cursor, outbox)
@@ -67,7 +69,7 @@ class NodeTails:
 
     def open_local_tail(self, session_id, outbox) -> LocalTail:
         """A tail on this node's replica; nothing is registered until its first go_live."""
-        return LocalTail(self, session_id, self.group_actors[self.group_of(session_id)], outbox)
+        return LocalTail(self, session_id, self.groups[self.group_of(session_id)], outbox)
 
     def _catch_up_tick(self):
         """The safety net for a missed notification (e.g. across a leader change): every tail gets

@@ -83,15 +83,21 @@ class Node:
         self.child = self.sup.spawn(self.name, [EXECUTABLE, "serve"], full_env, REPO_ROOT)
         return self
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_S):
-        self.sup.await_ready(self.child, self.ready, timeout)
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S, via_ops: bool = False):
+        """Until ``/health/ready`` is 200: on the API port, or (``via_ops``) on the node's ops
+        socket, which is served beside the API listener, not behind connections queued on it."""
+        self.sup.await_ready(self.child, self.ops_ready if via_ops else self.ready, timeout,
+                             interval=0.01 if via_ops else 0.05)
         return self
 
-    def start(self, env: dict = None, port: int = None):
-        return self.spawn(env, port).wait_ready()
+    def start(self, env: dict = None, port: int = None, ready_via_ops: bool = False):
+        return self.spawn(env, port).wait_ready(via_ops=ready_via_ops)
 
     def ready(self) -> bool:
         return http_get(self.port, "/health/ready", timeout=2)[0] == 200
+
+    def ops_ready(self) -> bool:
+        return OpsClient(os.path.join(self.data_dir, "ops.sock"), timeout=2).get("/health/ready")[0] == 200
 
     def alive(self) -> bool:
         return self.child is not None and self.child.alive()
@@ -117,11 +123,12 @@ class Node:
             self.sup.kill(self.child)
             self.child = None
 
-    def restart(self, env: dict = None, same_port: bool = False):
-        """Stop (SIGTERM, graceful) and start again; ``same_port``: where its clients reconnect."""
+    def restart(self, env: dict = None, same_port: bool = False, ready_via_ops: bool = False):
+        """Stop (SIGTERM, graceful) and start again; ``same_port``: where its clients reconnect;
+        ``ready_via_ops``: see `wait_ready`."""
         port = self.port if same_port else None
         self.stop()
-        return self.start(env, port)
+        return self.start(env, port, ready_via_ops)
 
     def metric(self, name: str) -> float:
         """Sum of every sample of metric ``name`` (0 when absent)."""

@@ -26,11 +26,13 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class WsProtocol(FramedProtocol):
-    """Calls ``on_frame(payload_bytes, received_ns)`` for every complete data message."""
+    """Calls ``on_frame(payload_bytes, received_ns)`` for every complete data message, and
+    ``on_upgrade(received_ns)`` (if given) when the 101 is parsed, before any frame behind it."""
 
-    def __init__(self, on_frame):
+    def __init__(self, on_frame, on_upgrade=None):
         super().__init__()
         self.on_frame = on_frame
+        self.on_upgrade = on_upgrade
         self.upgraded = asyncio.get_running_loop().create_future()
         self._fragments = []
 
@@ -63,6 +65,8 @@ class WsProtocol(FramedProtocol):
         if message[0] == "head":
             _, status, body = message
             if status == 101:
+                if self.on_upgrade is not None:
+                    self.on_upgrade(time.perf_counter_ns())
                 self.upgraded.set_result(True)
             else:
                 self.upgraded.set_exception(ProtocolError(f"upgrade refused: {status} {body[:200]!r}"))
@@ -89,9 +93,10 @@ class WsProtocol(FramedProtocol):
             self.upgraded.set_exception(ConnectionError(f"closed before upgrade: {exc}"))
 
 
-async def connect(port: int, path: str, on_frame, timeout: float = 10.0) -> WsProtocol:
-    """Open a WebSocket to ``ws://127.0.0.1:port{path}``; frames go to ``on_frame``."""
-    proto = await open_connection(lambda: WsProtocol(on_frame), port)
+async def connect(port: int, path: str, on_frame, timeout: float = 10.0, on_upgrade=None) -> WsProtocol:
+    """Open a WebSocket to ``ws://127.0.0.1:port{path}``; frames go to ``on_frame``, the 101's
+    receipt time to ``on_upgrade``."""
+    proto = await open_connection(lambda: WsProtocol(on_frame, on_upgrade), port)
     key = base64.b64encode(os.urandom(16)).decode()
     proto.transport.write((
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

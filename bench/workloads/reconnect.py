@@ -2,12 +2,14 @@
 rate; then the node is restarted (SIGTERM: tails closed with 1000, then started again on the
 same data directory) and every client resumes at once from its last seq, as the SDK does.
 
-Figures, from the moment the harness saw the restarted node answer ready (polled, so late
-when the node is busy: clients may resume before it): when the last client resumed (its
-101) and when the last one was caught up (it received an event whose append was sent after
+Figures, from the moment the harness saw the restarted node answer ready (its `/health/ready`
+polled every 10 ms on the node's ops socket, served beside the API listener, so the probe
+does not queue behind the reconnecting clients): when the last client resumed (the receipt
+of its 101) and when the last one was caught up (it received an event whose append was sent after
 its resume: it is at the live head), per-client percentiles of the latter, the resume rate
 over the storm (clients / first-to-last resume), the first append acked after ready, and
-the node's peak RSS (process tree) over the run. Correctness: once the producer stops,
+the node's peak RSS (process tree) over the run, and the CPU the node and the clients used
+from ready until every client was caught up (with the load average at ready: the box is shared). Correctness: once the producer stops,
 every client must hold every seq exactly once (``missed``, ``repeated``, ``short`` all 0).
 
 The clients live in forked holder processes (`bench.workloads.resuming_tails`), the producer
@@ -17,10 +19,11 @@ Owns: the producer process, the restart, the RSS sampling and the reconnect row.
 
 import array
 import asyncio
+import os
 import threading
 import time
 
-from bench.procs import fork, raise_fd_limit, reap, receive, rss_bytes
+from bench.procs import cpu_seconds, fork, raise_fd_limit, reap, receive, rss_bytes, tree_cpu_seconds
 from bench.results import FAILED, OK, Row
 from bench.stats import latency_summary
 from bench.targets import starcite as starcite_target
@@ -136,8 +139,10 @@ def starcite(ctx) -> list:
             time.sleep(p.reconnect_steady_s)
             open_before = int(node.metric("starcite_tails_open"))
             restart_ns = time.perf_counter_ns()
-            node.restart(same_port=True)
+            node.restart(same_port=True, ready_via_ops=True)
             ready_ns = time.perf_counter_ns()
+            client_pids = [process.pid for process, _conn in holders]
+            cpu_at_ready = (tree_cpu_seconds(node.child.pid), cpu_seconds(client_pids), os.getloadavg()[0])
             for _process, conn in holders:
                 conn.send(("restarted", p.timeout_s))
             resumed, caught_up = [], []
@@ -145,6 +150,7 @@ def starcite(ctx) -> list:
                 _, r, c = _expect(receive(conn, time.monotonic() + p.timeout_s + 10, "tail holder"), "caught_up")
                 resumed += r
                 caught_up += c
+            storm_cpu = (tree_cpu_seconds(node.child.pid) - cpu_at_ready[0], cpu_seconds(client_pids) - cpu_at_ready[1])
             open_after = int(node.metric("starcite_tails_open"))
             producer[1].send("stop")
             _, last_seq, append_retries, raw_acks = _expect(receive(producer[1], time.monotonic() + 30, "producer"),
@@ -168,7 +174,12 @@ def starcite(ctx) -> list:
                    "resumed_p50_s": round(latency_summary([t - ready_ns for t in resumed])["p50_ms"] / 1000, 3),
                    "append_retries": append_retries, "restart_s": round((ready_ns - restart_ns) / 1e9, 3),
                    "open_before": open_before, "open_after": open_after,
-                   "peak_rss": rss.peak}
+                   "peak_rss": rss.peak,
+                   # CPU from ready until every client was caught up (the node's includes the live
+                   # fan-out meanwhile), and the box's 1-minute load average at ready
+                   "node_cpu_s": round(storm_cpu[0], 2), "clients_cpu_s": round(storm_cpu[1], 2),
+                   "node_cpu_ms_per_resume": round(storm_cpu[0] * 1000 / count, 3),
+                   "loadavg_at_ready": round(cpu_at_ready[2], 2)}
         broken = [k for k in ("missed", "repeated", "short", "not_caught_up") if figures[k]]
         note = ", ".join(f"{k} {figures[k]}" for k in broken)
         ctx.log(f"reconnect starcite: all resumed {figures['all_resumed_s']} s, all caught up "

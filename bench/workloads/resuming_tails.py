@@ -37,7 +37,7 @@ class ResumingTail:
         self.drops = 0            # connections that ended (the node closed them, or they broke)
         self.failed_attempts = 0  # connection attempts refused or broken before the upgrade
         self.statuses = {}        # HTTP status of refused upgrades -> count
-        self.resumed_ns = 0       # upgrade time of the current connection
+        self.resumed_ns = 0       # receipt of the current connection's 101
         self.caught_up_ns = 0     # first receipt, on the current connection, of an event sent after resumed_ns
         self.proto = None
 
@@ -55,11 +55,19 @@ class ResumingTail:
             if sent is not None and int(sent.group(1)) > self.resumed_ns:
                 self.caught_up_ns = received_ns
 
+    def on_upgrade(self, received_ns: int):
+        # Stamped when the 101 is parsed, before the frames behind it in the same read: a busy
+        # holder process resumes the awaiting coroutine only later, and a stamp taken there
+        # counted that delay as the node's (and let a frame parsed first compare with the
+        # previous connection's stamp).
+        self.resumed_ns = received_ns
+        self.caught_up_ns = 0
+
     async def connect(self):
         path = starcite_target.tail_path(self.session_id, self.last_seq, 1)
         self.caught_up_ns = 0
-        self.proto = await ws.connect(self.port, path, self.on_frame, timeout=_UPGRADE_TIMEOUT_S)
-        self.resumed_ns = time.perf_counter_ns()
+        self.proto = await ws.connect(self.port, path, self.on_frame, timeout=_UPGRADE_TIMEOUT_S,
+                                      on_upgrade=self.on_upgrade)
 
     async def follow(self, stop: asyncio.Event):
         """Stay connected until ``stop``: after each close, resume from the last seq received."""
