@@ -33,7 +33,7 @@ from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.errors import StarciteError
 from starcite.metrics import Metrics
-from starcite.node_reads import ArchiveReadError, NodeReads  # noqa: F401 (ArchiveReadError: importers)
+from starcite.node_reads import ArchiveReadError, ColdMemo, NodeReads  # noqa: F401 (ArchiveReadError: importers)
 from starcite.node_tails import NodeTails
 from starcite.node_views import NodeViews
 from starcite.long_poll import LongPolls
@@ -86,6 +86,7 @@ class Node(NodeReads, NodeViews, NodeTails):
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
         self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
         self._cold_flights = {}  # (session, from, to) -> AsyncResult of the archive read in flight
+        self._cold_memo = ColdMemo()  # the last small cold read per recently read session
         self.cold = ArchiveReadCache.from_config(config, self.adapter)
         self.metrics = Metrics(self.snapshot)
         self.asys = ActorSystem("simpleSystemBase")

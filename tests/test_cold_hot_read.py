@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.read_cache import ArchiveReadCache
-from starcite.node_reads import NodeReads
+from starcite.node_reads import ColdMemo, NodeReads
 from starcite.node import Node
 from starcite.tier_reads import ArchiveReadError
 from starcite.rules import encode_event
@@ -44,7 +44,7 @@ class _Reader(NodeReads):
     """The read mixin of `Node` over a stand-in hot tier and a real cold tier."""
 
     def __init__(self, read_hot, cold):
-        self.read_hot, self.cold, self._cold_flights = read_hot, cold, {}
+        self.read_hot, self.cold, self._cold_flights, self._cold_memo = read_hot, cold, {}, ColdMemo()
 
     def run_io(self, fn, *args):
         return fn(*args)
@@ -96,3 +96,25 @@ def test_a_damaged_chunk_answers_503_archive_read_unavailable(tmp_path, damage):
         Node.read_events(reader(adapter, 300), SESSION, 0, 1000)
     assert caught.value.status == 503 and caught.value.code == "archive_read_unavailable"
     assert Node.read_events(reader(adapter, 300), SESSION, 256, 10) == [(seq, JSON[seq]) for seq in range(257, 267)]
+
+
+def test_cold_memo_serves_only_ranges_it_holds():
+    memo = ColdMemo()
+    lines = [(seq, b"x%d" % seq) for seq in range(10, 21)]
+    memo.put("s", 10, 20, lines)
+    assert memo.get("s", 10, 20) is lines
+    assert memo.get("s", 12, 15) == lines[2:6]
+    assert memo.get("s", 9, 20) is None and memo.get("s", 10, 21) is None and memo.get("t", 10, 20) is None
+    memo.put("big", 1, 1000, [(seq, b"") for seq in range(1, ColdMemo.LINES + 2)])
+    assert memo.get("big", 1, 10) is None  # too many lines to keep
+    for n in range(ColdMemo.SESSIONS):
+        memo.put(f"other-{n}", 1, 1, [(1, b"")])
+    assert memo.get("s", 10, 20) is None  # least recently used, dropped
+
+
+def test_a_repeated_cold_read_returns_the_same_events(archive):
+    node = reader(archive, 200)  # 41..200 cold: few enough lines for the memo
+    first = Node.read_events(node, SESSION, 40, 1000)
+    assert node._cold_memo.get(SESSION, 41, 200) is not None
+    assert Node.read_events(node, SESSION, 40, 1000) == first  # the second from the memo
+    assert Node.read_events(node, SESSION, 100, 50) == first[60:110]

@@ -16,6 +16,7 @@ Must not: contain request logic. One worker per node by design: the data
 plane (Raft groups, hot store, actors) lives in that worker's process.
 """
 
+import gc
 import http
 import logging
 import re
@@ -81,8 +82,10 @@ class RedactingLogger(Logger):
             self.exception("access log")
 
     def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
         wanted = self._wanted_atoms()
+        if not any(key.endswith("}e") for key in wanted):  # no environ atom: gunicorn copies them all
+            environ = {key: environ[key] for key in _ATOM_ENVIRON if key in environ}
+        atoms = super().atoms(resp, req, environ, request_time)
         atoms = {key: atoms[key] for key in wanted if key in atoms}  # a missing one logs as "-"
         for key, value in atoms.items():
             if "authorization" in key:
@@ -106,6 +109,11 @@ class RedactingLogger(Logger):
         return self._wanted
 
 
+# What gunicorn's own atoms read from the environ (the rest is one "{name}e" atom per variable).
+_ATOM_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO", "QUERY_STRING",
+                 "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
+
+
 def _int_or_none(value):
     try:
         return int(value)
@@ -115,10 +123,9 @@ def _int_or_none(value):
 
 class _RedactFilter(logging.Filter):
     def filter(self, record):
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        # The formatted message replaces msg and args either way, so the formatter does not
+        # %-format the line a second time (an access line per request).
+        record.msg, record.args = redact(record.getMessage()), None
         return True
 
 
@@ -221,6 +228,10 @@ class StarciteWorker(GeventPyWSGIWorker):
         return serve_ops(app, path), path
 
     def run(self):
+        # Everything alive once the node has booted (modules, the replayed Raft state) stays alive:
+        # out of the collector's generations, a full collection during a reconnect storm walks only
+        # what was created since (measured: ~8% of the worker's time was collections, mostly full).
+        gc.freeze()
         servers = []
         for sock in self.sockets:
             sock.setblocking(1)
@@ -291,4 +302,5 @@ class StarciteApplication(BaseApplication):
         logs.configure(self.config)  # JSON mode: take the root logger back from Thespian's ActorSystem
         self.ops_app = create_ops_app(self.node)
         return create_app(self.node, self.config)
+
 
