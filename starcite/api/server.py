@@ -2,8 +2,10 @@
 
 Owns: `StarciteApplication` (gunicorn app that builds the `Node` and the
 Falcon app inside the worker, after gevent has patched it), `StarciteWorker`
-(graceful SIGTERM: stop accepting, close tails with a normal close, let
-in-flight appends finish, flush the archive, sync the Raft journals),
+(serves the API through `starcite.api.accept_gate.GatedWSGIServer`, freezes
+the booted node's objects out of the cyclic collector; graceful SIGTERM: stop
+accepting, close tails with a normal close, let in-flight appends finish,
+flush the archive, sync the Raft journals),
 `StarciteHandler` (upgrades a tail only after the Falcon resource has
 validated it, so errors are plain HTTP before the upgrade; answers the
 requests pywsgi refuses before the app, such as a request line over 8 KiB
@@ -55,6 +57,8 @@ class RedactingLogger(Logger):
 
     def setup(self, cfg):
         super().setup(cfg)
+        # An access line never shows where it was logged from: skip logging's stack walk for it.
+        self.access_log.findCaller = _no_caller
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:
                 if not any(isinstance(f, _RedactFilter) for f in handler.filters):
@@ -112,6 +116,10 @@ class RedactingLogger(Logger):
 # What gunicorn's own atoms read from the environ (the rest is one "{name}e" atom per variable).
 _ATOM_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO", "QUERY_STRING",
                  "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
+
+
+def _no_caller(stack_info=False, stacklevel=1):
+    return "(unknown file)", 0, "(unknown function)", None
 
 
 def _int_or_none(value):
