@@ -30,6 +30,7 @@ from starcite.api.request_context import REQUEST_ID_HEADER
 from starcite.api.sse_wire import SseConn, sse_head
 from starcite.api.tail_socket import LiveBatchMemo
 from starcite.api.ws_wire import WebSocketConn
+from starcite.errors import StarciteError
 from starcite.node import ArchiveReadError
 from starcite.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
 
@@ -39,6 +40,7 @@ REPLAY_CHUNK = 1000
 CLOSE_INTERNAL = 1011
 CLOSE_TOKEN_EXPIRED = 4001
 SUPPORTED_VERSIONS = ("13", "8", "7")
+_SSE_OPEN_POLL_S = 0.05
 
 
 def _wants_sse(env) -> bool:
@@ -86,10 +88,23 @@ class TailResource:
         sse = _wants_sse(req.env)
         cursor = _cursor(req, sse)
         batch_size = int_param(req, "batch_size", 1, TAIL_BATCH_SIZE, "invalid_batch_size")
-        access.session(self.node.require_session(session_id))
+        access.session(self._session(session_id, sse))
         if not sse:
             _check_handshake(req.env)
         return access, sse, cursor, batch_size
+
+    def _session(self, session_id, sse: bool) -> dict:
+        """The session's record, or the refusal. An EventSource gives up for good on any status
+        but 200, so an SSE open waits (up to ``raft_timeout_ms``) while this replica cannot vouch
+        for the session yet, e.g. right after a restart, rather than answering that 503."""
+        deadline = time.monotonic() + (self.node.command_timeout if sse else 0.0)
+        while True:
+            try:
+                return self.node.require_session(session_id)
+            except StarciteError as exc:
+                if exc.status != 503 or time.monotonic() >= deadline or self.node.stopping:
+                    raise
+            gevent.sleep(_SSE_OPEN_POLL_S)
 
     def on_head(self, req, resp, session_id):
         """The GET's answer without a body; a HEAD never upgrades, so a valid handshake is refused."""
