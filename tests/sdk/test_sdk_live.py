@@ -5,9 +5,9 @@ answers it (auth errors on a jwt node, a refused tail, a tail whose token
 expires); a producer resuming its sequence; appends across a SIGKILL and
 restart (every append that returned has exactly one event); a following tail
 replaying then going live, and across restarts (no gap, no duplicate), over
-each transport (WebSocket and SSE); and `follow=False` stopping at the end.
-Must not: use anything but loopback, or leave a thread or a process behind
-(every wait is bounded).
+each transport (WebSocket and SSE); an idle SSE tail kept open by the
+keep-alives; and `follow=False` stopping at the end. Must not: use anything
+but loopback, or leave a thread or a process behind (every wait is bounded).
 """
 
 import threading
@@ -243,3 +243,33 @@ def test_a_following_tail_survives_restarts_without_gap_or_duplicate(make_server
         assert done.wait(30), seen[-5:]
         reader.join(5)
     assert seen == list(range(1, 61))
+
+
+def test_keep_alives_hold_an_idle_sse_tail_open(make_server, sid, monkeypatch):
+    """The read timeout counts keep-alive comments as life: an idle stream is not reopened."""
+    from starcite_client import _sse
+    server = make_server({"STARCITE_TAIL_SSE_KEEPALIVE_MS": "200"})
+    monkeypatch.setattr(_sse, "SSE_READ_TIMEOUT", 1.0)
+    opened, seen = [], []
+    request = _sse.SseTail.request
+    monkeypatch.setattr(_sse.SseTail, "request", lambda self: opened.append(1) or request(self))
+    with sc.Starcite(server.base) as client:
+        session = client.create_session(id=sid)
+
+        def follow():
+            tail = session.tail(transport="sse")
+            for event in tail:
+                seen.append(event["seq"])
+                if event["seq"] == 2:
+                    break
+            tail.close()
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        session.producer("p").append("m", {"n": 0})
+        server.wait_until(lambda: seen == [1], timeout=5, what="the first event")
+        time.sleep(3.0)  # idle, the reader waiting on the stream: three read timeouts long
+        session.producer("p", next_seq=2).append("m", {"n": 1})
+        reader.join(5)
+    assert not reader.is_alive() and seen == [1, 2]
+    assert len(opened) == 1, opened
