@@ -12,11 +12,9 @@ import pytest
 from jose import jwt
 
 from tests.auth.conftest import claims, jwt_env
-from tests.auth.test_auth_server import append, create, principal, token_query
+from tests.auth.node_helpers import OTHER, append, create, principal, token_query
 from tests.server import StarciteServer
 from tests.sse_client import SseTail
-
-OTHER = "globex"
 
 
 @pytest.fixture(scope="module")
