@@ -2,7 +2,9 @@
 
 Owns: test-only key generation (RSA/EC via `cryptography`), a JWKS served by
 `http.server` on 127.0.0.1 whose answer the test can switch, token minting
-with python-jose, the environment of a jwt-mode node (`jwt_env`), and the
+with python-jose, in-process `Authenticator`s (`make_auth`, `auth`) with what
+their tests assert (`expect` an `AuthError`, `wait_until`, a `FakeClock`),
+the environment of a jwt-mode node (`jwt_env`), and the
 node the end-to-end modules share: `server` (module-scoped, one per module
 that asks for it, leeway 0) with `svc` service tokens, every token handed to
 it remembered (`remember`) so its log can be checked for them at teardown.
@@ -27,6 +29,7 @@ from jose import jwk, jwt
 
 from starcite.api.auth import Authenticator
 from starcite.api.jwks import JwksCache
+from starcite.api.policy import AuthError
 from starcite.config import load_config
 from tests.server import StarciteServer
 
@@ -205,6 +208,28 @@ def make_auth():
 @pytest.fixture
 def auth(make_auth, jwks_server):
     return make_auth(jwks_server.url)
+
+
+def expect(status, code, fn, *args, **kwargs) -> AuthError:
+    with pytest.raises(AuthError) as info:
+        fn(*args, **kwargs)
+    assert (info.value.status, info.value.code) == (status, code), info.value.message
+    return info.value
+
+
+def wait_until(predicate, seconds=3.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
 
 
 MINTED = []  # every token this module hands to a server: none may show up in its log
