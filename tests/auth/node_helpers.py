@@ -2,8 +2,9 @@
 
 Owns: requests with a bearer token, the error body of a refusal, creating,
 appending, listing every page, issuing principal tokens (each one
-`remember`-ed for the log check), tail URLs with ``access_token`` and
-refused tail upgrades, and `OTHER`, the foreign tenant. Must not: hold
+`remember`-ed for the log check), a session with a short-lived reader, tail
+URLs with ``access_token`` and refused tail upgrades, and `OTHER`, the
+foreign tenant. Must not: hold
 fixtures (those are in conftest.py), start nodes, reach anything but
 127.0.0.1, or wait without a bound.
 """
@@ -13,6 +14,7 @@ import urllib.parse
 
 import pytest
 import websocket
+from jose import jwt
 
 from tests.auth.conftest import TENANT, remember
 
@@ -72,6 +74,16 @@ def principal(server, service_token, *args, **kwargs) -> str:
     response = issue(server, service_token, *args, **kwargs)
     assert response.status_code == 201, response.text
     return remember(response.json()["token"])
+
+
+def expiring_reader(server, service_token, session_id, ttl_seconds=2):
+    """Session `session_id` with one event, and a read-only principal token for it alone that expires in
+    `ttl_seconds`: ``(token, exp)``."""
+    create(server, service_token, session_id)
+    assert append(server, service_token, session_id).status_code == 201
+    token = principal(server, service_token, scopes=["session:read"], session_ids=[session_id],
+                      ttl_seconds=ttl_seconds)
+    return token, jwt.get_unverified_claims(token)["exp"]
 
 
 def token_query(token):

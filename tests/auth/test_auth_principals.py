@@ -23,8 +23,8 @@ from jose import jwt
 
 from starcite.api.server import RedactingLogger
 from tests.auth.conftest import TENANT, claims, jwt_env, remember
-from tests.auth.node_helpers import (OTHER, append, bearer, call, create, error_of, issue, list_ids, principal,
-                                     refused_upgrade, token_query)
+from tests.auth.node_helpers import (OTHER, append, bearer, call, create, error_of, expiring_reader, issue,
+                                     list_ids, principal, refused_upgrade, token_query)
 from tests.tail_client import TailClient
 
 
@@ -117,11 +117,7 @@ def test_principal_with_create_scope_creates_and_lists_within_its_tenant(server,
 # ---------------------------------------------------------------- token expiry on open tails
 
 def test_tail_closes_with_4001_when_its_principal_token_expires(server, svc, sid):
-    service = svc()
-    create(server, service, sid)
-    assert append(server, service, sid).status_code == 201
-    token = principal(server, service, scopes=["session:read"], session_ids=[sid], ttl_seconds=2)
-    exp = jwt.get_unverified_claims(token)["exp"]
+    token, exp = expiring_reader(server, svc(), sid)
     tail = TailClient(server, sid, query=token_query(token))
     try:
         assert tail.read_until(1)[0]["seq"] == 1
