@@ -25,6 +25,7 @@ import requests
 from tests.adapters.services import S3_KEY, S3_SECRET, MotoServer
 from tests.archive_backends import BACKENDS
 from tests.server import STARCITE, free_port
+from tests.sse_client import SseTail
 from tests.tail_client import TailClient
 
 KINDS = list(BACKENDS)  # local, s3, postgres
@@ -255,6 +256,11 @@ class TestArchiveEndToEnd:
             assert cold.wait_close() == 1011 and "archive_read_unavailable" in cold.close_reason
             assert cold.seqs() == list(range(1, len(cold.events) + 1))
             cold.close()
+            cold_sse = SseTail(server, "out-2", cursor=0)  # the same over SSE: event: error, then the end
+            cold_sse.wait_end()
+            assert [error["error"] for error in cold_sse.errors()] == ["archive_read_unavailable"]
+            assert cold_sse.seqs() == list(range(1, len(cold_sse.events) + 1))
+            cold_sse.close()
             server.create("out-new", metadata={"born": "during the outage"})  # indexed once it is back
             listing = server.request("GET", "/v1/sessions")
             if backend.kind == "local":
