@@ -22,10 +22,15 @@ def server(tmp_path_factory):
     node.stop()
 
 
-def test_head_then_replay_then_live(server, sid):
+def session_with_tail(server, sid, events, **tail_options) -> SseTail:
+    """Create ``sid`` with ``events`` events and open an SSE tail on it."""
     server.create(sid)
-    fill(server, sid, 1, 20)
-    tail = SseTail(server, sid, cursor=0)
+    fill(server, sid, 1, events)
+    return SseTail(server, sid, **tail_options)
+
+
+def test_head_then_replay_then_live(server, sid):
+    tail = session_with_tail(server, sid, 20, cursor=0)
     try:
         assert tail.status == 200 and tail.status_line.startswith("HTTP/1.1 200")
         assert tail.headers["content-type"].startswith("text/event-stream")
@@ -61,9 +66,7 @@ def test_cursor_and_last_event_id(server, sid):
 
 
 def test_cursor_at_the_end_waits_and_keep_alive_comments_come(server, sid):
-    server.create(sid)
-    fill(server, sid, 1, 3)
-    tail = SseTail(server, sid, cursor=3)
+    tail = session_with_tail(server, sid, 3, cursor=3)
     try:
         tail.wait_for(lambda: len(tail.comments) >= 2, timeout=10, what="two keep-alive comments")
         assert set(tail.comments) == {"keep-alive"} and tail.events == []
@@ -74,9 +77,7 @@ def test_cursor_at_the_end_waits_and_keep_alive_comments_come(server, sid):
 
 
 def test_batch_size_is_checked_but_every_message_is_one_event(server, sid):
-    server.create(sid)
-    fill(server, sid, 1, 5)
-    tail = SseTail(server, sid, cursor=0, query="&batch_size=3")
+    tail = session_with_tail(server, sid, 5, cursor=0, query="&batch_size=3")
     try:
         tail.read_until(5)
         assert len(tail.messages) == 5
@@ -118,9 +119,7 @@ def test_head_answers_the_stream_headers_without_a_body(server, sid):
 
 
 def test_http_1_0_gets_a_body_delimited_by_the_close(server, sid):
-    server.create(sid)
-    fill(server, sid, 1, 2)
-    tail = SseTail(server, sid, cursor=0, protocol="HTTP/1.0")
+    tail = session_with_tail(server, sid, 2, cursor=0, protocol="HTTP/1.0")
     try:
         assert tail.status_line.startswith("HTTP/1.0 200") and not tail.chunked
         assert tail.read_until(2) and tail.seqs() == [1, 2]
