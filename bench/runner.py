@@ -59,6 +59,7 @@ SPECS = [
     Spec("replay", "starcite-cold-postgres", replay.starcite_cold_postgres),
     Spec("fanout", "starcite", fanout.starcite),
     Spec("idle", "starcite", idle.starcite),
+    Spec("idle", "starcite-sse", idle.starcite_sse),
     Spec("reconnect", "starcite", reconnect.starcite),
     Spec("memory", "starcite", memory.starcite),
 ]

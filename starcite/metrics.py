@@ -32,7 +32,7 @@ STATE_GAUGES = (
     ("starcite_raft_log_bytes", "Raft log held in memory since the last snapshot (part of "
      "starcite_event_store_bytes)", "raft_log_bytes"),
     ("starcite_archive_read_cache_bytes", "Bytes held by the archive read cache", "cache_bytes"),
-    ("starcite_tails", "Open WebSocket tails (same as starcite_tails_open)", "tails"),
+    ("starcite_tails", "Open tails, WebSocket and SSE (same as starcite_tails_open)", "tails"),
     ("starcite_tails_open", "Tails whose socket this node holds, fed locally or remotely", "tails_open"),
     ("starcite_tails_live", "Live tail outboxes registered with this node's replicas (incl. served for peers)",
      "tails_live"),

@@ -1,8 +1,10 @@
-"""Test helper: a minimal blocking WebSocket tail client on a raw socket, for many short tails.
+"""Test helper: minimal blocking tail clients on a raw socket, for many short tails.
 
-Owns: one open, read-the-replay, close cycle of a tail (`tail_cycle`), ending
-in one of three ways (a close frame answered by the server, a close frame
-without waiting, or an abrupt close with no frame), and reading a process's
+Owns: one open, read-the-replay, close cycle of a WebSocket tail
+(`tail_cycle`), ending in one of three ways (a close frame answered by the
+server, a close frame without waiting, or an abrupt close with no frame), the
+same for an SSE tail (`sse_cycle`: an SSE client can only hang up), and
+reading a process's
 RSS and its children. Cheaper per tail than `tests.tail_client` (no library
 handshake machinery), so tens of thousands of cycles fit in a test. Every
 socket operation is bounded by the socket timeout.
@@ -11,6 +13,7 @@ socket operation is bounded by the socket timeout.
 import base64
 import json
 import os
+import re
 import socket
 
 CLOSE_ANSWERED, CLOSE_SENT, CLOSE_ABRUPT = "answered", "sent", "abrupt"
@@ -66,6 +69,27 @@ def tail_cycle(port: int, session_id: str, cursor: int, expect: int, batch_size:
         if ending == CLOSE_ANSWERED:
             while sock.recv(65536):  # the server's close frame, then EOF
                 pass
+        return seqs
+    finally:
+        sock.close()
+
+
+_SSE_MESSAGE = re.compile(rb"id: (\d+)\ndata: [^\n]*\n\n")
+
+
+def sse_cycle(port: int, session_id: str, cursor: int, expect: int, timeout: float = 10.0) -> list:
+    """Open an SSE tail, read ``expect`` events (their ``id:`` lines), hang up; returns their seqs."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        sock.sendall((f"GET /v1/sessions/{session_id}/tail?cursor={cursor} HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += _recv(sock)
+        if b" 200 " not in buf.split(b"\r\n", 1)[0]:
+            raise ConnectionError(f"stream refused: {buf[:200]!r}")
+        while len(seqs := [int(seq) for seq in _SSE_MESSAGE.findall(buf)]) < expect:
+            buf += _recv(sock)
         return seqs
     finally:
         sock.close()

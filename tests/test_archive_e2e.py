@@ -7,292 +7,38 @@ by object / row by row and replayed from 0 (cold + hot); an archive killed
 mid-flush and brought back (appends keep succeeding, tails from memory keep
 working, cold reads close with 1011 rather than leave a gap, 429 once the hot
 store reaches its cap, recovery by itself); the archive metrics matching what
-happened; a missing bucket refusing to start. Must not: reach into the node's
-process, use anything but loopback, or wait without a bound.
+happened; a missing bucket refusing to start. The archives themselves (and
+their outages) are in `tests.archive_backends`. Must not: reach into the
+node's process, use anything but loopback, or wait without a bound.
 """
 
 import concurrent.futures
-import contextlib
 import json
 import os
-import socket
-import struct
 import subprocess
 import threading
 import time
 
-import psycopg2
 import pytest
 import requests
 
-from starcite.adapters import chunks
-from starcite.adapters.base import decode_session_id
-from tests.adapters.services import PG_URL, S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.adapters.services import S3_KEY, S3_SECRET, MotoServer
+from tests.archive_backends import BACKENDS
 from tests.server import STARCITE, free_port
+from tests.sse_client import SseTail
 from tests.tail_client import TailClient
 
-KINDS = ["local", "s3", "postgres"]
+KINDS = list(BACKENDS)  # local, s3, postgres
 NODE_ENV = {"STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "100", "STARCITE_ACCESS_LOG": "false",
             "STARCITE_TAIL_CATCHUP_INTERVAL_MS": "500", "STARCITE_NUM_GROUPS": "4"}
-S3_PREFIX = "e2e/archive"
 CAP_KB = 384  # hot store cap of the outage test
-EVENT_COLUMNS = ("seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
-                 "idempotency_key")
 WAIT_S = 45.0
-
-
-# -- a cuttable TCP proxy ----------------------------------------------------------
-
-class TcpProxy:
-    """Loopback TCP proxy to ``127.0.0.1:<target_port>`` that the test can cut and restore.
-
-    Cut: every open connection is reset and new ones are accepted then reset at
-    once (the archive is down). Restore: connections go through again, possibly
-    to a new target port (a restarted server).
-    """
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.1)
-        self.port = self.listener.getsockname()[1]
-        self.up = True
-        self.closed = False
-        self.lock = threading.Lock()
-        self.open = set()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.closed:
-            try:
-                client, _addr = self.listener.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            upstream = None
-            if self.up:
-                try:
-                    upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
-                    upstream.settimeout(None)
-                except OSError:
-                    upstream = None
-            if upstream is None:
-                _reset(client)
-                continue
-            with self.lock:
-                self.open.update((client, upstream))
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            self._drop(sock)
-
-    def _drop(self, sock, reset=False):
-        with self.lock:
-            self.open.discard(sock)
-        (_reset if reset else _close)(sock)
-
-    def cut(self):
-        self.up = False
-        with self.lock:
-            socks = list(self.open)
-        for sock in socks:
-            self._drop(sock, reset=True)
-
-    def restore(self, target_port=None):
-        if target_port is not None:
-            self.target_port = target_port
-        self.up = True
-
-    def close(self):
-        self.closed = True
-        self.cut()
-        self.listener.close()
-        self.thread.join(timeout=5)
-
-
-def _close(sock):
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()
-
-
-def _reset(sock):
-    """Abort a connection. The shutdown also wakes a pump thread blocked in ``recv`` on it: without it
-    the socket would stay open (and silent) for as long as that thread waits."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    _close(sock)
-
-
-# -- the three archives, seen from outside the node ---------------------------------
-
-class ObjectStore:
-    """What the local and S3 archives share: the S3 layout under ``prefix``, read key by key."""
-
-    prefix = ""
-
-    def project(self, event):
-        return event  # stored exactly as the API serves it
-
-    def stored(self, session_ids):
-        """``({session: [events]}, {session: record})`` read object by object, checking the layout."""
-        prefix = self.prefix
-        events = {session_id: [] for session_id in session_ids}
-        records = {}
-        for key in sorted(self.keys()):
-            assert key.startswith(prefix), key
-            parts = key[len(prefix):].split("/")
-            if parts[:2] == ["sessions", "v1"]:
-                session_id = chunks.session_id_from_name("".join(parts[2:]))
-                assert session_id is not None and key == prefix + chunks.session_key(session_id), key
-                records[session_id] = json.loads(self.read(key))
-                continue
-            assert parts[:2] == ["events", "v1"] and parts[-1].endswith(".ndjson"), key
-            session_id = decode_session_id("".join(parts[2:-1]))
-            start = int(parts[-1][:-len(".ndjson")])
-            assert key == prefix + chunks.chunk_key(session_id, start), key
-            chunk = [json.loads(line) for line in self.read(key).decode().splitlines()]
-            assert [e["seq"] for e in chunk] == list(range(start, start + len(chunk))), key  # ordered, gap-free
-            assert chunk and len(chunk) <= chunks.CHUNK_SIZE and (start - 1) % chunks.CHUNK_SIZE == 0, key
-            events.setdefault(session_id, []).extend(chunk)
-        return events, records
-
-
-class LocalBackend(ObjectStore):
-    """The node's archive directory; an outage swaps the directory for a plain file."""
-
-    kind = "local"
-
-    def __init__(self, tmp_path):
-        self.root = str(tmp_path / "archive")
-        self.env = {"STARCITE_ARCHIVE_ADAPTER": "local", "STARCITE_ARCHIVE_DIR": self.root}
-
-    def keys(self):
-        out = []
-        for directory, _dirs, files in os.walk(self.root):
-            rel = os.path.relpath(directory, self.root)
-            out.extend(f"{rel}/{name}" for name in files if not name.startswith(".") and ".locks" not in rel)
-        return out
-
-    def read(self, key):
-        with open(os.path.join(self.root, key), "rb") as fh:
-            return fh.read()
-
-
-    def kill(self):
-        os.rename(self.root, self.root + ".offline")
-        with open(self.root, "wb"):
-            pass
-
-    def revive(self):
-        os.unlink(self.root)
-        os.rename(self.root + ".offline", self.root)
-
-    def close(self):
-        pass
-
-
-class S3Backend(ObjectStore):
-    """A moto S3 server behind a proxy; an outage SIGKILLs the server, revival replays its requests."""
-
-    kind = "s3"
-    prefix = S3_PREFIX + "/"
-
-    def __init__(self, tmp_path):
-        self.recording = str(tmp_path / "moto-requests.jsonl")
-        self.moto = MotoServer(self.recording)
-        self.bucket = self.moto.make_bucket()
-        self.proxy = TcpProxy(self.moto.port)
-        self.env = {"STARCITE_ARCHIVE_ADAPTER": "s3", "STARCITE_S3_BUCKET": self.bucket,
-                    "STARCITE_S3_ENDPOINT": f"http://127.0.0.1:{self.proxy.port}", "STARCITE_S3_PREFIX": S3_PREFIX,
-                    "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "STARCITE_S3_REGION": "us-east-1"}
-
-    def keys(self):
-        return [obj.object_name for obj in self.moto.client().list_objects(self.bucket, recursive=True)]
-
-    def read(self, key):
-        return self.moto.read_object(self.bucket, key)
-
-
-    def kill(self):
-        self.moto.kill()
-
-    def revive(self):
-        self.moto = MotoServer.restore_from_recording(self.recording)
-        self.proxy.restore(self.moto.port)
-
-    def close(self):
-        self.proxy.close()
-        self.moto.stop()
-
-
-class PostgresBackend:
-    """The machine's Postgres, a schema of its own, reached through a proxy the test cuts."""
-
-    kind = "postgres"
-
-    def __init__(self, tmp_path):
-        check_postgres(PG_URL)
-        dsn = psycopg2.extensions.parse_dsn(PG_URL)
-        self.proxy = TcpProxy(int(dsn.get("port") or 5432))
-        self.resources = contextlib.ExitStack()
-        self.resources.callback(self.proxy.close)
-        self.schema = self.resources.enter_context(postgres_schema(PG_URL))
-        url = (f"postgresql://{dsn.get('user', 'postgres')}@127.0.0.1:{self.proxy.port}/{dsn.get('dbname', 'test')}"
-               f"?options=-csearch_path%3D{self.schema}")
-        self.env = {"STARCITE_ARCHIVE_ADAPTER": "postgres", "DATABASE_URL": url, "DB_POOL_SIZE": "6"}
-
-    def query(self, sql, params=()):
-        conn = psycopg2.connect(PG_URL, connect_timeout=5, options=f"-c search_path={self.schema}")
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                columns = [d.name for d in cur.description]
-                return [dict(zip(columns, row)) for row in cur.fetchall()]
-        finally:
-            conn.close()
-
-    def stored(self, session_ids):
-        events = {}
-        for session_id in session_ids:  # the operators' query of the seed
-            rows = self.query("SELECT * FROM events WHERE session_id = %s ORDER BY seq", (session_id,))
-            events[session_id] = [self.project(row) for row in rows]
-        records = {row["id"]: row["record"] for row in self.query("SELECT id, record FROM sessions")}
-        return events, records
-
-    def kill(self):
-        self.proxy.cut()
-
-    def revive(self):
-        self.proxy.restore()
-
-    def project(self, event):
-        return {key: event[key] for key in EVENT_COLUMNS}
-
-    def close(self):
-        self.resources.close()
 
 
 @pytest.fixture(params=KINDS)
 def backend(request, tmp_path):
     """The archive of the test's node; tests take it before ``make_server``, so the node stops first."""
-    built = {"local": LocalBackend, "s3": S3Backend, "postgres": PostgresBackend}[request.param](tmp_path)
+    built = BACKENDS[request.param](tmp_path)
     yield built
     built.close()
 
@@ -510,6 +256,11 @@ class TestArchiveEndToEnd:
             assert cold.wait_close() == 1011 and "archive_read_unavailable" in cold.close_reason
             assert cold.seqs() == list(range(1, len(cold.events) + 1))
             cold.close()
+            cold_sse = SseTail(server, "out-2", cursor=0)  # the same over SSE: event: error, then the end
+            cold_sse.wait_end()
+            assert [error["error"] for error in cold_sse.errors()] == ["archive_read_unavailable"]
+            assert cold_sse.seqs() == list(range(1, len(cold_sse.events) + 1))
+            cold_sse.close()
             server.create("out-new", metadata={"born": "during the outage"})  # indexed once it is back
             listing = server.request("GET", "/v1/sessions")
             if backend.kind == "local":

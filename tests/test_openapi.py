@@ -58,6 +58,10 @@ def test_request_schemas_are_the_validators_shapes():
     tail = {p["name"]: p for p in spec["paths"]["/v1/sessions/{session_id}/tail"]["get"]["parameters"]}
     assert (tail["cursor"]["schema"]["maximum"], tail["batch_size"]["schema"]["maximum"]) == (2**63 - 1, 1000)
     assert tail["session_id"]["schema"] == rules.SESSION_ID.schema()
+    assert tail["Last-Event-ID"]["schema"] == rules.TAIL_CURSOR.schema() and not tail["Upgrade"]["required"]
+    responses = spec["paths"]["/v1/sessions/{session_id}/tail"]["get"]["responses"]
+    assert set(responses) >= {"101", "200", "400", "404", "426"}
+    assert list(responses["200"]["content"]) == ["text/event-stream"]
 
 
 def test_every_documented_operation_is_served(shared_server):

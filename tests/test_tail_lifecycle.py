@@ -4,8 +4,9 @@ After a warm-up, the worker's RSS must stay within 2 MiB of where it started
 (a tail that leaked ~350 bytes would add ~7 MiB), and every gauge of what
 tails hold must return to its idle value: tails open and live, edge streams,
 their watchers and pumps, the event loop's watchers, the actors and the
-actor registry. The cycles end every way a client can end a tail: a close
-frame it waits to see answered, a close frame and gone, and no frame at all.
+actor registry. The WebSocket cycles end every way a client can end a tail: a close frame
+it waits to see answered, a close frame and gone, and no frame at all; the
+SSE cycles (the same 20,000) hang up, the only way an SSE client ends.
 Performance is not asserted here (the bench harness measures it).
 """
 
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from tests.raw_tail import CLOSE_ABRUPT, CLOSE_ANSWERED, CLOSE_SENT, child_pids, rss_bytes, tail_cycle
+from tests.raw_tail import CLOSE_ABRUPT, CLOSE_ANSWERED, CLOSE_SENT, child_pids, rss_bytes, sse_cycle, tail_cycle
 
 EVENTS = 50
 WARMUP_CYCLES = 3000
@@ -32,7 +33,14 @@ IDLE_GAUGES = {
 }
 
 
-def run_cycles(server, session_id, count):
+def one_cycle(wire, port, session_id, n):
+    """The seqs of the ``n``th open, replay, close cycle of the whole session over ``wire``."""
+    if wire == "sse":
+        return sse_cycle(port, session_id, 0, EVENTS)
+    return tail_cycle(port, session_id, 0, EVENTS, ending=ENDINGS[n % len(ENDINGS)])
+
+
+def run_cycles(server, session_id, count, wire="websocket"):
     """``count`` tail cycles over CLIENT_THREADS threads, each replaying the whole session."""
     errors, shares = [], [range(i, count, CLIENT_THREADS) for i in range(CLIENT_THREADS)]
     deadline = time.monotonic() + CYCLES_TIMEOUT_S
@@ -42,7 +50,7 @@ def run_cycles(server, session_id, count):
             for n in share:
                 if time.monotonic() > deadline:
                     raise TimeoutError("tail cycles took too long")
-                seqs = tail_cycle(server.port, session_id, 0, EVENTS, ending=ENDINGS[n % len(ENDINGS)])
+                seqs = one_cycle(wire, server.port, session_id, n)
                 if seqs != list(range(1, EVENTS + 1)):
                     raise AssertionError(f"replay was {seqs[:5]}...")
         except Exception as exc:  # reported by the main thread
@@ -84,17 +92,18 @@ def node(make_server):
     return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000"})
 
 
-def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node):
+@pytest.mark.parametrize("wire", ["websocket", "sse"])
+def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node, wire):
     node.create("churn")
     for n in range(1, EVENTS + 1):
         assert node.append("churn", n).status_code == 201
     (worker,) = child_pids(node.proc.pid)  # the gunicorn worker that holds the node
-    run_cycles(node, "churn", WARMUP_CYCLES)
+    run_cycles(node, "churn", WARMUP_CYCLES, wire)
     baseline, _ = wait_idle(node, gauges(node))
     assert baseline["starcite_tails_open"] == 0, baseline
     rss_before = rss_bytes(worker)
 
-    run_cycles(node, "churn", CYCLES)
+    run_cycles(node, "churn", CYCLES, wire)
     after, expected = wait_idle(node, baseline)
     rss_after = rss_bytes(worker)
 
@@ -104,3 +113,4 @@ def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node):
     assert grown <= RSS_TOLERANCE, f"worker RSS grew {grown / 1024:.0f} KiB over {CYCLES} tails"
     # and the node still serves tails
     assert tail_cycle(node.port, "churn", EVENTS - 2, 2) == [EVENTS - 1, EVENTS]
+    assert sse_cycle(node.port, "churn", EVENTS - 2, 2) == [EVENTS - 1, EVENTS]

@@ -34,13 +34,14 @@ _CONNECT_PARALLEL = 100
 _DRAIN_S = 10.0  # after the last append, how long tails may take to receive everything
 
 
-async def open_tails(port: int, paths: list, on_frame, timeout: float) -> list:
-    """Open one tail per path, ``_CONNECT_PARALLEL`` handshakes at a time, within ``timeout`` s."""
+async def open_tails(port: int, paths: list, on_frame, timeout: float, wire=ws) -> list:
+    """Open one tail per path, ``_CONNECT_PARALLEL`` handshakes at a time, within ``timeout`` s,
+    over ``wire`` (`bench.wire.ws`, or `bench.wire.sse`)."""
     gate = asyncio.Semaphore(_CONNECT_PARALLEL)
 
     async def one(path):
         async with gate:
-            return await ws.connect(port, path, on_frame)
+            return await wire.connect(port, path, on_frame)
     return await gather_bounded([one(p) for p in paths], timeout)
 
 

@@ -1,32 +1,22 @@
 """`PostgresArchiveAdapter`: the archive in Postgres tables, through psycopg2.
 
-Owns: the schema (versioned in ``starcite_schema_version``, migrated idempotently
-under an advisory lock on first use), the ``events`` table (one row per event,
-primary key ``(session_id, seq)``, batch ``INSERT ... ON CONFLICT DO NOTHING``)
-so operators can ``SELECT * FROM events WHERE session_id = $1 ORDER BY seq``,
-the ``sessions`` table (``tenant_id`` column, ``metadata`` jsonb with a GIN
-index, id-ordered cursor pages), its own bounded connection pool (opened on
+Owns: running the schema's migrations (versioned in ``starcite_schema_version``,
+idempotently under an advisory lock on first use), writing events (batch
+``INSERT ... ON CONFLICT DO NOTHING`` into ``events``, so operators can
+``SELECT * FROM events WHERE session_id = $1 ORDER BY seq``) and session
+records (id-ordered cursor pages of ``sessions``, fenced by ``tenant_id`` and
+filtered on the ``metadata`` GIN index), its own bounded connection pool (opened on
 demand, idle connections kept; psycopg2's pools keep only ``minconn`` idle
 and open those eagerly) that waits cooperatively under gevent, and mapping every database failure to
 `ArchiveUnavailable`. The URL's own libpq ``options`` are kept (a schema named
-by ``search_path`` there is created at start-up). Must not: cache event data,
+by ``search_path`` there is created at start-up). The tables, their SQL and the
+row mapping are `starcite.adapters.postgres_rows`. Must not: cache event data,
 hold a connection across calls, block the gevent hub inside libpq (it installs
 gevent's wait callback when the process is monkey-patched), or wait on a
 silent server without a bound (every wait gives up after ``query_timeout_s``).
-
-Round trip: an event's columns are typed for operators; values a column cannot
-hold exactly (the original ``inserted_at`` string, keys outside the known
-shape, a non-string ``actor``...) are kept in the ``extra`` jsonb. Every event's
-line (its JSON exactly as written) is kept in ``raw`` and is what reads return;
-rows written before that (``raw`` NULL) are rebuilt from the columns with
-``extra`` laid over them. Events Postgres jsonb cannot store at all (a
-``\\u0000`` in a string) have only ``raw``; such session records are kept whole as
-JSON text in ``raw`` too.
 """
 
 import contextlib
-import datetime
-import json
 import re
 import sys
 import threading
@@ -38,6 +28,9 @@ import psycopg2.extras
 
 from starcite.adapters import chunks
 from starcite.adapters.base import ArchiveAdapter, ArchiveConfigError, ArchiveUnavailable
+from starcite.adapters.postgres_rows import (INSERT_EVENTS, MIGRATIONS, SELECT_EVENTS, UPSERT_SESSION, as_jsonb,
+                                             event_row, filter_candidates, from_jsonb_or_raw, jsonb_or_raw,
+                                             line_from_row, parse_timestamp)
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CONNECT_TIMEOUT_S = 5
@@ -48,55 +41,6 @@ _STATEMENT_TIMEOUT_MS = 60_000
 _QUERY_TIMEOUT_S = _STATEMENT_TIMEOUT_MS / 1000 + 15
 _POOL_WAIT_S = 10.0
 
-# (version, statements): append only; every statement must be safe to re-run.
-MIGRATIONS = [
-    (1, [
-        """CREATE TABLE IF NOT EXISTS events (
-               session_id text COLLATE "C" NOT NULL,
-               seq bigint NOT NULL,
-               type text,
-               payload jsonb,
-               actor text,
-               producer_id text,
-               producer_seq bigint,
-               source text,
-               metadata jsonb,
-               refs jsonb,
-               idempotency_key text,
-               inserted_at timestamptz,
-               extra jsonb,
-               raw text,
-               archived_at timestamptz NOT NULL DEFAULT now(),
-               PRIMARY KEY (session_id, seq))""",
-        """CREATE TABLE IF NOT EXISTS sessions (
-               id text COLLATE "C" PRIMARY KEY,
-               tenant_id text COLLATE "C",
-               metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
-               record jsonb,
-               raw text,
-               created_at timestamptz,
-               updated_at timestamptz,
-               archived_at timestamptz NOT NULL DEFAULT now())""",
-        "CREATE INDEX IF NOT EXISTS sessions_tenant_id_idx ON sessions (tenant_id, id)",
-        "CREATE INDEX IF NOT EXISTS sessions_metadata_idx ON sessions USING gin (metadata jsonb_path_ops)",
-    ]),
-]
-
-# event key -> (column, python type the column holds exactly; None: jsonb holds anything)
-_EVENT_COLUMNS = [("type", str), ("payload", None), ("actor", str), ("producer_id", str),
-                  ("producer_seq", int), ("source", str), ("metadata", None), ("refs", None),
-                  ("idempotency_key", str)]
-_EVENT_KEYS = {"seq", "inserted_at", *(key for key, _ in _EVENT_COLUMNS)}
-_INSERT_EVENTS = (f"INSERT INTO events (session_id, seq, {', '.join(k for k, _ in _EVENT_COLUMNS)}, "
-                  "inserted_at, extra, raw) VALUES %s ON CONFLICT (session_id, seq) DO NOTHING RETURNING seq")
-_SELECT_EVENTS = (f"SELECT seq, {', '.join(k for k, _ in _EVENT_COLUMNS)}, extra, raw FROM events "
-                  "WHERE session_id = %s AND seq BETWEEN %s AND %s ORDER BY seq")
-_UPSERT_SESSION = """
-    INSERT INTO sessions (id, tenant_id, metadata, record, raw, created_at, updated_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
-    ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, metadata = EXCLUDED.metadata,
-        record = EXCLUDED.record, raw = EXCLUDED.raw, created_at = EXCLUDED.created_at,
-        updated_at = EXCLUDED.updated_at, archived_at = now()"""
 
 
 class PostgresArchiveAdapter(ArchiveAdapter):
@@ -141,14 +85,14 @@ class PostgresArchiveAdapter(ArchiveAdapter):
         chunks.check_lines(lines)
         if not lines:
             return 0
-        rows = [_event_row(session_id, seq, line) for seq, line in lines]
+        rows = [event_row(session_id, seq, line) for seq, line in lines]
         return len(self._run(lambda cur: psycopg2.extras.execute_values(
-            cur, _INSERT_EVENTS, rows, page_size=1000, fetch=True)))
+            cur, INSERT_EVENTS, rows, page_size=1000, fetch=True)))
 
     @chunks.clamped
     def read_lines(self, session_id, from_seq, to_seq):
-        rows = self._run(lambda cur: _fetchall(cur, _SELECT_EVENTS, (session_id, from_seq, to_seq)))
-        return [_line_from_row(session_id, row) for row in rows]
+        rows = self._run(lambda cur: _fetchall(cur, SELECT_EVENTS, (session_id, from_seq, to_seq)))
+        return [line_from_row(session_id, row) for row in rows]
 
     # -- sessions -------------------------------------------------------------
 
@@ -156,16 +100,16 @@ class PostgresArchiveAdapter(ArchiveAdapter):
         session_id = chunks.check_record(record)
         metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
         tenant_id = metadata.get("tenant_id")
-        record_json, raw = _jsonb_or_raw(record)
+        record_json, raw = jsonb_or_raw(record)
         params = (session_id, tenant_id if isinstance(tenant_id, str) else None,
-                  _json(metadata if raw is None else {}), record_json, raw,
-                  _parse_timestamp(record.get("created_at")), _parse_timestamp(record.get("updated_at")))
-        self._run(lambda cur: cur.execute(_UPSERT_SESSION, params))
+                  as_jsonb(metadata if raw is None else {}), record_json, raw,
+                  parse_timestamp(record.get("created_at")), parse_timestamp(record.get("updated_at")))
+        self._run(lambda cur: cur.execute(UPSERT_SESSION, params))
 
     def get_session(self, session_id):
         rows = self._run(lambda cur: _fetchall(cur, "SELECT record, raw FROM sessions WHERE id = %s",
                                                (session_id,)))
-        return _from_jsonb_or_raw(*rows[0]) if rows else None
+        return from_jsonb_or_raw(*rows[0]) if rows else None
 
     def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
         if limit < 1:
@@ -178,13 +122,13 @@ class PostgresArchiveAdapter(ArchiveAdapter):
             where.append("tenant_id = %s")
             params.append(tenant_id)
         for key, value in (metadata_filters or {}).items():
-            candidates = _filter_candidates(key, str(value))
+            candidates = filter_candidates(key, str(value))
             # the @> terms let the GIN index find candidates; ->> keeps session_matches' exact semantics
             where.append(f"({' OR '.join(['metadata @> %s'] * len(candidates))}) AND metadata ->> %s = %s")
             params.extend([*candidates, key, str(value)])
         sql = f"SELECT record, raw FROM sessions WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
         rows = self._run(lambda cur: _fetchall(cur, sql, (*params, limit + 1)))
-        records = [_from_jsonb_or_raw(*row) for row in rows]
+        records = [from_jsonb_or_raw(*row) for row in rows]
         if len(records) > limit:
             return records[:limit], chunks.encode_cursor(records[limit - 1]["id"])
         return records, None
@@ -286,86 +230,11 @@ class PostgresArchiveAdapter(ArchiveAdapter):
             conn.close()
 
 
-# -- row mapping ---------------------------------------------------------------
+# -- helpers -----------------------------------------------------------------
 
 def _fetchall(cur, sql, params):
     cur.execute(sql, params)
     return cur.fetchall()
-
-
-def _json(value):
-    return psycopg2.extras.Json(value, dumps=lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")))
-
-
-def _jsonb_or_raw(value):
-    """``(Json(value), None)``, or ``(None, json text)`` when jsonb cannot hold it (a NUL character)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return (None, text) if "\\u0000" in text else (_json(value), None)
-
-
-def _from_jsonb_or_raw(value, raw):
-    return json.loads(raw) if raw is not None else value
-
-
-def _event_row(session_id, seq, line):
-    """The row of one event line: the typed columns from its decoded event, the line itself in ``raw``."""
-    event = json.loads(line)
-    raw = line.decode()
-    if "\\u0000" in raw:  # jsonb cannot hold it: the line alone is kept
-        return (session_id, seq, *([None] * len(_EVENT_COLUMNS)), None, None, raw)
-    extra = {key: value for key, value in event.items() if key not in _EVENT_KEYS}
-    columns = []
-    for key, kind in _EVENT_COLUMNS:
-        value = event.get(key)
-        if kind is None:
-            columns.append(_json(value))
-        elif value is None or (isinstance(value, kind) and not isinstance(value, bool)):
-            columns.append(value)
-        else:
-            columns.append(None)
-            extra[key] = value
-    if "inserted_at" in event:
-        extra["inserted_at"] = event["inserted_at"]
-    return (session_id, seq, *columns, _parse_timestamp(event.get("inserted_at")),
-            _json(extra) if extra else None, raw)
-
-
-def _line_from_row(session_id, row):
-    """``(seq, line)`` of a row: its stored line, or (rows archived before lines were kept) the event
-    rebuilt from its columns. A line whose seq is not the row's is refused."""
-    seq, *columns, extra, raw = row
-    if raw is None:
-        event = {"seq": seq, **{key: value for (key, _), value in zip(_EVENT_COLUMNS, columns)}}
-        event.update(extra or {})
-        return seq, chunks.encode_json(event)
-    line = raw.encode()
-    if not line.endswith(b"}") or chunks.line_seq(line) != seq:
-        raise ArchiveUnavailable(f"postgres: events row ({session_id!r}, {seq}) holds a torn line or one "
-                                 f"of another seq")
-    return seq, line
-
-
-def _parse_timestamp(value):
-    """ISO-8601 string -> aware datetime (naive: UTC); None when it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
-
-
-def _filter_candidates(key, value):
-    """jsonb documents ``{key: v}`` whose text form could be ``value`` (a string, or a JSON scalar)."""
-    candidates = [json.dumps({key: value})]
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, (bool, int, float)) and json.dumps(parsed) == value:
-        candidates.append(json.dumps({key: parsed}))
-    return candidates
 
 
 def _one_line(exc):

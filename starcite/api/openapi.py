@@ -44,8 +44,10 @@ def _query(name, schema: dict, default=None) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema}
 
 
-def _header(name, schema) -> dict:
-    return {"name": name, "in": "header", "required": True, "schema": schema}
+def _header(name, schema, description="") -> dict:
+    """An optional header: the tail takes either the WebSocket handshake or the SSE Accept."""
+    return {"name": name, "in": "header", "required": False, "schema": schema,
+            **({"description": description} if description else {})}
 
 
 def _case_insensitive(word: str) -> str:
@@ -53,7 +55,8 @@ def _case_insensitive(word: str) -> str:
 
 
 _SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": SESSION_ID.schema()}
-# What `starcite.api.tail` checks before it upgrades (header names are case-insensitive).
+# What `starcite.api.tail` checks before it upgrades (header names are case-insensitive); a GET
+# with neither these nor the SSE Accept header is answered 426.
 _HANDSHAKE = [
     _header("Upgrade", {"type": "string", "pattern": f"^{_case_insensitive('websocket')}$"}),
     _header("Connection", {"type": "string", "pattern": _case_insensitive("upgrade")}),
@@ -61,6 +64,16 @@ _HANDSHAKE = [
     _header("Sec-WebSocket-Key", {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$",
                                   "description": "base64 of 16 bytes"}),
 ]
+# SSE is chosen by `Accept: text/event-stream` with no Upgrade header (OpenAPI 3 ignores an Accept
+# parameter: the 200's content type says it).
+_SSE = [
+    _header("Last-Event-ID", TAIL_CURSOR.schema(),
+            "SSE only: the id of the last event received (its seq); takes the place of cursor"),
+]
+_SSE_STREAM = (
+    "Server-Sent Events (Accept: text/event-stream, no Upgrade header): `retry:` once, then per event `id: <seq>` and "
+    "`data: <Event JSON>`; a `: keep-alive` comment every tail.sse_keepalive_ms; on token expiry "
+    "`event: error` with `data: {\"error\":\"token_expired\",...}`, then the end of the stream")
 
 _SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": False,
@@ -157,12 +170,14 @@ def build_spec(issue_body: Obj | None) -> dict:
                          requestBody=_body(APPEND, required=True)),
         },
         "/v1/sessions/{session_id}/tail": {
-            "get": d.v1("tailSession", "Tail a session over WebSocket: replay after cursor, then live",
+            "get": d.v1("tailSession", "Tail a session over WebSocket or SSE: replay after cursor, then live",
                         {"101": {"description": "Switching protocols; text frames carry Event objects "
-                                                "(batch_size 1) or JSON arrays of them"}},
+                                                "(batch_size 1) or JSON arrays of them"},
+                         "200": {"description": _SSE_STREAM,
+                                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
                         400, 404, 426, 503, parameters=[
                             _SESSION_ID, _query("cursor", TAIL_CURSOR.schema(), 0),
-                            _query("batch_size", TAIL_BATCH_SIZE.schema(), 1), *_HANDSHAKE]),
+                            _query("batch_size", TAIL_BATCH_SIZE.schema(), 1), *_HANDSHAKE, *_SSE]),
         },
         "/v1/sessions/{session_id}/events": {
             "get": d.v1("readEvents", "Read committed events after cursor (long-poll with wait_ms)",
@@ -187,7 +202,7 @@ def build_spec(issue_body: Obj | None) -> dict:
         "openapi": "3.0.3",
         "info": {"title": "Starcite", "version": "0.1.0",
                  "description": "Durable, ordered session streams: append over REST, tail over WebSocket "
-                                "or read pages (long-poll). "
+                                "or SSE, or read pages (long-poll). "
                                 f"Auth: {'jwt (bearer token)' if jwt else 'none'}."},
         "components": {"schemas": dict(_SCHEMAS)},
         "paths": paths,

@@ -7,7 +7,8 @@ the booted node's objects out of the cyclic collector; graceful SIGTERM: stop
 accepting, close tails with a normal close, let in-flight appends finish,
 flush the archive, sync the Raft journals),
 `StarciteHandler` (upgrades a tail only after the Falcon resource has
-validated it, so errors are plain HTTP before the upgrade; answers the
+validated it, so errors are plain HTTP before the upgrade, and hands an SSE
+tail its connection once the resource has sent its head; answers the
 requests pywsgi refuses before the app, such as a request line over 8 KiB
 (414) or oversized headers (431), in the API's JSON error shape) and
 `RedactingLogger` (access log lines never carry an ``access_token``; with
@@ -25,6 +26,7 @@ import re
 import time
 
 import gevent
+import gevent.socket
 from gevent import pywsgi
 from geventwebsocket.handler import WebSocketHandler
 from gevent.pool import Pool
@@ -154,7 +156,10 @@ def _raw_error(status: int) -> bytes:
 
 
 class StarciteHandler(WebSocketHandler, PyWSGIHandler):
-    """Plain WSGI for every request; the tail resource calls ``environ['starcite.upgrade']``."""
+    """Plain WSGI for every request; the tail resource calls ``environ['starcite.upgrade']`` (a
+    WebSocket) or ``environ['starcite.stream']`` (an SSE head, then the connection is its own)."""
+
+    streamed = False
 
     def log_request(self):  # gunicorn's access log, not geventwebsocket's
         if self.environ is not None:  # None: refused before the app; pywsgi logged why
@@ -189,6 +194,7 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
 
     def run_application(self):
         self.environ["starcite.upgrade"] = self._upgrade
+        self.environ["starcite.stream"] = self._stream
         pywsgi.WSGIHandler.run_application(self)
 
     def _upgrade(self):
@@ -197,8 +203,18 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
             self.write(b"")
         return self.websocket
 
+    def _stream(self, head: bytes):
+        """Write ``head`` (status line, headers, the first body bytes) and hand over the connection:
+        a gevent socket on its fd, detached from this handler, which then writes and closes nothing."""
+        self.socket.sendall(head)
+        self.status, self.code, self.response_length = "200 OK", 200, 0  # for the access line
+        self.response_headers = []
+        self.headers_sent = self.streamed = self.close_connection = True
+        return gevent.socket.socket(fileno=self.socket.detach())
+
     def _upgraded(self):
-        return self.environ.get("wsgi.websocket") is not None or getattr(self, "websocket", None) is not None
+        return (self.streamed or self.environ.get("wsgi.websocket") is not None
+                or getattr(self, "websocket", None) is not None)
 
     def start_response(self, status, headers, exc_info=None):
         if self.headers_sent and self._upgraded():

@@ -1,8 +1,11 @@
-"""WebSocket tails: `GET /v1/sessions/:id/tail?cursor=N&batch_size=M`.
+"""Tails: `GET /v1/sessions/:id/tail?cursor=N&batch_size=M`, over WebSocket or SSE.
 
-Owns: the tail's HTTP checks before the upgrade (cursor, batch_size, session
-exists, access), the handshake through the worker's upgrade hook, the
-registry of open tail streams (for the metrics), and each stream's pump:
+Owns: the tail's HTTP checks before the stream starts (cursor or
+``Last-Event-ID``, batch_size, session exists, access, the wire: a WebSocket
+upgrade, else ``Accept: text/event-stream``, else 426), the start through
+the worker's hooks (``starcite.upgrade`` for a 101, ``starcite.stream`` for
+an SSE head), the registry of open tail streams (for the metrics), the SSE
+keep-alive tick, and each stream's pump:
 replay from the store (cold + hot, gap-free) until caught up, then go live
 (the group checks and registers the outbox atomically) and send what the
 group puts on the outbox; re-enter replay on a gap or when the group says
@@ -10,7 +13,8 @@ so. It sends every committed event after the cursor exactly once, in order.
 
 Must not: decide liveness itself beyond a defensive seq check (the group's
 actor does), or read inbound frames for meaning (they are ignored). The
-frames and the socket are `starcite.api.ws_wire`'s.
+wire formats and the sockets are `starcite.api.ws_wire`'s and
+`starcite.api.sse_wire`'s; the pump sees only their `TailSocket` face.
 """
 
 import base64
@@ -22,17 +26,37 @@ import gevent
 
 from starcite.api.errors import ApiError
 from starcite.api.resources import int_param
-from starcite.api.ws_wire import OP_CLOSE, OP_PING, OP_PONG, FrameMemo, InboundFrames, TailSocket, encode_frames
+from starcite.api.request_context import REQUEST_ID_HEADER
+from starcite.api.sse_wire import SseConn, sse_head
+from starcite.api.tail_socket import LiveBatchMemo
+from starcite.api.ws_wire import WebSocketConn
+from starcite.errors import StarciteError
 from starcite.node import ArchiveReadError
 from starcite.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
 
 log = logging.getLogger("starcite.tail")
 
 REPLAY_CHUNK = 1000
-CLOSE_NORMAL = 1000
 CLOSE_INTERNAL = 1011
 CLOSE_TOKEN_EXPIRED = 4001
 SUPPORTED_VERSIONS = ("13", "8", "7")
+_SSE_OPEN_POLL_S = 0.05
+
+
+def _wants_sse(env) -> bool:
+    return not env.get("HTTP_UPGRADE") and "text/event-stream" in env.get("HTTP_ACCEPT", "").lower()
+
+
+def _cursor(req, sse: bool) -> int:
+    """``cursor``, or on SSE the ``Last-Event-ID`` a reconnecting EventSource sends in its place."""
+    last_event_id = req.get_header("Last-Event-ID") if sse else None
+    if last_event_id is None or not last_event_id.strip():
+        return int_param(req, "cursor", 0, TAIL_CURSOR, "invalid_cursor")
+    cursor = TAIL_CURSOR.parse(last_event_id.strip())
+    if cursor is None:
+        raise ApiError(400, "invalid_cursor",
+                       f"Last-Event-ID must be an integer from {TAIL_CURSOR.minimum} to {TAIL_CURSOR.maximum}")
+    return cursor
 
 
 def _check_handshake(env):
@@ -49,36 +73,77 @@ def _check_handshake(env):
 
 
 class TailResource:
-    def __init__(self, node, gate):
+    def __init__(self, node, gate, sse_keepalive_ms=15000, sse_retry_ms=1000):
         self.node, self.gate = node, gate
         self.streams = set()  # every TailStream from start to finish
+        self.sse_keepalive_s = sse_keepalive_ms / 1000.0
+        self.sse_retry_ms = sse_retry_ms
+        self.keepalive_tick = None  # one greenlet for every SSE stream, started with the first
 
     def _checked(self, req, session_id):
-        """Everything a tail request must pass before the upgrade: ``(access, cursor, batch_size)``."""
+        """Everything a tail request must pass before the stream starts:
+        ``(access, sse, cursor, batch_size)``."""
         access = req.context.access
         access.scope("session:read")
-        cursor = int_param(req, "cursor", 0, TAIL_CURSOR, "invalid_cursor")
+        sse = _wants_sse(req.env)
+        cursor = _cursor(req, sse)
         batch_size = int_param(req, "batch_size", 1, TAIL_BATCH_SIZE, "invalid_batch_size")
-        access.session(self.node.require_session(session_id))
-        _check_handshake(req.env)
-        return access, cursor, batch_size
+        access.session(self._session(session_id, sse))
+        if not sse:
+            _check_handshake(req.env)
+        return access, sse, cursor, batch_size
+
+    def _session(self, session_id, sse: bool) -> dict:
+        """The session's record, or the refusal. An EventSource gives up for good on any status
+        but 200, so an SSE open waits (up to ``raft_timeout_ms``) while this replica cannot vouch
+        for the session yet, e.g. right after a restart, rather than answering that 503."""
+        deadline = time.monotonic() + (self.node.command_timeout if sse else 0.0)
+        while True:
+            try:
+                return self.node.require_session(session_id)
+            except StarciteError as exc:
+                if exc.status != 503 or time.monotonic() >= deadline or self.node.stopping:
+                    raise
+            gevent.sleep(_SSE_OPEN_POLL_S)
 
     def on_head(self, req, resp, session_id):
         """The GET's answer without a body; a HEAD never upgrades, so a valid handshake is refused."""
-        self._checked(req, session_id)
-        raise ApiError(400, "invalid_handshake", "A WebSocket tail opens with GET, not HEAD")
+        _access, sse, _cursor, _batch_size = self._checked(req, session_id)
+        if not sse:
+            raise ApiError(400, "invalid_handshake", "A WebSocket tail opens with GET, not HEAD")
+        resp.content_type = "text/event-stream; charset=utf-8"
+        resp.cache_control = ["no-cache"]
 
     def on_get(self, req, resp, session_id):
-        access, cursor, batch_size = self._checked(req, session_id)
-        upgrade = req.env.get("starcite.upgrade")
-        if upgrade is None or self.node.stopping:
+        access, sse, cursor, batch_size = self._checked(req, session_id)
+        hook = req.env.get("starcite.stream" if sse else "starcite.upgrade")
+        if hook is None or self.node.stopping:
             raise ApiError(503, "unavailable", "Tails are not served by this process right now")
-        ws = upgrade()
+        if sse:
+            head, chunked = sse_head(req.env.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                                     [(REQUEST_ID_HEADER, req.context.request_id)], self.sse_retry_ms)
+            conn = SseConn(hook(head), chunked)
+            self._keep_alive_started()
+        else:
+            conn = WebSocketConn.detach(hook())
         req.context.upgraded = True
         # The request greenlet runs the first replay, then ends: the tail lives on a detached
         # socket, driven by watchers and short-lived greenlets, so an idle tail holds no stack.
-        TailStream(self.node, TailSocket.detach(ws), session_id, cursor, batch_size,
+        TailStream(self.node, conn, session_id, cursor, batch_size,
                    self.gate.expires_at(access)).start(self.streams)
+
+    def _keep_alive_started(self):
+        if self.keepalive_tick is None:
+            self.keepalive_tick = gevent.spawn(self._keep_alive)
+
+    def _keep_alive(self):
+        """Every ``sse_keepalive_ms``, each idle SSE stream sends its comment line (proxies close
+        connections that stay silent); one greenlet and no timer per stream."""
+        while True:
+            gevent.sleep(self.sse_keepalive_s)
+            for stream in list(self.streams):
+                if stream.conn.keepalive is not None:
+                    stream.write_idle(stream.conn.keepalive)
 
     def counts(self) -> dict:
         """What open tail streams hold at the edge, for the metrics (0 once they are closed)."""
@@ -132,7 +197,6 @@ class TailStream:
         self.outbox = Outbox(self.kick, self._deliver_now, self._caught_up)
         self.handle = None
         self.watchers = []
-        self.inbound = InboundFrames()
         self.registry = None
 
     def start(self, registry: set):
@@ -174,13 +238,21 @@ class TailStream:
 
     def _deliver_now(self, entries) -> bool:
         """Hub context (never blocks): write the next contiguous batch of an idle live tail."""
-        if self.pump is not None or self.replaying or self.conn.closed or self.conn.unsent:
+        if self.replaying or entries[0][0] != self.sent + 1:
+            return False  # replaying, or an overlap or a gap: the pump sorts it out
+        if not self.write_idle(LiveBatchMemo.bytes_for(self.conn, entries, self.batch_size)):
             return False
-        if entries[0][0] != self.sent + 1:
-            return False  # overlap or gap: the pump sorts it out
-        if not self.conn.send_now(FrameMemo.frames(entries, self.batch_size)):
-            return False  # the pump will hit the error and end the tail
         self.sent = entries[-1][0]
+        return True
+
+    def write_idle(self, data) -> bool:
+        """Hub context (never blocks): write ``data`` if no pump is writing; False if one is
+        (or the socket is dead: then the pump hits the error and ends the tail)."""
+        if self.pump is not None or self.conn.closed or self.conn.unsent:
+            return False
+        if not self.conn.send_now(data):
+            self.outbox.put(("gone",))
+            return False
         if self.conn.unsent:
             self.kick()  # the kernel buffer was full: the pump writes the rest
         return True
@@ -234,7 +306,7 @@ class TailStream:
             elif kind == "gone":
                 return self._finish()
             elif kind == "pong":
-                self.conn.send_control(OP_PONG, item[1])
+                self.conn.pong(item[1])
 
     def _replay(self):
         self.replaying = True
@@ -243,7 +315,7 @@ class TailStream:
     def _send(self, entries):
         if not entries:
             return
-        self.conn.send(encode_frames(entries, self.batch_size))
+        self.conn.send(self.conn.encode(entries, self.batch_size))
         self.sent = entries[-1][0]
 
     def _finish(self, code=None, reason=""):
@@ -270,13 +342,11 @@ class TailStream:
             self.outbox.put(("gone",))
             self.watchers[0].stop()
             return
-        for opcode, payload in self.inbound.feed(data):
-            if opcode == OP_CLOSE:
-                self.outbox.put(("close", CLOSE_NORMAL, ""))  # answer the client's close
+        for item in self.conn.inbound(data):
+            self.outbox.put(item)
+            if item[0] == "close":
                 self.watchers[0].stop()
                 return
-            if opcode == OP_PING:
-                self.outbox.put(("pong", payload))
 
     def _arm_expiry(self, loop):
         """Close with 4001 once the token is expired by the wall clock (timers may fire early)."""

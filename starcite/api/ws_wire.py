@@ -1,10 +1,9 @@
 """The WebSocket wire of a tail (RFC 6455, server side): frames out, control frames in, the socket.
 
 Owns: encoding server frames (one event per frame, or arrays of
-``batch_size``; a live batch encoded once for every tail), a reader that
-drops inbound data frames and notices close and ping, and `TailSocket`, the
-tail's own handle on the connection after it is detached from the WSGI
-handler (blocking sends for the pump, a non-blocking send for the hub).
+``batch_size``), a reader that drops inbound data frames and notices close
+and ping, and `WebSocketConn`, the `TailSocket` of a WebSocket tail after it
+is detached from the WSGI handler (close frames, pongs).
 
 Must not: know about sessions, cursors or the node.
 """
@@ -13,7 +12,10 @@ import struct
 
 import gevent.socket
 
+from starcite.api.tail_socket import TailSocket
+
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+CLOSE_NORMAL = 1000
 
 
 def frame(opcode: int, payload: bytes) -> bytes:
@@ -73,27 +75,12 @@ def encode_frames(entries, batch_size) -> bytes:
                     for i in range(0, len(entries), batch_size))
 
 
-class FrameMemo:
-    """The group puts one batch into every live outbox in a row: encode it once, not once per tail."""
-
-    entries = None
-    batch_size = None
-    data = b""
-
-    @classmethod
-    def frames(cls, entries, batch_size):
-        if entries is not cls.entries or batch_size != cls.batch_size:
-            cls.entries, cls.batch_size, cls.data = entries, batch_size, encode_frames(entries, batch_size)
-        return cls.data
-
-
-class TailSocket:
-    """The tail's own handle on the connection, detached from the WSGI handler after the 101."""
+class WebSocketConn(TailSocket):
+    """A tail's connection after the 101: text frames out, control frames in."""
 
     def __init__(self, sock):
-        self.sock = sock
-        self.closed = False
-        self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
+        super().__init__(sock)
+        self.frames_in = InboundFrames()
 
     @classmethod
     def detach(cls, ws):
@@ -102,37 +89,25 @@ class TailSocket:
         event loop loses our readiness events."""
         return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()))
 
-    def send(self, data: bytes):
-        self.flush()
-        self.sock.sendall(data)
+    def encode(self, entries, batch_size) -> bytes:
+        return encode_frames(entries, batch_size)
 
-    def flush(self):
-        if self.unsent:
-            data, self.unsent = self.unsent, b""
-            self.sock.sendall(data)
+    def wire_key(self, batch_size):
+        return ("websocket", batch_size)
 
-    def send_now(self, data: bytes) -> bool:
-        """Non-blocking: True when every byte was written or queued in ``unsent``; False on a dead socket."""
-        try:
-            sent = self.sock._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return False
-        if sent < len(data):
-            self.unsent = data[sent:]
-        return True
+    def inbound(self, data: bytes) -> list:
+        items = []
+        for opcode, payload in self.frames_in.feed(data):
+            if opcode == OP_CLOSE:
+                return items + [("close", CLOSE_NORMAL, "")]  # answer the client's close
+            if opcode == OP_PING:
+                items.append(("pong", payload))
+        return items
 
-    def send_control(self, opcode, payload=b""):
-        try:
-            self.send(frame(opcode, payload))
-        except OSError:
-            pass
+    def pong(self, payload: bytes):
+        self.send_quietly(frame(OP_PONG, payload))
 
-    def close(self, code=None, reason=""):
-        if self.closed:
-            return
-        if code is not None:
-            self.send_control(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])
-        self.closed = True
-        self.sock.close()
+    def goodbye(self, code, reason: str) -> bytes:
+        if code is None:
+            return b""
+        return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])

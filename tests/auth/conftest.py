@@ -2,8 +2,14 @@
 
 Owns: test-only key generation (RSA/EC via `cryptography`), a JWKS served by
 `http.server` on 127.0.0.1 whose answer the test can switch, token minting
-with python-jose, and the environment of a jwt-mode node (`jwt_env`). Must not: reach anything but loopback, or leave a
-server or thread running after its test.
+with python-jose, in-process `Authenticator`s (`make_auth`, `auth`) with what
+their tests assert (`expect` an `AuthError`, `wait_until`, a `FakeClock`),
+the environment of a jwt-mode node (`jwt_env`), and the
+node the end-to-end modules share: `server` (module-scoped, one per module
+that asks for it, leeway 0) with `svc` service tokens, every token handed to
+it remembered (`remember`) so its log can be checked for them at teardown.
+Must not: reach anything but loopback, or leave a server or thread running
+after its test (or its module, for `server`).
 """
 
 import base64
@@ -23,7 +29,9 @@ from jose import jwk, jwt
 
 from starcite.api.auth import Authenticator
 from starcite.api.jwks import JwksCache
+from starcite.api.policy import AuthError
 from starcite.config import load_config
+from tests.server import StarciteServer
 
 ISSUER = "https://idp.test/"
 AUDIENCE = "starcite-api"
@@ -200,3 +208,52 @@ def make_auth():
 @pytest.fixture
 def auth(make_auth, jwks_server):
     return make_auth(jwks_server.url)
+
+
+def expect(status, code, fn, *args, **kwargs) -> AuthError:
+    with pytest.raises(AuthError) as info:
+        fn(*args, **kwargs)
+    assert (info.value.status, info.value.code) == (status, code), info.value.message
+    return info.value
+
+
+def wait_until(predicate, seconds=3.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+MINTED = []  # every token this module hands to a server: none may show up in its log
+
+
+def remember(token: str) -> str:
+    MINTED.append(token)
+    return token
+
+
+@pytest.fixture(scope="module")
+def server(module_jwks, tmp_path_factory):
+    """The module's jwt node: leeway 0 so a 2 s token really expires after 2 s."""
+    node = StarciteServer(tmp_path_factory.mktemp("jwt"),
+                          jwt_env(module_jwks.url, STARCITE_AUTH_JWT_LEEWAY_SECONDS="0"))
+    node.start()
+    yield node
+    node.stop()
+    output = node.output()
+    assert "eyJ" not in output, "a JWT reached the server log"
+    assert not [token for token in MINTED if token in output]
+
+
+@pytest.fixture
+def svc(rsa_key):
+    """svc(**claim_overrides) -> a service token signed by the JWKS key rsa-1 (tenant acme, all scopes)."""
+    return lambda **overrides: remember(rsa_key.sign(claims(**overrides)))

@@ -3,6 +3,7 @@
 import time
 
 
+from tests.sse_client import SseTail
 from tests.tail_client import TailClient
 
 GROUPS = {"STARCITE_NUM_GROUPS": "4"}
@@ -118,10 +119,13 @@ def test_router_only_node_routes_everything(make_cluster):
     assert cluster.status("n4")["groups"] == []
     router.create("s-router")
     tail = TailClient(router, "s-router", batch_size=2)
+    sse = SseTail(router, "s-router", cursor=0)  # an SSE tail is fed remotely just the same
     for i in range(1, 6):
         assert router.append("s-router", i).json()["seq"] == i
     assert [e["seq"] for e in tail.read_until(5)] == [1, 2, 3, 4, 5]
+    assert sse.read_until(5) and sse.seqs() == [1, 2, 3, 4, 5]
     tail.close()
+    sse.close()
     assert router.request("GET", "/v1/sessions/s-router").json()["last_seq"] == 5
     assert router.request("GET", "/v1/sessions/nope").status_code == 404
     assert router.append("nope", 1).status_code == 404

@@ -1,7 +1,7 @@
 """`starcite-cli` (the client distribution's command) against a live node: output and exit codes.
 
 Owns: each command (sessions create|get|ls, append, tail with and without
---follow) run as a process, its JSON-lines output when piped and its
+--follow, over --transport websocket|sse) run as a process, its JSON-lines output when piped and its
 readable line on a terminal (a pty), --url/--token and STARCITE_URL/STARCITE_TOKEN, and
 the exit codes of `starcite_client.cli.EXIT_CODES`. Must not: use anything
 but loopback or leave a process running.
@@ -65,6 +65,10 @@ def test_append_and_tail(shared_server, sid):
     code, out, _ = cli(shared_server, "tail", sid, "--cursor", "1")
     assert code == 0 and [e["payload"] for e in out] == [{"a": 2}]
     assert cli(shared_server, "tail", sid + "-missing", "--follow")[0] == 3
+    assert cli(shared_server, "tail", sid + "-missing", "--follow", "--transport", "sse")[0] == 3
+    code, out, _ = cli(shared_server, "tail", sid, "--transport", "sse")  # without --follow: pages
+    assert code == 0 and [e["seq"] for e in out] == [1, 2]
+    assert cli(shared_server, "tail", sid, "--transport", "pigeon")[0] == 2
 
 
 def test_url_from_the_environment_and_an_unreachable_node(shared_server, sid):
@@ -103,12 +107,13 @@ def read_lines(fd, count, timeout=10.0) -> list:
     return buffer.decode().splitlines()
 
 
-def test_follow_prints_readable_lines_on_a_terminal_until_interrupted(shared_server, sid):
+@pytest.mark.parametrize("transport", ["websocket", "sse"])
+def test_follow_prints_readable_lines_on_a_terminal_until_interrupted(shared_server, sid, transport):
     shared_server.create(sid)
     shared_server.append(sid, 1, producer_id="w")
     primary, secondary = pty.openpty()
-    proc = subprocess.Popen([CLI, "--url", shared_server.base, "tail", sid, "--follow"], stdout=secondary,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen([CLI, "--url", shared_server.base, "tail", sid, "--follow", "--transport", transport],
+                            stdout=secondary, stderr=subprocess.PIPE, start_new_session=True)
     os.close(secondary)
     try:
         first = read_lines(primary, 1)

@@ -1,9 +1,10 @@
 """The asyncio SDK against a real `starcite serve`: the same calls as the sync one, awaited.
 
 Owns: sessions and pages, typed errors, producer retries and resume, the
-events page with a long-poll, `follow=False`, and a following tail across a
-restart. Must not: use anything but loopback or run unbounded (each test is
-one `asyncio.run` under a timeout).
+events page with a long-poll, `follow=False`, and a following tail (replay
+then live, a refusal, across a restart and a SIGKILL) over each transport
+(WebSocket and SSE). Must not: use anything but loopback or run unbounded
+(each test is one `asyncio.run` under a timeout).
 """
 
 import asyncio
@@ -12,6 +13,8 @@ import uuid
 import pytest
 
 import starcite_client as sc
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["websocket", "sse"])
 
 
 def run(coro, timeout=60):
@@ -49,16 +52,30 @@ def test_the_asyncio_flavour(shared_server, sid):
             assert [e["seq"] for e in page["events"]] == [5] and page["next_cursor"] == 5
 
             assert [e["seq"] async for e in session.tail(cursor=2, batch_size=2, follow=False)] == [3, 4, 5]
-            tail = session.tail(cursor=3)
+    run(main())
+
+
+@TRANSPORTS
+def test_async_tail_replays_then_follows_live(shared_server, sid, transport):
+    async def main():
+        async with sc.AsyncStarcite(shared_server.base) as client:
+            session = await client.create_session(id=sid)
+            producer = session.producer("p")
+            for n in range(5):
+                await producer.append("m", {"n": n})
+            tail = session.tail(cursor=3, transport=transport)
             got = [(await tail.__anext__())["seq"], (await tail.__anext__())["seq"]]
             await producer.append("m", {"n": 5})
             got.append((await tail.__anext__())["seq"])
             await tail.aclose()
             assert got == [4, 5, 6]
+            with pytest.raises(sc.SessionNotFound):
+                await client.session("no-such-async-session").tail(transport=transport).__anext__()
     run(main())
 
 
-def test_async_tail_survives_a_restart(make_server, sid):
+@TRANSPORTS
+def test_async_tail_survives_a_restart(make_server, sid, transport):
     server = make_server({"STARCITE_ACCESS_LOG": "0"})
 
     async def main():
@@ -67,12 +84,17 @@ def test_async_tail_survives_a_restart(make_server, sid):
             producer = session.producer("p")
             for n in range(10):
                 await producer.append("m", {"n": n})
-            tail = session.tail(batch_size=4)
+            tail = session.tail(batch_size=4, transport=transport)
             seen = [(await tail.__anext__())["seq"] for _ in range(10)]
             await asyncio.to_thread(server.restart)
             for n in range(10, 20):
                 await producer.append("m", {"n": n})
             seen += [(await tail.__anext__())["seq"] for _ in range(10)]
+            await asyncio.to_thread(server.kill)
+            await asyncio.to_thread(server.start)
+            for n in range(20, 30):
+                await producer.append("m", {"n": n})
+            seen += [(await tail.__anext__())["seq"] for _ in range(10)]
             await tail.aclose()
             return seen
-    assert run(main()) == list(range(1, 21))
+    assert run(main(), timeout=90) == list(range(1, 31))

@@ -1,7 +1,7 @@
 """The SDK's pure parts, without a server: error mapping, backoff bounds, tail position, packaging.
 
 Owns: `starcite_client.errors.error_for`, `_core.Backoff`, `_core.TailPosition`,
-`_core.ProducerSequence`, the SSE hook, and the promise that the client
+`_core.ProducerSequence`, and the promise that the client
 distribution pins httpx and websockets and imports nothing of the server.
 Must not: start a server or use the network.
 """
@@ -56,6 +56,9 @@ def test_tail_position_drops_repeats_and_refuses_gaps():
     with pytest.raises(_core.TailGap):
         position.accept(json.dumps(event(5)))
     assert position.last_seq == 3
+    with pytest.raises(_core.TailGap):
+        position.accept(json.dumps([event(4), event(6)]))
+    assert position.last_seq == 3  # a frame with a gap delivers nothing: the reconnect replays 4 too
 
 
 def test_producer_sequence_resumes_once_when_asked():
@@ -66,11 +69,6 @@ def test_producer_sequence_resumes_once_when_asked():
     replayed = sc.error_for(409, {"error": "producer_replay_conflict", "message": "m"}, {})
     sequence = _core.ProducerSequence("p", next_seq=3, resume=True)
     assert sequence.adopt(replayed) and sequence.next_seq == 4  # 3 was the last one used
-
-
-def test_sse_is_a_clear_todo():
-    with pytest.raises(NotImplementedError, match="sse"):
-        sc.Starcite("http://127.0.0.1:9").session("s").tail(transport="sse")
 
 
 def test_the_distribution_pins_its_two_dependencies_and_imports_nothing_of_the_server():

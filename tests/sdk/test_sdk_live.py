@@ -1,11 +1,13 @@
 """The sync SDK against a real `starcite serve`: sessions, pages, typed errors, crashes and restarts.
 
 Owns: list iteration over several pages; each typed error as the service
-answers it (auth errors on a jwt node); a producer resuming its sequence;
-appends across a SIGKILL and restart (every append that returned has exactly
-one event); a following tail across restarts (no gap, no duplicate); and
-`follow=False` stopping at the end. Must not: use anything but loopback, or
-leave a thread or a process behind (every wait is bounded).
+answers it (auth errors on a jwt node, a refused tail, a tail whose token
+expires); a producer resuming its sequence; appends across a SIGKILL and
+restart (every append that returned has exactly one event); a following tail
+replaying then going live, and across restarts (no gap, no duplicate), over
+each transport (WebSocket and SSE); an idle SSE tail kept open by the
+keep-alives; and `follow=False` stopping at the end. Must not: use anything
+but loopback, or leave a thread or a process behind (every wait is bounded).
 """
 
 import threading
@@ -16,6 +18,8 @@ import pytest
 
 import starcite_client as sc
 from tests.auth.conftest import JwksServer, claims, jwt_env, make_rsa_key
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["websocket", "sse"])
 
 
 @pytest.fixture
@@ -85,9 +89,65 @@ def test_auth_errors_on_a_jwt_node(make_server, sid):
         session = full.create_session(id=sid)
         session.producer("p").append("m", {})
         assert [e["seq"] for e in session.tail(follow=False)] == [1]
-        tail = session.tail(cursor=0, batch_size=1)
-        assert next(tail)["seq"] == 1
-        tail.close()
+        for transport in ("websocket", "sse"):
+            tail = session.tail(cursor=0, batch_size=1, transport=transport)
+            assert next(tail)["seq"] == 1
+            tail.close()
+            with pytest.raises(sc.Unauthorized):
+                next(sc.Starcite(server.base).session(sid).tail(transport=transport))
+            with pytest.raises(sc.Forbidden):
+                next(sc.Starcite(server.base, token=key.sign(claims(scope="session:append")))
+                     .session(sid).tail(transport=transport))
+
+
+@TRANSPORTS
+def test_a_tail_raises_token_expired_when_its_token_expires(make_server, sid, transport):
+    key = make_rsa_key("sdk-exp")
+    with JwksServer([key.jwk()]) as jwks:
+        server = make_server(jwt_env(jwks.url, STARCITE_AUTH_JWT_LEEWAY_SECONDS="0"))
+        with sc.Starcite(server.base, token=key.sign(claims())) as admin:
+            admin.create_session(id=sid).producer("p").append("m", {})
+        short = sc.Starcite(server.base, token=key.sign(claims(exp=int(time.time()) + 2)))
+        outcome = []
+
+        def follow():
+            try:
+                for event in short.session(sid).tail(transport=transport):
+                    outcome.append(event["seq"])
+            except sc.StarciteError as exc:
+                outcome.append(exc)
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        reader.join(10)
+        short.close()
+    assert not reader.is_alive(), outcome
+    assert outcome[0] == 1 and isinstance(outcome[1], sc.TokenExpired), outcome
+
+
+@TRANSPORTS
+def test_a_refused_tail_raises_its_typed_error(client, sid, transport):
+    with pytest.raises(sc.SessionNotFound):
+        next(client.session("no-such-session").tail(transport=transport))
+    client.create_session(id=sid)
+    with pytest.raises(sc.BadRequest) as info:
+        next(client.session(sid).tail(cursor=-1, transport=transport))
+    assert info.value.code == "invalid_cursor"
+
+
+@TRANSPORTS
+def test_a_tail_replays_then_follows_live(client, sid, transport):
+    session = client.create_session(id=sid)
+    producer = session.producer("p")
+    for n in range(3):
+        producer.append("m", {"n": n})
+    tail = session.tail(cursor=1, batch_size=1, transport=transport)
+    got = [next(tail) for _ in range(2)]
+    producer.append("m", {"n": 3}, actor="agent:x")
+    got.append(next(tail))
+    tail.close()
+    assert [(e["seq"], e["payload"]["n"]) for e in got] == [(2, 1), (3, 2), (4, 3)]
+    assert got[2]["actor"] == "agent:x" and got[2]["producer_id"] == "p" and got[2]["inserted_at"].endswith("Z")
 
 
 def test_a_restarted_producer_resumes_when_asked(client, sid):
@@ -150,7 +210,8 @@ def test_appends_across_a_sigkill_and_restart_are_exactly_once(make_server, sid)
         assert by_producer_seq[result.producer_seq]["payload"]["n"] == result.producer_seq - 1
 
 
-def test_a_following_tail_survives_restarts_without_gap_or_duplicate(make_server, sid):
+@TRANSPORTS
+def test_a_following_tail_survives_restarts_without_gap_or_duplicate(make_server, sid, transport):
     server = make_server({"STARCITE_ACCESS_LOG": "0", "STARCITE_TAIL_CATCHUP_INTERVAL_MS": "200"})
     with sc.Starcite(server.base, timeout=2.0, retry_for=40.0) as client:
         session = client.create_session(id=sid)
@@ -158,7 +219,7 @@ def test_a_following_tail_survives_restarts_without_gap_or_duplicate(make_server
         seen, done = [], threading.Event()
 
         def follow():
-            tail = session.tail(cursor=0, batch_size=3)
+            tail = session.tail(cursor=0, batch_size=3, transport=transport)
             for event in tail:
                 seen.append(event["seq"])
                 if event["seq"] == 60:
@@ -171,14 +232,44 @@ def test_a_following_tail_survives_restarts_without_gap_or_duplicate(make_server
         for n in range(20):
             producer.append("m", {"n": n})
         server.wait_until(lambda: len(seen) == 20, timeout=10, what="the first 20 events")
-        server.restart()  # SIGTERM: the tail is closed normally
+        server.restart()  # SIGTERM: the tail is closed normally (the event stream ends)
         for n in range(20, 40):
             producer.append("m", {"n": n})
         server.wait_until(lambda: len(seen) == 40, timeout=20, what="events after a restart")
-        server.kill()  # SIGKILL: the socket just breaks
+        server.kill()  # SIGKILL: the socket (or the chunked stream) just breaks
         server.start()
         for n in range(40, 60):
             producer.append("m", {"n": n})
         assert done.wait(30), seen[-5:]
         reader.join(5)
     assert seen == list(range(1, 61))
+
+
+def test_keep_alives_hold_an_idle_sse_tail_open(make_server, sid, monkeypatch):
+    """The read timeout counts keep-alive comments as life: an idle stream is not reopened."""
+    from starcite_client import _sse
+    server = make_server({"STARCITE_TAIL_SSE_KEEPALIVE_MS": "200"})
+    monkeypatch.setattr(_sse, "SSE_READ_TIMEOUT", 1.0)
+    opened, seen = [], []
+    request = _sse.SseTail.request
+    monkeypatch.setattr(_sse.SseTail, "request", lambda self: opened.append(1) or request(self))
+    with sc.Starcite(server.base) as client:
+        session = client.create_session(id=sid)
+
+        def follow():
+            tail = session.tail(transport="sse")
+            for event in tail:
+                seen.append(event["seq"])
+                if event["seq"] == 2:
+                    break
+            tail.close()
+
+        reader = threading.Thread(target=follow, daemon=True)
+        reader.start()
+        session.producer("p").append("m", {"n": 0})
+        server.wait_until(lambda: seen == [1], timeout=5, what="the first event")
+        time.sleep(3.0)  # idle, the reader waiting on the stream: three read timeouts long
+        session.producer("p", next_seq=2).append("m", {"n": 1})
+        reader.join(5)
+    assert not reader.is_alive() and seen == [1, 2]
+    assert len(opened) == 1, opened

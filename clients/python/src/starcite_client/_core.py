@@ -5,8 +5,10 @@ response (or transport error) into a result or a typed error; the retry
 policy (`Backoff`: bounded exponential delays with jitter; `retry_delay`:
 whether an error is retried and after how long); the producer's sequence
 (`ProducerSequence`); and the tail's position (`TailPosition`: never an
-event twice, never a skipped one). Must not: do I/O or sleep, so both
-flavours (`client`, `aio`) run the same decisions with their own I/O.
+event twice, never a skipped one; `TailReconnect`: connect again from
+there). The SSE stream's parsing and handling are `_sse`'s. Must not: do
+I/O or sleep, so both flavours (`client`, `aio`) run the same decisions
+with their own I/O.
 """
 
 from __future__ import annotations
@@ -216,7 +218,11 @@ class ProducerSequence:
         return result
 
 
-class TailGap(Exception):
+class TailReconnect(Exception):
+    """The tail must connect again from the last delivered seq (a gap, a retryable refusal or stream error)."""
+
+
+class TailGap(TailReconnect):
     """A frame skipped a seq: reconnect from the last delivered one rather than skip it."""
 
 
@@ -227,17 +233,21 @@ class TailPosition:
         self.last_seq = cursor
 
     def accept(self, message: str | bytes) -> list[Event]:
+        """The new events of one frame (an event or a list of them). A frame with a gap delivers
+        none of them, so the reconnect from `last_seq` replays them all."""
         decoded = json.loads(message)
         events = decoded if isinstance(decoded, list) else [decoded]
         fresh: list[Event] = []
+        last_seq = self.last_seq
         for event in events:
             seq = event["seq"]
-            if seq <= self.last_seq:
+            if seq <= last_seq:
                 continue  # already delivered (a replay overlapping what was seen)
-            if seq != self.last_seq + 1:
-                raise TailGap(f"expected seq {self.last_seq + 1}, got {seq}")
+            if seq != last_seq + 1:
+                raise TailGap(f"expected seq {last_seq + 1}, got {seq}")
             fresh.append(event)
-            self.last_seq = seq
+            last_seq = seq
+        self.last_seq = last_seq
         return fresh
 
 
@@ -247,8 +257,7 @@ def page_until(page: EventPage, end: int) -> tuple[list[Event], bool]:
     return events, not events or events[-1]["seq"] >= end
 
 
-SSE_TODO = ("transport='sse' is not available yet: the server does not serve SSE on the tail URL "
-            "(SPEC.md §2); use transport='websocket'")
+TRANSPORTS = ("websocket", "sse")  # of a following tail; `follow=False` reads pages either way
 
 
 # -- what the sync and asyncio classes share (their I/O differs, their state does not) ----------
@@ -280,10 +289,8 @@ class SessionHandle:
 
     @staticmethod
     def check_transport(transport: str) -> None:
-        if transport == "sse":
-            raise NotImplementedError(SSE_TODO)  # TODO: an SSE reader once the server serves it
-        if transport != "websocket":
-            raise ValueError(f"unknown transport {transport!r}")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown transport {transport!r} (one of {', '.join(TRANSPORTS)})")
 
 
 class ProducerHandle:

@@ -1,9 +1,10 @@
 """The asyncio client: `AsyncStarcite`, its `AsyncSession` handles and their `AsyncProducer`.
 
 Owns: HTTP over one `httpx.AsyncClient`, the retry loops of appends and page
-reads (awaiting between attempts), and the WebSocket tail over
-`websockets.asyncio`, reconnecting from the last delivered seq. The same
-decisions as the sync client (`starcite_client._core`), awaited. Must not:
+reads (awaiting between attempts), and the following tails over a
+WebSocket (`websockets.asyncio`) or SSE (an `httpx` stream fed to
+`_sse.SseTail`), reconnecting from the last delivered seq. The same
+decisions as the sync client (`_core`, `_sse`), awaited. Must not:
 decide what to retry or which events to keep, or interleave two appends of
 one producer (an `asyncio.Lock` orders them).
 """
@@ -18,7 +19,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from starcite_client import _core
+from starcite_client import _core, _sse
 from starcite_client._core import AppendResult, Event, EventPage
 from starcite_client.errors import Conflict, StarciteError, TokenExpired
 
@@ -104,7 +105,9 @@ class AsyncSession(_core.SessionHandle):
              transport: str = "websocket") -> AsyncIterator[Event]:
         """`Session.tail` as an async iterator."""
         self.check_transport(transport)
-        return self._follow(cursor, batch_size) if follow else self._read_to_end(cursor, batch_size)
+        if not follow:
+            return self._read_to_end(cursor, batch_size)
+        return self._follow_sse(cursor) if transport == "sse" else self._follow(cursor, batch_size)
 
     async def _read_to_end(self, cursor: int, limit: int) -> AsyncIterator[Event]:
         end = None
@@ -141,6 +144,20 @@ class AsyncSession(_core.SessionHandle):
             except (OSError, TimeoutError, WebSocketException, _core.TailGap):
                 pass
             await asyncio.sleep(backoff.next_delay())
+
+    async def _follow_sse(self, cursor: int) -> AsyncIterator[Event]:
+        tail = _sse.SseTail(self.id, cursor, self.client.timeout)
+        while True:
+            try:
+                async with self.client.http.stream(**tail.request()) as response:
+                    tail.opened(response.status_code, response.headers,
+                                await response.aread() if response.status_code >= 400 else b"")
+                    async for chunk in response.aiter_bytes():
+                        for event in tail.feed(chunk):
+                            yield event
+            except (httpx.TransportError, _core.TailReconnect):
+                pass  # reconnect from the last delivered seq (so does the stream's end)
+            await asyncio.sleep(tail.next_delay())
 
 
 class AsyncProducer(_core.ProducerHandle):

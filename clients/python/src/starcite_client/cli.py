@@ -1,4 +1,4 @@
-"""`starcite-cli`: the SDK on the command line (tail, append, sessions ls|get|create).
+"""`starcite-cli`: the SDK on the command line (tail over a WebSocket or SSE, append, sessions ls|get|create).
 
 Owns: argument parsing (``--url``/``--token``, or STARCITE_URL/STARCITE_TOKEN),
 output (JSON lines when stdout is not a terminal or with ``--json``; one
@@ -16,6 +16,7 @@ import sys
 import uuid
 from typing import Any, Callable, Iterable, Sequence
 
+from starcite_client._core import TRANSPORTS
 from starcite_client.client import Starcite
 from starcite_client.errors import (BadRequest, Backpressure, Conflict, ConnectionFailed, Forbidden, NotFound,
                                     PayloadTooLarge, StarciteError, Unauthorized, Unavailable)
@@ -59,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("session")
     tail.add_argument("--cursor", type=int, default=0, help="print events after this seq (default 0)")
     tail.add_argument("--follow", "-f", action="store_true", help="keep printing new events (reconnects)")
-    tail.add_argument("--batch-size", type=int, default=100)
+    tail.add_argument("--batch-size", type=int, default=100, help="events per WebSocket frame or page (default 100)")
+    tail.add_argument("--transport", choices=TRANSPORTS, default="websocket",
+                      help="of --follow: websocket (default) or sse (Server-Sent Events); without it pages are read")
 
     append = commands.add_parser("append", help="append one event")
     append.add_argument("session")
@@ -123,7 +126,8 @@ def run_tail(client: Starcite, args: argparse.Namespace, out: Printer) -> None:
     session = client.session(args.session)
     if args.follow:
         client.get_session(args.session)  # a typo'd id fails at once, not after retries
-    out.items(session.tail(cursor=args.cursor, batch_size=args.batch_size, follow=args.follow), event_line)
+    out.items(session.tail(cursor=args.cursor, batch_size=args.batch_size, follow=args.follow,
+                           transport=args.transport), event_line)
 
 
 def run_append(client: Starcite, args: argparse.Namespace, out: Printer) -> None:

@@ -1,9 +1,10 @@
 """The synchronous client: `Starcite`, its `Session` handles and their `Producer`.
 
 Owns: HTTP over one `httpx.Client` (keep-alive), the retry loops of
-appends and page reads (sleeping between attempts), and the WebSocket tail
-over `websockets.sync`, reconnecting from the last delivered seq. Must not:
-decide what to retry or which events to keep (`starcite_client._core` does),
+appends and page reads (sleeping between attempts), and the following
+tails, reconnecting from the last delivered seq: over a WebSocket
+(`websockets.sync`) or SSE (an `httpx` stream fed to `_sse.SseTail`). Must
+not: decide what to retry or which events to keep (`_core` and `_sse` do),
 or be used from several threads on one `Producer` at once (a lock refuses
 to interleave its appends).
 """
@@ -18,7 +19,7 @@ import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import connect
 
-from starcite_client import _core
+from starcite_client import _core, _sse
 from starcite_client._core import AppendResult, Event, EventPage
 from starcite_client.errors import Conflict, StarciteError, TokenExpired
 
@@ -112,13 +113,17 @@ class Session(_core.SessionHandle):
              transport: str = "websocket") -> Iterator[Event]:
         """Every event after ``cursor``, once each, in order.
 
-        ``follow=True``: then live, forever, over a WebSocket that reconnects from the
-        last delivered seq after any disconnect (bounded backoff with jitter).
-        ``follow=False``: up to the session's end as it is now (read as pages).
+        ``follow=True``: then live, forever, over a WebSocket (``transport="websocket"``,
+        ``batch_size`` events a frame) or Server-Sent Events (``transport="sse"``, one
+        event a message) that reconnects from the last delivered seq after any
+        disconnect (bounded backoff with jitter).
+        ``follow=False``: up to the session's end as it is now (read as pages, either transport).
         """
         self.check_transport(transport)
         if not follow:
             return self._read_to_end(cursor, batch_size)
+        if transport == "sse":
+            return self._follow_sse(cursor)
         return self._follow(cursor, batch_size)
 
     def _read_to_end(self, cursor: int, limit: int) -> Iterator[Event]:
@@ -154,6 +159,19 @@ class Session(_core.SessionHandle):
             except (OSError, TimeoutError, WebSocketException, _core.TailGap):
                 pass  # reconnect from the last delivered seq
             time.sleep(backoff.next_delay())
+
+    def _follow_sse(self, cursor: int) -> Iterator[Event]:
+        tail = _sse.SseTail(self.id, cursor, self.client.timeout)
+        while True:
+            try:
+                with self.client.http.stream(**tail.request()) as response:
+                    tail.opened(response.status_code, response.headers,
+                                response.read() if response.status_code >= 400 else b"")
+                    for chunk in response.iter_bytes():
+                        yield from tail.feed(chunk)
+            except (httpx.TransportError, _core.TailReconnect):
+                pass  # reconnect from the last delivered seq (so does the stream's end)
+            time.sleep(tail.next_delay())
 
 
 class Producer(_core.ProducerHandle):

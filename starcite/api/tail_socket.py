@@ -1,0 +1,100 @@
+"""A tail's own handle on its connection, whatever the wire (WebSocket or SSE).
+
+Owns: `TailSocket`, the part of a tail's connection that does not depend on
+the wire: blocking sends for the pump, a non-blocking send for the hub (what
+the kernel could not take waits in ``unsent``), and the close; and
+`LiveBatchMemo`, which encodes a live batch once per wire and batch size for
+every tail the group puts it to. The wires (`starcite.api.ws_wire`,
+`starcite.api.sse_wire`) subclass `TailSocket` with their encoding, what
+they make of inbound bytes, and what they send before closing.
+
+Must not: know about sessions, cursors, the node or the pump's state.
+"""
+
+
+class TailSocket:
+    """The connection of one tail after it is detached from the WSGI handler."""
+
+    keepalive = None  # bytes an idle stream sends periodically (SSE's comment line); None: nothing
+
+    def __init__(self, sock):
+        self.sock = sock  # a gevent socket on the detached fd
+        self.closed = False
+        self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
+
+    # -- what a wire defines ------------------------------------------------------
+
+    def encode(self, entries, batch_size) -> bytes:
+        """The wire bytes of ``entries``, a list of ``(seq, event_json)``."""
+        raise NotImplementedError
+
+    def wire_key(self, batch_size):
+        """Two sockets with the same key encode a batch to the same bytes (see `LiveBatchMemo`)."""
+        raise NotImplementedError
+
+    def inbound(self, data: bytes) -> list:
+        """Outbox items for bytes the client sent: ``("close", code, reason)``, ``("pong", payload)``."""
+        return []
+
+    def pong(self, payload: bytes):
+        """Answer a ping (WebSocket only)."""
+
+    def goodbye(self, code, reason: str) -> bytes:
+        """What the wire sends before the socket closes with ``code`` (None: just close)."""
+        return b""
+
+    # -- the shared part ----------------------------------------------------------
+
+    def send(self, data: bytes):
+        self.flush()
+        self.sock.sendall(data)
+
+    def flush(self):
+        if self.unsent:
+            data, self.unsent = self.unsent, b""
+            self.sock.sendall(data)
+
+    def send_now(self, data: bytes) -> bool:
+        """Non-blocking: True when every byte was written or queued in ``unsent``; False on a dead socket."""
+        try:
+            sent = self.sock._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(data):
+            self.unsent = data[sent:]
+        return True
+
+    def send_quietly(self, data: bytes):
+        """A last write (a close frame, an error event): a peer that is gone is not an error."""
+        try:
+            if data:
+                self.send(data)
+        except OSError:
+            pass
+
+    def close(self, code=None, reason=""):
+        if self.closed:
+            return
+        self.send_quietly(self.goodbye(code, reason))
+        self.closed = True
+        self.sock.close()
+
+
+class LiveBatchMemo:
+    """The group puts one batch into every live outbox in a row: encode it once per wire and
+    batch size, not once per tail."""
+
+    entries = None
+    encoded: dict = {}
+
+    @classmethod
+    def bytes_for(cls, conn: TailSocket, entries, batch_size) -> bytes:
+        if entries is not cls.entries:
+            cls.entries, cls.encoded = entries, {}
+        key = conn.wire_key(batch_size)
+        data = cls.encoded.get(key)
+        if data is None:
+            data = cls.encoded[key] = conn.encode(entries, batch_size)
+        return data

@@ -1,0 +1,175 @@
+"""The three archives of the end-to-end tests (local, s3 on moto, postgres), seen from outside the node.
+
+Owns: for each adapter, the node's environment for it, reading back what it
+stored (object by object in the S3 layout, checking keys, ordering and chunk
+bounds; row by row for Postgres, with the operators' query), and an outage
+(`kill`) and its end (`revive`): the local directory swapped for a file, moto
+SIGKILLed and restored from its recorded requests, Postgres cut at a
+`TcpProxy`. Must not: reach into the node's process, use anything but
+loopback, or hold fixtures (the test module builds the backend it needs).
+"""
+
+import contextlib
+import json
+import os
+
+import psycopg2
+
+from starcite.adapters import chunks
+from starcite.adapters.base import decode_session_id
+from tests.adapters.services import PG_URL, S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.tcp_proxy import TcpProxy
+
+S3_PREFIX = "e2e/archive"
+EVENT_COLUMNS = ("seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
+                 "idempotency_key")
+
+
+class ObjectStore:
+    """What the local and S3 archives share: the S3 layout under ``prefix``, read key by key."""
+
+    prefix = ""
+
+    def project(self, event):
+        return event  # stored exactly as the API serves it
+
+    def stored(self, session_ids):
+        """``({session: [events]}, {session: record})`` read object by object, checking the layout."""
+        prefix = self.prefix
+        events = {session_id: [] for session_id in session_ids}
+        records = {}
+        for key in sorted(self.keys()):
+            assert key.startswith(prefix), key
+            parts = key[len(prefix):].split("/")
+            if parts[:2] == ["sessions", "v1"]:
+                session_id = chunks.session_id_from_name("".join(parts[2:]))
+                assert session_id is not None and key == prefix + chunks.session_key(session_id), key
+                records[session_id] = json.loads(self.read(key))
+                continue
+            assert parts[:2] == ["events", "v1"] and parts[-1].endswith(".ndjson"), key
+            session_id = decode_session_id("".join(parts[2:-1]))
+            start = int(parts[-1][:-len(".ndjson")])
+            assert key == prefix + chunks.chunk_key(session_id, start), key
+            chunk = [json.loads(line) for line in self.read(key).decode().splitlines()]
+            assert [e["seq"] for e in chunk] == list(range(start, start + len(chunk))), key  # ordered, gap-free
+            assert chunk and len(chunk) <= chunks.CHUNK_SIZE and (start - 1) % chunks.CHUNK_SIZE == 0, key
+            events.setdefault(session_id, []).extend(chunk)
+        return events, records
+
+
+class LocalBackend(ObjectStore):
+    """The node's archive directory; an outage swaps the directory for a plain file."""
+
+    kind = "local"
+
+    def __init__(self, tmp_path):
+        self.root = str(tmp_path / "archive")
+        self.env = {"STARCITE_ARCHIVE_ADAPTER": "local", "STARCITE_ARCHIVE_DIR": self.root}
+
+    def keys(self):
+        out = []
+        for directory, _dirs, files in os.walk(self.root):
+            rel = os.path.relpath(directory, self.root)
+            out.extend(f"{rel}/{name}" for name in files if not name.startswith(".") and ".locks" not in rel)
+        return out
+
+    def read(self, key):
+        with open(os.path.join(self.root, key), "rb") as fh:
+            return fh.read()
+
+
+    def kill(self):
+        os.rename(self.root, self.root + ".offline")
+        with open(self.root, "wb"):
+            pass
+
+    def revive(self):
+        os.unlink(self.root)
+        os.rename(self.root + ".offline", self.root)
+
+    def close(self):
+        pass
+
+
+class S3Backend(ObjectStore):
+    """A moto S3 server behind a proxy; an outage SIGKILLs the server, revival replays its requests."""
+
+    kind = "s3"
+    prefix = S3_PREFIX + "/"
+
+    def __init__(self, tmp_path):
+        self.recording = str(tmp_path / "moto-requests.jsonl")
+        self.moto = MotoServer(self.recording)
+        self.bucket = self.moto.make_bucket()
+        self.proxy = TcpProxy(self.moto.port)
+        self.env = {"STARCITE_ARCHIVE_ADAPTER": "s3", "STARCITE_S3_BUCKET": self.bucket,
+                    "STARCITE_S3_ENDPOINT": f"http://127.0.0.1:{self.proxy.port}", "STARCITE_S3_PREFIX": S3_PREFIX,
+                    "AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "STARCITE_S3_REGION": "us-east-1"}
+
+    def keys(self):
+        return [obj.object_name for obj in self.moto.client().list_objects(self.bucket, recursive=True)]
+
+    def read(self, key):
+        return self.moto.read_object(self.bucket, key)
+
+
+    def kill(self):
+        self.moto.kill()
+
+    def revive(self):
+        self.moto = MotoServer.restore_from_recording(self.recording)
+        self.proxy.restore(self.moto.port)
+
+    def close(self):
+        self.proxy.close()
+        self.moto.stop()
+
+
+class PostgresBackend:
+    """The machine's Postgres, a schema of its own, reached through a proxy the test cuts."""
+
+    kind = "postgres"
+
+    def __init__(self, tmp_path):
+        check_postgres(PG_URL)
+        dsn = psycopg2.extensions.parse_dsn(PG_URL)
+        self.proxy = TcpProxy(int(dsn.get("port") or 5432))
+        self.resources = contextlib.ExitStack()
+        self.resources.callback(self.proxy.close)
+        self.schema = self.resources.enter_context(postgres_schema(PG_URL))
+        url = (f"postgresql://{dsn.get('user', 'postgres')}@127.0.0.1:{self.proxy.port}/{dsn.get('dbname', 'test')}"
+               f"?options=-csearch_path%3D{self.schema}")
+        self.env = {"STARCITE_ARCHIVE_ADAPTER": "postgres", "DATABASE_URL": url, "DB_POOL_SIZE": "6"}
+
+    def query(self, sql, params=()):
+        conn = psycopg2.connect(PG_URL, connect_timeout=5, options=f"-c search_path={self.schema}")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                columns = [d.name for d in cur.description]
+                return [dict(zip(columns, row)) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def stored(self, session_ids):
+        events = {}
+        for session_id in session_ids:  # the operators' query of the seed
+            rows = self.query("SELECT * FROM events WHERE session_id = %s ORDER BY seq", (session_id,))
+            events[session_id] = [self.project(row) for row in rows]
+        records = {row["id"]: row["record"] for row in self.query("SELECT id, record FROM sessions")}
+        return events, records
+
+    def kill(self):
+        self.proxy.cut()
+
+    def revive(self):
+        self.proxy.restore()
+
+    def project(self, event):
+        return {key: event[key] for key in EVENT_COLUMNS}
+
+    def close(self):
+        self.resources.close()
+
+
+BACKENDS = {"local": LocalBackend, "s3": S3Backend, "postgres": PostgresBackend}
