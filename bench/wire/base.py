@@ -1,18 +1,32 @@
 """Shared plumbing of the wire clients.
 
 Owns: `FramedProtocol` (a byte buffer cut into messages by a subclass's
-`parse`), `RequestProtocol` (request/response with in-order replies, so
-pipelining works) and `open_connection`. Must not: know any protocol's syntax.
+`parse`), `StreamProtocol` (a response head, then a stream: the tails'
+WebSocket and SSE clients) with `open_stream`, `RequestProtocol`
+(request/response with in-order replies, so pipelining works) and
+`open_connection`, and `parse_head` (an HTTP response head). Must not: know any protocol's syntax.
 """
 
 import asyncio
 import collections
 
 CONNECT_TIMEOUT_S = 10.0
+_HEAD_END = b"\r\n\r\n"
 
 
 class ProtocolError(Exception):
     """The peer sent something the client cannot parse or did not expect."""
+
+
+def parse_head(buf, start):
+    """``(status, headers_lower_bytes, body_start)`` of the HTTP response head at ``start``, or None."""
+    end = buf.find(_HEAD_END, start)
+    if end < 0:
+        return None
+    head = bytes(buf[start:end])
+    if not head.startswith(b"HTTP/1."):
+        raise ProtocolError(f"not an HTTP response: {head[:80]!r}")
+    return int(head[9:12]), head.lower(), end + 4
 
 
 class FramedProtocol(asyncio.Protocol):
@@ -106,3 +120,67 @@ async def open_connection(protocol_factory, port: int, host: str = "127.0.0.1"):
     loop = asyncio.get_running_loop()
     _, protocol = await asyncio.wait_for(loop.create_connection(protocol_factory, host, port), CONNECT_TIMEOUT_S)
     return protocol
+
+
+class StreamProtocol(FramedProtocol):
+    """A request answered by a head with ``OPEN_STATUS`` and then a stream of messages.
+
+    Subclasses parse the stream in ``parse_stream`` and take its messages in
+    ``on_stream_message``; ``opened`` resolves when the head is parsed (or fails
+    with the refusal, or when the connection closes first)."""
+
+    OPEN_STATUS = 200
+
+    def __init__(self):
+        super().__init__()
+        self.opened = asyncio.get_running_loop().create_future()
+
+    def parse(self, buf, start):
+        if self.opened.done():
+            return self.parse_stream(buf, start)
+        head = parse_head(buf, start)
+        if head is None:
+            return None
+        status, _head_lower, end = head
+        if status == self.OPEN_STATUS:
+            return ("head", status, b""), end
+        return ("head", status, bytes(buf[end:])), len(buf)
+
+    def on_message(self, message):
+        if message[0] != "head":
+            return self.on_stream_message(message)
+        _, status, body = message
+        if status == self.OPEN_STATUS:
+            self.on_open()
+            self.opened.set_result(True)
+        else:
+            self.opened.set_exception(ProtocolError(f"stream refused: {status} {body[:200]!r}"))
+            self.close()
+
+    def on_open(self):
+        """The head was parsed (before any stream message behind it)."""
+
+    def connection_lost(self, exc):
+        super().connection_lost(exc)
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"closed before the head: {exc}"))
+
+    def parse_stream(self, buf, start):
+        raise NotImplementedError
+
+    def on_stream_message(self, message):
+        raise NotImplementedError
+
+
+async def open_stream(protocol_factory, port: int, request: bytes, timeout: float):
+    """Connect, send ``request``, and wait (bounded) for the stream's head; refused or late: closed, raised."""
+    proto = await open_connection(protocol_factory, port)
+    proto.transport.write(request)
+    try:
+        await asyncio.wait_for(asyncio.shield(proto.opened), timeout)
+    except BaseException:
+        if not proto.opened.done():
+            proto.opened.cancel()  # so a later connection_lost does not leave an unretrieved error
+        proto.close()
+        raise
+    return proto

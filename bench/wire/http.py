@@ -1,5 +1,4 @@
-"""A minimal keep-alive HTTP/1.1 client (and the response-head parser the
-WebSocket client reuses).
+"""A minimal keep-alive HTTP/1.1 client.
 
 Owns: request encoding, response parsing (Content-Length and chunked bodies),
 and reconnecting after the server closes a connection. Must not: retry a
@@ -8,21 +7,7 @@ request (a failed request is the caller's error to count).
 
 import json
 
-from bench.wire.base import ProtocolError, RequestProtocol, open_connection
-
-_HEAD_END = b"\r\n\r\n"
-
-
-def parse_head(buf, start):
-    """``(status, headers_lower_bytes, body_start)`` of the head at ``start``, or None."""
-    end = buf.find(_HEAD_END, start)
-    if end < 0:
-        return None
-    head = bytes(buf[start:end])
-    if not head.startswith(b"HTTP/1."):
-        raise ProtocolError(f"not an HTTP response: {head[:80]!r}")
-    return int(head[9:12]), head.lower(), end + 4
-
+from bench.wire.base import ProtocolError, RequestProtocol, open_connection, parse_head
 
 def _header(head_lower: bytes, name: bytes):
     at = head_lower.find(b"\r\n" + name + b":")

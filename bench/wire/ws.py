@@ -6,14 +6,12 @@ close), and handing each complete text/binary message with its receipt time
 callback. Must not: decode the messages (callers decide what they need).
 """
 
-import asyncio
 import base64
 import os
 import struct
 import time
 
-from bench.wire.base import FramedProtocol, ProtocolError, open_connection
-from bench.wire.http import parse_head
+from bench.wire.base import ProtocolError, StreamProtocol, open_stream
 
 _OP_CONT, _OP_TEXT, _OP_BIN, _OP_CLOSE, _OP_PING = 0, 1, 2, 8, 9
 
@@ -25,15 +23,16 @@ def _client_frame(opcode: int, payload: bytes) -> bytes:
     return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
 
 
-class WsProtocol(FramedProtocol):
+class WsProtocol(StreamProtocol):
     """Calls ``on_frame(payload_bytes, received_ns)`` for every complete data message, and
     ``on_upgrade(received_ns)`` (if given) when the 101 is parsed, before any frame behind it."""
+
+    OPEN_STATUS = 101
 
     def __init__(self, on_frame, on_upgrade=None):
         super().__init__()
         self.on_frame = on_frame
         self.on_upgrade = on_upgrade
-        self.upgraded = asyncio.get_running_loop().create_future()
         self._fragments = []
         self._live = False  # upgraded: `data_received` may take its fast path
 
@@ -54,13 +53,7 @@ class WsProtocol(FramedProtocol):
         if pos < end:
             super().data_received(data[pos:] if pos else data)
 
-    def parse(self, buf, start):
-        if not self.upgraded.done():
-            head = parse_head(buf, start)
-            if head is None:
-                return None
-            status, head_lower, end = head
-            return ("head", status, bytes(buf[end:]) if status != 101 else b""), (end if status == 101 else len(buf))
+    def parse_stream(self, buf, start):
         if len(buf) - start < 2:
             return None
         b0, b1 = buf[start], buf[start + 1]
@@ -79,18 +72,12 @@ class WsProtocol(FramedProtocol):
             return None
         return (b0 & 0x80, b0 & 0x0F, bytes(buf[pos:pos + size])), pos + size
 
-    def on_message(self, message):
-        if message[0] == "head":
-            _, status, body = message
-            if status == 101:
-                if self.on_upgrade is not None:
-                    self.on_upgrade(time.perf_counter_ns())
-                self.upgraded.set_result(True)
-                self._live = True
-            else:
-                self.upgraded.set_exception(ProtocolError(f"upgrade refused: {status} {body[:200]!r}"))
-                self.close()
-            return
+    def on_open(self):
+        if self.on_upgrade is not None:
+            self.on_upgrade(time.perf_counter_ns())
+        self._live = True
+
+    def on_stream_message(self, message):
         fin, opcode, payload = message
         if opcode == _OP_PING:
             self.transport.write(_client_frame(0xA, payload))
@@ -106,25 +93,11 @@ class WsProtocol(FramedProtocol):
                     self._fragments.clear()
                 self.on_frame(payload, time.perf_counter_ns())
 
-    def connection_lost(self, exc):
-        super().connection_lost(exc)
-        if not self.upgraded.done():
-            self.upgraded.set_exception(ConnectionError(f"closed before upgrade: {exc}"))
-
 
 async def connect(port: int, path: str, on_frame, timeout: float = 10.0, on_upgrade=None) -> WsProtocol:
     """Open a WebSocket to ``ws://127.0.0.1:port{path}``; frames go to ``on_frame``, the 101's
     receipt time to ``on_upgrade``."""
-    proto = await open_connection(lambda: WsProtocol(on_frame, on_upgrade), port)
     key = base64.b64encode(os.urandom(16)).decode()
-    proto.transport.write((
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    try:
-        await asyncio.wait_for(asyncio.shield(proto.upgraded), timeout)
-    except BaseException:
-        if not proto.upgraded.done():
-            proto.upgraded.cancel()  # so a later connection_lost does not leave an unretrieved error
-        proto.close()
-        raise
-    return proto
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    return await open_stream(lambda: WsProtocol(on_frame, on_upgrade), port, request, timeout)
