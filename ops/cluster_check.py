@@ -8,7 +8,7 @@ node lists all the given names as write nodes, and knows a leader for each
 of its groups; a node whose process exited fails at once) and the
 cross-node exercise (create a session on the first node, append on the
 second, tail it over WebSocket on the third, list sessions on the last,
-checking seqs). Must not: start or stop nodes (the shell scripts do).
+checking seqs; a 503 is retried with the same body, as a client would). Must not: start or stop nodes (the shell scripts do).
 Exit status: 0 ok, 1 failure (the reason on stderr).
 """
 
@@ -24,6 +24,7 @@ import websocket
 
 APPENDS = 100
 REQUEST_TIMEOUT_S = 5.0
+RETRY_FOR_S = 15.0  # a 503 (e.g. a leader handing its group to its preferred replica just after ready) is retried
 
 
 class CheckFailed(Exception):
@@ -38,6 +39,23 @@ def _call(url: str, method: str = "GET", body=None):
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()[:300]
+
+
+def _call_retrying(url: str, method: str, body):
+    """``_call``, with 503s and refused connections retried for up to RETRY_FOR_S, the same body each
+    time: as a client should, since an append carries its producer_seq (the service dedupes it).
+    Returns ``(status, body, retried)``."""
+    deadline, retried = time.monotonic() + RETRY_FOR_S, False
+    while True:
+        try:
+            status, answer = _call(url, method, body)
+            if status != 503 or time.monotonic() >= deadline:
+                return status, answer, retried
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise
+        retried = True
+        time.sleep(0.2)
 
 
 def _alive(pid: int) -> bool:
@@ -98,11 +116,14 @@ def _expect(status: int, wanted: int, what: str, body):
 def exercise(urls: list):
     create_url, append_url, tail_url, list_url = urls[0], urls[1 % len(urls)], urls[2 % len(urls)], urls[-1]
     session_id = f"ops-check-{uuid.uuid4().hex[:12]}"
-    status, body = _call(f"{create_url}/v1/sessions", "POST", {"id": session_id, "title": "ops cluster check"})
-    _expect(status, 201, f"create on {create_url}", body)
+    status, body, retried = _call_retrying(f"{create_url}/v1/sessions", "POST",
+                                           {"id": session_id, "title": "ops cluster check"})
+    if not (retried and status == 409):  # a retried create may find the session its first try made
+        _expect(status, 201, f"create on {create_url}", body)
     for n in range(1, APPENDS + 1):
-        status, body = _call(f"{append_url}/v1/sessions/{session_id}/append", "POST",
-                             {"type": "ping", "payload": {"n": n}, "producer_id": "ops", "producer_seq": n})
+        status, body, _ = _call_retrying(f"{append_url}/v1/sessions/{session_id}/append", "POST",
+                                         {"type": "ping", "payload": {"n": n}, "producer_id": "ops",
+                                          "producer_seq": n})
         _expect(status, 201, f"append {n} on {append_url}", body)
         if body.get("seq") != n:
             raise CheckFailed(f"append {n} on {append_url} was given seq {body.get('seq')}")
