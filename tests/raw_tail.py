@@ -3,9 +3,7 @@
 Owns: one open, read-the-replay, close cycle of a WebSocket tail
 (`tail_cycle`), ending in one of three ways (a close frame answered by the
 server, a close frame without waiting, or an abrupt close with no frame), the
-same for an SSE tail (`sse_cycle`: an SSE client can only hang up), and
-reading a process's
-RSS and its children. Cheaper per tail than `tests.tail_client` (no library
+same for an SSE tail (`sse_cycle`: an SSE client can only hang up). Cheaper per tail than `tests.tail_client` (no library
 handshake machinery), so tens of thousands of cycles fit in a test. Every
 socket operation is bounded by the socket timeout.
 """
@@ -100,25 +98,3 @@ def _recv(sock) -> bytes:
     if not data:
         raise ConnectionError("connection closed")
     return data
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise ValueError(f"no VmRSS for {pid}")
-
-
-def child_pids(pid: int) -> list:
-    """Direct children of ``pid`` (from /proc)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        children.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
-    return children

@@ -2,7 +2,8 @@
 
 Owns: starting a node with a temp data dir and an environment, waiting (bounded)
 for readiness, HTTP helpers, and stopping it (SIGTERM, then SIGKILL) so no
-process outlives a test.
+process outlives a test; reading a process's RSS and its children from /proc
+(`rss_bytes`, `child_pids`: memory tests watch the worker).
 """
 
 import json
@@ -147,3 +148,25 @@ class StarciteServer:
 
     def wait_until(self, predicate, timeout=10.0, what="condition"):
         wait_until(predicate, timeout, what)
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError(f"no VmRSS for {pid}")
+
+
+def child_pids(pid: int) -> list:
+    """Direct children of ``pid`` (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        children.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return children

@@ -10,11 +10,10 @@ anything but loopback, or wait without a bound.
 """
 
 import concurrent.futures
-import os
 import threading
 import time
 
-from tests.server import StarciteServer
+from tests.server import StarciteServer, child_pids, rss_bytes
 from tests.tail_client import TailClient
 
 CAP = 64 * 1024 * 1024
@@ -23,22 +22,9 @@ TEXT = "x" * 920  # the request body of each append is about 1 KB
 DEADLINE_S = 300.0
 
 
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
-
-
 def worker_pid(master_pid):
     """The gunicorn worker: the master's child holding the most memory (snapshot forks are its children)."""
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == master_pid:
-                        children.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                continue
+    children = child_pids(master_pid)
     assert children, "no worker process"
     return max(children, key=rss_bytes)
 

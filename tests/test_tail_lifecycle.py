@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from tests.raw_tail import CLOSE_ABRUPT, CLOSE_ANSWERED, CLOSE_SENT, child_pids, rss_bytes, sse_cycle, tail_cycle
+from tests.raw_tail import CLOSE_ABRUPT, CLOSE_ANSWERED, CLOSE_SENT, sse_cycle, tail_cycle
+from tests.server import child_pids, rss_bytes
 
 EVENTS = 50
 WARMUP_CYCLES = 3000

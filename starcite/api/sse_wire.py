@@ -13,9 +13,8 @@ holds a raw CR or LF (JSON escapes them), so one ``data:`` line carries it.
 """
 
 from starcite.api.errors import error_body
-from starcite.api.tail_socket import TailSocket
+from starcite.api.tail_socket import CLOSE_NORMAL, TailSocket
 
-CLOSE_NORMAL = 1000
 _LAST_CHUNK = b"0\r\n\r\n"
 _MESSAGES = {
     "token_expired": "The access token has expired; reconnect with a fresh one",

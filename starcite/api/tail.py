@@ -28,7 +28,7 @@ from starcite.api.errors import ApiError
 from starcite.api.resources import int_param
 from starcite.api.request_context import REQUEST_ID_HEADER
 from starcite.api.sse_wire import SseConn, sse_head
-from starcite.api.tail_socket import LiveBatchMemo
+from starcite.api.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, LiveBatchMemo
 from starcite.api.ws_wire import WebSocketConn
 from starcite.errors import StarciteError
 from starcite.node import ArchiveReadError
@@ -37,8 +37,6 @@ from starcite.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
 log = logging.getLogger("starcite.tail")
 
 REPLAY_CHUNK = 1000
-CLOSE_INTERNAL = 1011
-CLOSE_TOKEN_EXPIRED = 4001
 SUPPORTED_VERSIONS = ("13", "8", "7")
 _SSE_OPEN_POLL_S = 0.05
 

@@ -11,6 +11,11 @@ they make of inbound bytes, and what they send before closing.
 Must not: know about sessions, cursors, the node or the pump's state.
 """
 
+# How a tail ends, in WebSocket close codes (the SSE wire maps them to its own ending).
+CLOSE_NORMAL = 1000         # shutdown, or the client's close
+CLOSE_INTERNAL = 1011       # the tail failed or cannot be served (the reason says why)
+CLOSE_TOKEN_EXPIRED = 4001  # the token expired
+
 
 class TailSocket:
     """The connection of one tail after it is detached from the WSGI handler."""

@@ -12,10 +12,9 @@ import struct
 
 import gevent.socket
 
-from starcite.api.tail_socket import TailSocket
+from starcite.api.tail_socket import CLOSE_NORMAL, TailSocket
 
 OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
-CLOSE_NORMAL = 1000
 
 
 def frame(opcode: int, payload: bytes) -> bytes:

@@ -21,9 +21,10 @@ from typing import Any, Callable, Mapping, TypedDict
 from urllib.parse import quote, urlencode
 
 import httpx
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from starcite_client.errors import (ConnectionFailed, ProducerReplayConflict, ProducerSeqConflict, RequestTimeout,
-                                    StarciteError, Unavailable, error_for)
+                                    StarciteError, TokenExpired, Unavailable, error_for)
 
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request
 DEFAULT_RETRY_FOR = 30.0  # seconds an append (or a page read) keeps retrying
@@ -160,6 +161,18 @@ class Backoff:
 def is_retryable(exc: BaseException) -> bool:
     """503s and requests that got no answer: the same request again is safe (appends dedupe)."""
     return isinstance(exc, (Unavailable, ConnectionFailed))
+
+
+def websocket_tail_ended(exc: InvalidStatus | ConnectionClosed) -> None:
+    """A WebSocket tail's connection ended with ``exc``: raise the typed error that ends the tail
+    (a refusal that a retry cannot change, or the 4001 close of an expired token), or return, and
+    the caller reconnects from the last delivered seq."""
+    if isinstance(exc, InvalidStatus):
+        error = handshake_error(exc.response.status_code, exc.response.body, exc.response.headers)
+        if not is_retryable(error):
+            raise error from None
+    elif exc.rcvd is not None and exc.rcvd.code == 4001:
+        raise TokenExpired(401, "token_expired", exc.rcvd.reason or "token expired") from None
 
 
 def retry_delay(exc: BaseException, backoff: Backoff, deadline: float) -> float | None:

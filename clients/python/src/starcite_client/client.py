@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from starcite_client import _core, _sse
 from starcite_client._core import AppendResult, Event, EventPage
-from starcite_client.errors import Conflict, StarciteError, TokenExpired
+from starcite_client.errors import Conflict, StarciteError
 
 
 class Starcite(_core.ClientSettings):
@@ -149,13 +149,8 @@ class Session(_core.SessionHandle):
                         events = position.accept(message)
                         backoff.reset()
                         yield from events
-            except InvalidStatus as exc:
-                error = _core.handshake_error(exc.response.status_code, exc.response.body, exc.response.headers)
-                if not _core.is_retryable(error):
-                    raise error from None
-            except ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code == 4001:
-                    raise TokenExpired(401, "token_expired", exc.rcvd.reason or "token expired") from None
+            except (InvalidStatus, ConnectionClosed) as exc:
+                _core.websocket_tail_ended(exc)
             except (OSError, TimeoutError, WebSocketException, _core.TailGap):
                 pass  # reconnect from the last delivered seq
             time.sleep(backoff.next_delay())
