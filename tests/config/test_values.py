@@ -114,6 +114,8 @@ def test_toml_float_for_integer_setting_is_rejected(load, key, value):
     ("STARCITE_MAX_BODY_SIZE", "http.max_body_size", "0kb"),
     ("STARCITE_RAFT_TIMEOUT_MS", "raft.command_timeout_ms", "9"),
     ("STARCITE_AUTH_JWKS_UNKNOWN_KID_REFETCH_MS", "auth.jwks_unknown_kid_refetch_ms", "99"),
+    ("STARCITE_TAIL_SSE_KEEPALIVE_MS", "tail.sse_keepalive_ms", "9"),
+    ("STARCITE_TAIL_SSE_RETRY_MS", "tail.sse_retry_ms", "-1"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "0"),
     ("STARCITE_ARCHIVE_READ_CACHE_RECLAIM_FRACTION", "archive.read_cache_reclaim_fraction", "1.5"),
     ("STARCITE_LOG_LEVEL", "node.log_level", "loud"),
