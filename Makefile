@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/starcite: setup.cfg setup.py clients/python/pyproject.toml
+$(BIN)/starcite: setup.cfg setup.py starcite/native/fanout.c clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -127,13 +127,22 @@ class StreamProtocol(FramedProtocol):
 
     Subclasses parse the stream in ``parse_stream`` and take its messages in
     ``on_stream_message``; ``opened`` resolves when the head is parsed (or fails
-    with the refusal, or when the connection closes first)."""
+    with the refusal, or when the connection closes first). The request is
+    written from ``connection_made`` (``request``), in the same loop callback
+    as the connect: a storm's thousands of clients each save a loop round
+    before their request leaves."""
 
     OPEN_STATUS = 200
 
     def __init__(self):
         super().__init__()
         self.opened = asyncio.get_running_loop().create_future()
+        self.request = b""
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        if self.request:
+            transport.write(self.request)
 
     def parse(self, buf, start):
         if self.opened.done():
@@ -150,6 +159,8 @@ class StreamProtocol(FramedProtocol):
         if message[0] != "head":
             return self.on_stream_message(message)
         _, status, body = message
+        if self.opened.done():  # timed out already (`open_stream`)
+            return
         if status == self.OPEN_STATUS:
             self.on_open()
             self.opened.set_result(True)
@@ -172,15 +183,28 @@ class StreamProtocol(FramedProtocol):
         raise NotImplementedError
 
 
+def _give_up(future, timeout):
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError(f"no answer within {timeout} s"))
+
+
 async def open_stream(protocol_factory, port: int, request: bytes, timeout: float):
-    """Connect, send ``request``, and wait (bounded) for the stream's head; refused or late: closed, raised."""
-    proto = await open_connection(protocol_factory, port)
-    proto.transport.write(request)
+    """Connect, send ``request``, and wait (bounded: one timer, no task) for the stream's head;
+    refused or late: closed, raised."""
+    def factory():
+        proto = protocol_factory()
+        proto.request = request
+        return proto
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    proto = await open_connection(factory, port)
+    timer = loop.call_at(deadline, _give_up, proto.opened, timeout)
     try:
-        await asyncio.wait_for(asyncio.shield(proto.opened), timeout)
+        await proto.opened
     except BaseException:
-        if not proto.opened.done():
-            proto.opened.cancel()  # so a later connection_lost does not leave an unretrieved error
         proto.close()
         raise
+    finally:
+        timer.cancel()
     return proto

@@ -63,6 +63,22 @@ def admit_live(group, session_id, outbox, cursor):
     group.live_tails.setdefault(session_id, {})[outbox] = None
 
 
+def put_all(session_id, outboxes, item):
+    """``item`` into every outbox of ``session_id``'s live tails. A kind of outbox that takes a
+    batch at once (a ``put_all(session_id, outboxes, item)`` attribute of its class: the edge's
+    tail outboxes, whose sends then leave the worker's thread, see `starcite.api.live_fanout`)
+    gets all of its members in one call."""
+    bulk = {}
+    for outbox in outboxes:
+        put_many = getattr(type(outbox), "put_all", None)
+        if put_many is None:
+            outbox.put(item)
+        else:
+            bulk.setdefault(put_many, []).append(outbox)
+    for put_many, members in bulk.items():
+        put_many(session_id, members, item)
+
+
 def leave_live(group, session_id, outbox):
     outboxes = group.live_tails.get(session_id)
     if outboxes is not None:
@@ -140,9 +156,8 @@ class RaftGroupActor(Actor):
         # would cost ~10 us each, a whole core at 1,000 tails x 100 appends/s.
         outboxes = self.group.live_tails.get(msg.session_id)
         if outboxes:
-            item = ("events", msg.entries)
-            for outbox in list(outboxes):  # a peer outbox's put can drop its link, and tails with it
-                outbox.put(item)
+            # A copy: a peer outbox's put can drop its link, and tails with it.
+            put_all(msg.session_id, list(outboxes), ("events", msg.entries))
 
     def _exit(self, msg, sender):
         self.group.live_tails.clear()

@@ -14,6 +14,7 @@ from starcite.placement import group_for
 
 REQUEST_ID_HEADER = "X-Request-Id"
 ENVIRON_KEY = "starcite.log_context"
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
 class RequestContextMiddleware:
@@ -21,7 +22,9 @@ class RequestContextMiddleware:
         self.num_groups = num_groups
 
     def process_request(self, req, resp):
-        request_id = logs.request_id_from(req.get_header(REQUEST_ID_HEADER))
+        # The environ itself: Falcon's get_header raises and catches a KeyError for a missing
+        # header, and most requests send none.
+        request_id = logs.request_id_from(req.env.get(_REQUEST_ID_ENVIRON))
         req.context.request_id = request_id
         req.env[ENVIRON_KEY] = {"request_id": request_id}
         logs.bind_request(request_id)

@@ -157,7 +157,8 @@ def _raw_error(status: int) -> bytes:
 
 class StarciteHandler(WebSocketHandler, PyWSGIHandler):
     """Plain WSGI for every request; the tail resource calls ``environ['starcite.upgrade']`` (a
-    WebSocket) or ``environ['starcite.stream']`` (an SSE head, then the connection is its own)."""
+    WebSocket and the bytes of its 101, which the tail sends) or ``environ['starcite.stream']``
+    (an SSE head, then the connection is its own)."""
 
     streamed = False
 
@@ -193,15 +194,48 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
             self.close_connection = True
 
     def run_application(self):
-        self.environ["starcite.upgrade"] = self._upgrade
-        self.environ["starcite.stream"] = self._stream
-        pywsgi.WSGIHandler.run_application(self)
+        environ = self.environ
+        environ["starcite.upgrade"] = self._upgrade
+        environ["starcite.stream"] = self._stream
+        try:
+            pywsgi.WSGIHandler.run_application(self)
+        finally:
+            self._unlink(environ)
+
+    def _unlink(self, environ):
+        """Break the rings a request leaves (the environ holds this handler's hooks, an upgrade's
+        WebSocket holds the handler, its environ and its stream, and the handler holds them), so
+        reference counting frees a finished request at once. Left to the cyclic collector they
+        were ~20 objects per tail open, and most of what its collections walked in a reconnect
+        storm. The tail itself has the fd by now (`WebSocketConn.detach`)."""
+        environ.pop("starcite.upgrade", None)
+        environ.pop("starcite.stream", None)
+        websocket = environ.pop("wsgi.websocket", None) or self.__dict__.get("websocket")
+        if websocket is not None:
+            websocket.handler = websocket.environ = websocket.stream = None
+            websocket.raw_read = websocket.raw_write = None
+            self.websocket = None
+
+    held_head = None  # while `_upgrade` runs: the 101's bytes, kept for the tail to send
 
     def _upgrade(self):
+        """geventwebsocket's handshake; ``(websocket, head)``: the 101 is not written here but
+        returned, and the tail sends it in front of its first frames (one write per open)."""
         self.upgrade_websocket()
-        if self.status and not self.headers_sent:
+        if not self.status or self.headers_sent:
+            return self.websocket, b""
+        self.held_head = bytearray()
+        try:
             self.write(b"")
-        return self.websocket
+            return self.websocket, bytes(self.held_head)
+        finally:
+            self.held_head = None
+
+    def _sendall(self, data):
+        if self.held_head is None:
+            return super()._sendall(data)
+        self.held_head += data
+        self.response_length += len(data)  # for the access line, as pywsgi counts it
 
     def _stream(self, head: bytes):
         """Write ``head`` (status line, headers, the first body bytes) and hand over the connection:

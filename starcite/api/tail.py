@@ -25,6 +25,7 @@ import time
 import gevent
 
 from starcite.api.errors import ApiError
+from starcite.api.live_fanout import FANOUT
 from starcite.api.resources import int_param
 from starcite.api.request_context import REQUEST_ID_HEADER
 from starcite.api.sse_wire import SseConn, sse_head
@@ -123,7 +124,9 @@ class TailResource:
             conn = SseConn(hook(head), chunked)
             self._keep_alive_started()
         else:
-            conn = WebSocketConn.detach(hook())
+            websocket, head = hook()
+            conn = WebSocketConn.detach(websocket)
+            conn.unsent = head  # the 101 goes out with the first replay frames, in one write
         req.context.upgraded = True
         # The request greenlet runs the first replay, then ends: the tail lives on a detached
         # socket, driven by watchers and short-lived greenlets, so an idle tail holds no stack.
@@ -159,11 +162,29 @@ class Outbox:
     Anything else wakes the pump.
     """
 
-    def __init__(self, wake, deliver, caught_up):
+    def __init__(self, stream, wake, deliver, caught_up):
+        self.stream = stream
         self.items = collections.deque()
         self.wake = wake
         self.deliver = deliver
         self.caught_up = caught_up
+
+    @staticmethod
+    def put_all(session_id, outboxes, item):
+        """The group's fan-out of a committed batch to several of these outboxes at once: one
+        `LiveFanout` job (`starcite.actors.group_actor.put_all`)."""
+        if item[0] == "events":
+            return FANOUT.put_all(session_id, outboxes, item[1])
+        for outbox in outboxes:
+            outbox.put(item)
+
+    def detach(self):
+        """The tail has finished: drop every reference back to it (a put from here on is
+        ignored), so that reference counting frees the tail at once, not the cyclic collector
+        (the outbox stays reachable from snapshots of the group's registry for a moment)."""
+        self.stream = _FINISHED
+        self.put = self.wake = self.deliver = self.caught_up = _ignored
+        self.items.clear()
 
     def put(self, item):
         if not self.items:
@@ -172,6 +193,21 @@ class Outbox:
                 return
         self.items.append(item)
         self.wake()
+
+
+def _ignored(*_args):
+    return True  # "delivered", "caught up": nothing is left to do for a finished tail
+
+
+class _FinishedStream:
+    """What a finished tail's outbox points at: the fan-out finds nothing to claim."""
+
+    @staticmethod
+    def claim(_entries, _job):
+        return None
+
+
+_FINISHED = _FinishedStream()
 
 
 class TailStream:
@@ -192,7 +228,7 @@ class TailStream:
         self.expires_at = expires_at
         self.replaying = True
         self.pump = None
-        self.outbox = Outbox(self.kick, self._deliver_now, self._caught_up)
+        self.outbox = Outbox(self, self.kick, self._deliver_now, self._caught_up)
         self.handle = None
         self.watchers = []
         self.registry = None
@@ -243,10 +279,34 @@ class TailStream:
         self.sent = entries[-1][0]
         return True
 
+    def claim(self, entries, job):
+        """Hub context, for `LiveFanout`: ``entries`` (a committed run of this session) can go out
+        in ``job`` if this tail is idle, live, and they continue what it has sent. Then the socket
+        is the job's until it settles, ``sent`` moves to their end, and the index of the first
+        entry not sent yet is returned. Else None: nothing new, or the batch is on the outbox
+        for the pump (replaying, a write or a job pending, or a gap)."""
+        if self.pump is None and not self.replaying and not self.conn.busy():
+            first = self.sent + 1 - entries[0][0]
+            if first >= len(entries):
+                return None  # sent already (it read them before going live)
+            if first >= 0 and entries[first][0] == self.sent + 1:
+                self.conn.in_flight = job
+                self.sent = entries[-1][0]
+                return first
+        self.outbox.put(("events", entries))
+        return None
+
+    def settle(self, data, sent: int):
+        """Hub context: the fan-out job that claimed this tail sent ``sent`` bytes of ``data``."""
+        if not self.conn.settle(data, sent):
+            self.outbox.put(("gone",))
+        elif self.conn.unsent:
+            self.kick()  # the kernel buffer was full: the pump writes the rest
+
     def write_idle(self, data) -> bool:
-        """Hub context (never blocks): write ``data`` if no pump is writing; False if one is
-        (or the socket is dead: then the pump hits the error and ends the tail)."""
-        if self.pump is not None or self.conn.closed or self.conn.unsent:
+        """Hub context (never blocks): write ``data`` if no pump and no fan-out job is writing;
+        False if one is (or the socket is dead: then the pump hits the error and ends the tail)."""
+        if self.pump is not None or self.conn.busy():
             return False
         if not self.conn.send_now(data):
             self.outbox.put(("gone",))
@@ -262,7 +322,8 @@ class TailStream:
     def _work(self):
         items = self.outbox.items
         while not self.conn.closed:
-            self.conn.flush()
+            if not self.replaying:
+                self.conn.flush()  # (a replay's send writes what is unsent in front of its frames)
             if self.replaying:
                 if self.expires_at is not None and time.time() >= self.expires_at:
                     return self._finish(CLOSE_TOKEN_EXPIRED, "token_expired")  # a long replay ends too
@@ -324,6 +385,7 @@ class TailStream:
         if self.handle is not None:
             self.handle.close()
         self.conn.close(code, reason)
+        self.outbox.detach()
         if self.registry is not None:
             self.registry.discard(self)
 

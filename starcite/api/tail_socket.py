@@ -2,7 +2,9 @@
 
 Owns: `TailSocket`, the part of a tail's connection that does not depend on
 the wire: blocking sends for the pump, a non-blocking send for the hub (what
-the kernel could not take waits in ``unsent``), and the close; and
+the kernel could not take waits in ``unsent``), the claim of the live
+fan-out (``in_flight``: a `starcite.api.live_fanout` job is sending on the
+fd; every other write and the close wait for it), and the close; and
 `LiveBatchMemo`, which encodes a live batch once per wire and batch size for
 every tail the group puts it to. The wires (`starcite.api.ws_wire`,
 `starcite.api.sse_wire`) subclass `TailSocket` with their encoding, what
@@ -26,6 +28,7 @@ class TailSocket:
         self.sock = sock  # a gevent socket on the detached fd
         self.closed = False
         self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
+        self.in_flight = None  # the live fan-out job sending on this fd (its ``done`` is an Event)
 
     # -- what a wire defines ------------------------------------------------------
 
@@ -50,11 +53,34 @@ class TailSocket:
 
     # -- the shared part ----------------------------------------------------------
 
+    def busy(self) -> bool:
+        """Hub context: something is pending on the fd, so a hub-side write must not go now."""
+        return self.closed or bool(self.unsent) or self.in_flight is not None
+
+    def wait_in_flight(self):
+        """Greenlet context: until the fan-out job on this fd (if any) has settled."""
+        while self.in_flight is not None:
+            self.in_flight.done.wait()
+
+    def settle(self, data: bytes, sent: int) -> bool:
+        """Hub context: the fan-out job sent ``sent`` bytes of ``data`` (-errno: the socket is
+        dead; False). What the kernel did not take waits in ``unsent`` for the pump."""
+        self.in_flight = None
+        if sent < 0:
+            return False
+        if sent < len(data):
+            self.unsent = data[sent:]
+        return True
+
     def send(self, data: bytes):
-        self.flush()
+        """Blocking (greenlet context): what is unsent, then ``data``, in one write."""
+        self.wait_in_flight()
+        if self.unsent:
+            data, self.unsent = self.unsent + data, b""
         self.sock.sendall(data)
 
     def flush(self):
+        self.wait_in_flight()
         if self.unsent:
             data, self.unsent = self.unsent, b""
             self.sock.sendall(data)
@@ -80,6 +106,7 @@ class TailSocket:
             pass
 
     def close(self, code=None, reason=""):
+        self.wait_in_flight()  # never close an fd a fan-out job may still be sending on
         if self.closed:
             return
         self.send_quietly(self.goodbye(code, reason))
