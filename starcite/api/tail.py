@@ -254,7 +254,9 @@ class TailStream:
         self._run()
 
     def kick(self):
-        if self.pump is None and not self.conn.closed:
+        """Start the pump, unless one runs or a fan-out job has the socket (its settle kicks:
+        no greenlet is parked per tail while a job is out, e.g. a shutdown's 10,000 closes)."""
+        if self.pump is None and not self.conn.closed and self.conn.in_flight is None:
             self.pump = gevent.spawn(self._run)
 
     # -- the pump -------------------------------------------------------------
@@ -300,8 +302,8 @@ class TailStream:
         """Hub context: the fan-out job that claimed this tail sent ``sent`` bytes of ``data``."""
         if not self.conn.settle(data, sent):
             self.outbox.put(("gone",))
-        elif self.conn.unsent:
-            self.kick()  # the kernel buffer was full: the pump writes the rest
+        elif self.conn.unsent or self.outbox.items:
+            self.kick()  # the kernel buffer was full (the pump writes the rest), or items waited
 
     def write_idle(self, data) -> bool:
         """Hub context (never blocks): write ``data`` if no pump and no fan-out job is writing;
