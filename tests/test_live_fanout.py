@@ -114,6 +114,7 @@ class _Tail:
         self.stream.handle = _Handle()
         self.stream.replaying = False
         self.buffer = b""
+        self.payloads = []  # every event received, decoded
 
     def seqs_until(self, last):
         """Every seq the client receives until it has ``last`` (bounded)."""
@@ -126,7 +127,9 @@ class _Tail:
             head = 4 if self.buffer[1] == 126 else 2
             payload = json.loads(self.buffer[head:head + size])
             self.buffer = self.buffer[head + size:]
-            seqs += [e["seq"] for e in (payload if isinstance(payload, list) else [payload])]
+            events = payload if isinstance(payload, list) else [payload]
+            self.payloads += events
+            seqs += [e["seq"] for e in events]
         return seqs
 
     def _size(self):
@@ -215,3 +218,18 @@ def test_a_dead_socket_ends_its_tail_and_the_others_go_on(fanout):
     assert alive.seqs_until(2) == [1, 2]
     _wait(lambda: dead.stream.conn.closed)
     assert registry == {alive.stream}
+
+
+def test_two_sessions_in_one_job_each_get_their_own_bytes(fanout):
+    """Batches of different sessions held during a job go out in one job, at the same seqs."""
+    ours, theirs = _Node(_entries(1, 2)), _Node([(seq, json.dumps({"seq": seq, "other": True})) for seq in (1, 2)])
+    tail, other = _Tail(ours, 0), _Tail(theirs, 0)
+    other.stream.session_id = "fanout-2"
+    fanout.job = held = live_fanout.FanoutJob()
+    fanout.put_all(SESSION, [tail.stream.outbox], ours.entries)
+    fanout.put_all("fanout-2", [other.stream.outbox], theirs.entries)
+    fanout._finish(held, [])
+    assert tail.seqs_until(2) == [1, 2] and other.seqs_until(2) == [1, 2]
+    assert not any("other" in e for e in tail.payloads) and all(e["other"] for e in other.payloads)
+    _wait(lambda: fanout.job is None)
+    assert fanout.jobs == 1

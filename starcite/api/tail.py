@@ -225,6 +225,8 @@ class TailStream:
         self.node, self.conn, self.session_id = node, conn, session_id
         self.sent = cursor
         self.batch_size = batch_size
+        self.wire_key = conn.wire_key(batch_size)  # for the live fan-out: who gets the same bytes
+        self.fd = conn.sock.fileno()
         self.expires_at = expires_at
         self.replaying = True
         self.pump = None
