@@ -10,10 +10,9 @@ flush the archive, sync the Raft journals),
 validated it, so errors are plain HTTP before the upgrade, and hands an SSE
 tail its connection once the resource has sent its head; answers the
 requests pywsgi refuses before the app, such as a request line over 8 KiB
-(414) or oversized headers (431), in the API's JSON error shape) and
-`RedactingLogger` (access log lines never carry an ``access_token``; with
-``log_format = json`` every gunicorn line, access lines included, is a JSON
-object from `starcite.logs`).
+(414) or oversized headers (431), in the API's JSON error shape). The
+logger is `starcite.api.access_log.RedactingLogger`; the worker flushes its
+access lines every 0.1 s and at the end.
 
 Must not: contain request logic. One worker per node by design: the data
 plane (Raft groups, hot store, actors) lives in that worker's process.
@@ -21,8 +20,6 @@ plane (Raft groups, hot store, actors) lives in that worker's process.
 
 import gc
 import http
-import logging
-import re
 import time
 
 import gevent
@@ -33,110 +30,14 @@ from gevent.pool import Pool
 from gunicorn import SERVER_SOFTWARE as GUNICORN_VERSION
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.wsgi import base_environ
-from gunicorn.glogging import Logger
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from starcite import logs
 from starcite.api.accept_gate import GatedWSGIServer
-from starcite.api.auth import redact
+from starcite.api.access_log import RedactingLogger
 from starcite.api.errors import error_body
 from starcite.api.http_headers import HEADERS_TOO_LARGE, MAX_HEADERS, MAX_LINE, read_headers
 from starcite.api.ops_channel import close_ops, serve_ops
-from starcite.api.request_context import ENVIRON_KEY
-
-
-class RedactingLogger(Logger):
-    """gunicorn's logger, with tokens kept out of every line.
-
-    Access log: every string atom (request line, path, query, referer,
-    headers, environ) has its `access_token` values replaced, and the
-    Authorization header atoms are masked, whatever `access_log_format` asks
-    for. Error log: a filter redacts each message the same way. JSON mode:
-    both logs use `logs.JsonFormatter`, and an access line carries method,
-    path (query included, redacted), status, duration_ms, bytes, remote and
-    the request id as fields.
-    """
-
-    def setup(self, cfg):
-        super().setup(cfg)
-        # An access line never shows where it was logged from: skip logging's stack walk for it.
-        self.access_log.findCaller = _no_caller
-        for logger in (self.error_log, self.access_log):
-            for handler in logger.handlers:
-                if not any(isinstance(f, _RedactFilter) for f in handler.filters):
-                    handler.addFilter(_RedactFilter())
-                if logs.json_enabled():
-                    handler.setFormatter(logs.json_formatter())
-
-    def access(self, resp, req, environ, request_time):
-        if not logs.json_enabled():
-            return super().access(resp, req, environ, request_time)
-        if not self.access_log_enabled:
-            return
-        atoms = self.atoms(resp, req, environ, request_time)
-        path = (atoms["U"] or "") + (f"?{atoms['q']}" if atoms["q"] else "")
-        status = _int_or_none(atoms["s"])
-        fields = {"method": atoms["m"], "path": path, "status": status,
-                  "duration_ms": round(request_time.total_seconds() * 1000, 3),
-                  "bytes": _int_or_none(atoms["B"]), "remote": atoms["h"]}
-        if status is None:  # gevent's word for a network error instead of a status, e.g. "socket"
-            fields["error"] = atoms["s"]
-        try:  # the context of this request (none when it never reached the app), not the greenlet's
-            self.access_log.info("%s %s %s", fields["method"], path, atoms["s"],
-                                 extra={"fields": fields, "context": environ.get(ENVIRON_KEY) or {}})
-        except Exception:
-            self.exception("access log")
-
-    def atoms(self, resp, req, environ, request_time):
-        wanted = self._wanted_atoms()
-        if not any(key.endswith("}e") for key in wanted):  # no environ atom: gunicorn copies them all
-            environ = {key: environ[key] for key in _ATOM_ENVIRON if key in environ}
-        atoms = super().atoms(resp, req, environ, request_time)
-        atoms = {key: atoms[key] for key in wanted if key in atoms}  # a missing one logs as "-"
-        for key, value in atoms.items():
-            if "authorization" in key:
-                atoms[key] = "[REDACTED]"
-            elif isinstance(value, str) and "=" in value:  # no "=", no `access_token=` to redact
-                atoms[key] = redact(value)
-        return atoms
-
-    def _wanted_atoms(self) -> tuple:
-        """The atoms a line uses: the JSON fields, or the keys of `access_log_format` (gunicorn
-        builds every header and environ variable; redacting and copying only these is most of
-        the access log's cost per request, measured during a reconnect storm)."""
-        key = (logs.json_enabled(), self.cfg.access_log_format)
-        if getattr(self, "_wanted_key", None) != key:
-            if key[0]:
-                wanted = ("m", "U", "q", "s", "B", "h")
-            else:
-                wanted = tuple(dict.fromkeys(k.lower() if k.startswith("{") else k
-                                             for k in re.findall(r"%\(([^)]+)\)", key[1])))
-            self._wanted_key, self._wanted = key, wanted
-        return self._wanted
-
-
-# What gunicorn's own atoms read from the environ (the rest is one "{name}e" atom per variable).
-_ATOM_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO", "QUERY_STRING",
-                 "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
-
-
-def _no_caller(stack_info=False, stacklevel=1):
-    return "(unknown file)", 0, "(unknown function)", None
-
-
-def _int_or_none(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class _RedactFilter(logging.Filter):
-    def filter(self, record):
-        # The formatted message replaces msg and args either way, so the formatter does not
-        # %-format the line a second time (an access line per request).
-        record.msg, record.args = redact(record.getMessage()), None
-        return True
 
 
 _EARLY_ERRORS = {
@@ -302,6 +203,7 @@ class StarciteWorker(GeventPyWSGIWorker):
         ops_server, ops_path = self._start_ops()
         while self.alive:
             self.notify()
+            self.log.flush_access()
             gevent.sleep(0.1)
         node = self._node()
         for server in servers:
@@ -317,6 +219,7 @@ class StarciteWorker(GeventPyWSGIWorker):
         close_ops(ops_server, ops_path)
         if node is not None:
             node.shutdown()
+        self.log.flush_access()
 
 
 class StarciteApplication(BaseApplication):
@@ -340,7 +243,7 @@ class StarciteApplication(BaseApplication):
             "graceful_timeout": max(1, int(round(c.graceful_timeout))),
             "timeout": 60,
             "keepalive": 75,
-            "logger_class": "starcite.api.server.RedactingLogger",
+            "logger_class": "starcite.api.access_log.RedactingLogger",
             "accesslog": "-" if c.access_log else None,
             "errorlog": "-",
             "loglevel": c.log_level.lower(),

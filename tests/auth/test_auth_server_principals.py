@@ -12,6 +12,7 @@ own. Must not: reach anything but 127.0.0.1, or wait without a bound.
 
 import datetime
 import http.client
+import logging
 import time
 import types
 import urllib.parse
@@ -21,7 +22,7 @@ import pytest
 from gunicorn.config import Config as GunicornConfig
 from jose import jwt
 
-from starcite.api.server import RedactingLogger
+from starcite.api.access_log import ACCESS_BATCH_LINES, RedactingLogger
 from tests.auth.conftest import TENANT, claims, jwt_env, remember
 from tests.auth.node_helpers import (OTHER, append, bearer, call, create, error_of, expiring_reader, issue,
                                      list_ids, principal, refused_upgrade, token_query)
@@ -198,8 +199,27 @@ def test_redacting_logger_masks_every_atom_and_error_line(capsys):
     resp = types.SimpleNamespace(status="200 OK", headers=[], sent=0)
     req = types.SimpleNamespace(headers=[("AUTHORIZATION", "Bearer SECRET3")])
     logger.access(resp, req, environ, datetime.timedelta(seconds=0))
+    assert "access_token" not in capsys.readouterr().out  # kept until the worker's next flush
+    logger.flush_access()
     logger.error("bad request line GET /t?cursor=1&access_token=%s", "SECRET4")
     out = capsys.readouterr()
     text = out.out + out.err
     assert "SECRET" not in text
     assert text.count("access_token=[REDACTED]") == 4 and text.count("[REDACTED]") == 6
+
+
+def test_access_lines_are_kept_then_written_in_order(capsys):
+    cfg = GunicornConfig()
+    cfg.set("accesslog", "-")
+    cfg.set("access_log_format", "%(U)s")
+    logging.getLogger("gunicorn.access").handlers.clear()  # pytest's capture handlers: not a plain stream
+    logger = RedactingLogger(cfg)
+    resp = types.SimpleNamespace(status="200 OK", headers=[], sent=0)
+    for n in range(ACCESS_BATCH_LINES + 3):  # a full batch is written at once, the rest at the flush
+        environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"/p{n}", "PATH_INFO": f"/p{n}", "SERVER_PROTOCOL": "HTTP/1.1"}
+        logger.access(resp, types.SimpleNamespace(headers=[]), environ, datetime.timedelta(seconds=0))
+    assert len(logger.access_lines) == 3
+    assert capsys.readouterr().out.split() == [f"/p{n}" for n in range(ACCESS_BATCH_LINES)]
+    logger.flush_access()
+    logger.flush_access()  # nothing kept: writes nothing
+    assert capsys.readouterr().out.split() == [f"/p{n}" for n in range(ACCESS_BATCH_LINES, ACCESS_BATCH_LINES + 3)]
