@@ -103,6 +103,16 @@ def cpu_seconds(pids) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_seconds() -> dict:
+    """The whole machine's CPU time so far, from /proc/stat: ``busy`` (user, nice, system, irq,
+    softirq) and ``steal`` (taken by the hypervisor for other guests), in CPU-seconds."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return {"busy": busy / hz, "steal": (fields[7] if len(fields) > 7 else 0) / hz}
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """`cpu_seconds` of ``pid`` and all its descendants."""
     return cpu_seconds(_tree(pid))

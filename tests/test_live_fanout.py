@@ -146,10 +146,20 @@ def _wait(predicate):
 
 
 @pytest.fixture(params=[True, False], ids=["threaded", "here"])
-def fanout(request):
+def fanout(request, monkeypatch):
     if request.param and live_fanout.native_send_each is None:
         pytest.skip("the C helper is not built")
+    monkeypatch.setattr(live_fanout, "INLINE_SENDS", 0)  # every job of these few tails goes to the thread
     return LiveFanout(threaded=request.param)
+
+
+def test_a_small_job_is_sent_on_the_calling_thread():
+    fanout = LiveFanout()
+    node = _Node(_entries(1, 1))
+    tail = _Tail(node, 0)
+    fanout.put_all(SESSION, [tail.stream.outbox], node.entries)
+    assert fanout.job is None and fanout.pool is None and tail.stream.conn.in_flight is None  # done already
+    assert tail.seqs_until(1) == [1]
 
 
 def test_one_job_sends_each_tail_what_it_has_not_sent(fanout):

@@ -9,7 +9,8 @@ of its 101) and when the last one was caught up (it received an event whose appe
 its resume: it is at the live head), per-client percentiles of the latter, the resume rate
 over the storm (clients / first-to-last resume), the first append acked after ready, and
 the node's peak RSS (process tree) over the run, and the CPU the node and the clients used
-from ready until every client was caught up (with the load average at ready: the box is shared). Correctness: once the producer stops,
+from ready until every client was caught up (with the load average at ready, and the whole
+machine's busy and stolen CPU meanwhile: the box is shared). Correctness: once the producer stops,
 every client must hold every seq exactly once (``missed``, ``repeated``, ``short`` all 0).
 
 The clients live in forked holder processes (`bench.workloads.resuming_tails`), the producer
@@ -23,7 +24,7 @@ import os
 import threading
 import time
 
-from bench.procs import cpu_seconds, fork, raise_fd_limit, reap, receive, rss_bytes, tree_cpu_seconds
+from bench.procs import cpu_seconds, fork, machine_cpu_seconds, raise_fd_limit, reap, receive, rss_bytes, tree_cpu_seconds
 from bench.results import FAILED, OK, Row
 from bench.stats import latency_summary
 from bench.targets import starcite as starcite_target
@@ -142,7 +143,8 @@ def starcite(ctx) -> list:
             node.restart(same_port=True, ready_via_ops=True)
             ready_ns = time.perf_counter_ns()
             client_pids = [process.pid for process, _conn in holders]
-            cpu_at_ready = (tree_cpu_seconds(node.child.pid), cpu_seconds(client_pids), os.getloadavg()[0])
+            cpu_at_ready = (tree_cpu_seconds(node.child.pid), cpu_seconds(client_pids), os.getloadavg()[0],
+                            machine_cpu_seconds())
             for _process, conn in holders:
                 conn.send(("restarted", p.timeout_s))
             resumed, caught_up = [], []
@@ -150,7 +152,9 @@ def starcite(ctx) -> list:
                 _, r, c = _expect(receive(conn, time.monotonic() + p.timeout_s + 10, "tail holder"), "caught_up")
                 resumed += r
                 caught_up += c
-            storm_cpu = (tree_cpu_seconds(node.child.pid) - cpu_at_ready[0], cpu_seconds(client_pids) - cpu_at_ready[1])
+            machine = machine_cpu_seconds()
+            storm_cpu = (tree_cpu_seconds(node.child.pid) - cpu_at_ready[0], cpu_seconds(client_pids) - cpu_at_ready[1],
+                         {k: machine[k] - cpu_at_ready[3][k] for k in machine})
             open_after = int(node.metric("starcite_tails_open"))
             producer[1].send("stop")
             _, last_seq, append_retries, raw_acks = _expect(receive(producer[1], time.monotonic() + 30, "producer"),
@@ -179,6 +183,9 @@ def starcite(ctx) -> list:
                    # fan-out meanwhile), and the box's 1-minute load average at ready
                    "node_cpu_s": round(storm_cpu[0], 2), "clients_cpu_s": round(storm_cpu[1], 2),
                    "node_cpu_ms_per_resume": round(storm_cpu[0] * 1000 / count, 3),
+                   # the whole machine meanwhile: every process's CPU, and what the hypervisor took
+                   "machine_busy_cpu_s": round(storm_cpu[2]["busy"], 2),
+                   "machine_steal_cpu_s": round(storm_cpu[2]["steal"], 2),
                    "loadavg_at_ready": round(cpu_at_ready[2], 2)}
         broken = [k for k in ("missed", "repeated", "short", "not_caught_up") if figures[k]]
         note = ", ".join(f"{k} {figures[k]}" for k in broken)
