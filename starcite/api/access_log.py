@@ -83,8 +83,11 @@ class RedactingLogger(Logger):
         if not self.access_log_enabled:
             return
         try:
-            lines.append(self.cfg.access_log_format
-                         % self.atoms_wrapper_class(self.atoms(resp, req, environ, request_time)))
+            # gunicorn's SafeAtoms, cheaper: quotes escaped, a missing atom is "-", and the
+            # format's "{header}" keys lower-cased once (`_line_format`) instead of per lookup.
+            atoms = _LineAtoms({key: value.replace('"', '\\"') if isinstance(value, str) else value
+                                for key, value in self.atoms(resp, req, environ, request_time).items()})
+            lines.append(self._line_format() % atoms)
         except Exception:
             self.exception("access log")
         if len(lines) >= ACCESS_BATCH_LINES:
@@ -110,8 +113,13 @@ class RedactingLogger(Logger):
 
     def atoms(self, resp, req, environ, request_time):
         wanted = self._wanted_atoms()
-        if not any(key.endswith("}e") for key in wanted):  # no environ atom: gunicorn copies them all
+        kinds = self._wanted_kinds
+        if "e" not in kinds:  # no environ atom: gunicorn copies them all
             environ = {key: environ[key] for key in _ATOM_ENVIRON if key in environ}
+        if "i" not in kinds:  # nor a request header atom
+            req = _NO_HEADERS
+        if "o" not in kinds:  # nor a response header atom
+            resp = _Response(resp.status, getattr(resp, "sent", None))
         atoms = super().atoms(resp, req, environ, request_time)
         atoms = {key: atoms[key] for key in wanted if key in atoms}  # a missing one logs as "-"
         for key, value in atoms.items():
@@ -133,12 +141,36 @@ class RedactingLogger(Logger):
                 wanted = tuple(dict.fromkeys(k.lower() if k.startswith("{") else k
                                              for k in re.findall(r"%\(([^)]+)\)", key[1])))
             self._wanted_key, self._wanted = key, wanted
+            self._wanted_kinds = {k[-1] for k in wanted if k.startswith("{")}
+            self._line = re.sub(r"%\((\{[^)]*\}\w)\)", lambda m: "%(" + m.group(1).lower() + ")", key[1])
         return self._wanted
+
+    def _line_format(self) -> str:
+        """`access_log_format` with its ``{name}`` atoms' keys lower-cased, as the atoms are."""
+        self._wanted_atoms()
+        return self._line
 
 
 # What gunicorn's own atoms read from the environ (the rest is one "{name}e" atom per variable).
 _ATOM_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "SERVER_PROTOCOL", "PATH_INFO", "QUERY_STRING",
                  "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
+
+
+class _LineAtoms(dict):
+    def __missing__(self, key):
+        return "-"
+
+
+class _Response:
+    """What gunicorn's atoms read of a response, without its headers."""
+
+    __slots__ = ("status", "sent", "headers")
+
+    def __init__(self, status, sent):
+        self.status, self.sent, self.headers = status, sent, ()
+
+
+_NO_HEADERS = _Response(None, None)  # a request whose header atoms are not wanted
 
 
 def _no_caller(stack_info=False, stacklevel=1):

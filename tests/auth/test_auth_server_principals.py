@@ -223,3 +223,26 @@ def test_access_lines_are_kept_then_written_in_order(capsys):
     logger.flush_access()
     logger.flush_access()  # nothing kept: writes nothing
     assert capsys.readouterr().out.split() == [f"/p{n}" for n in range(ACCESS_BATCH_LINES, ACCESS_BATCH_LINES + 3)]
+
+
+@pytest.mark.parametrize("fmt", [None, '%(h)s "%(r)s" %(s)s %(b)s %({X-Request-Id}i)s %({Content-Type}o)s %({REMOTE_ADDR}e)s %(L)s'])
+def test_an_access_line_is_the_one_gunicorn_would_write(capsys, fmt):
+    """The kept line is gunicorn's own (`access_log_format` % SafeAtoms), for tokenless requests."""
+    from gunicorn.glogging import Logger, SafeAtoms
+    cfg = GunicornConfig()
+    cfg.set("accesslog", "-")
+    if fmt:
+        cfg.set("access_log_format", fmt)
+    logging.getLogger("gunicorn.access").handlers.clear()
+    logger = RedactingLogger(cfg)
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/v1/sessions/a/tail?cursor=3", "SERVER_PROTOCOL": "HTTP/1.1",
+               "PATH_INFO": "/v1/sessions/a/tail", "QUERY_STRING": "cursor=3", "REMOTE_ADDR": "127.0.0.1",
+               "HTTP_USER_AGENT": 'agent "quoted"'}
+    resp = types.SimpleNamespace(status="101 Switching Protocols", headers=[("Content-Type", "x/y")], sent=129)
+    req = types.SimpleNamespace(headers=[("X-REQUEST-ID", "r-1"), ("USER-AGENT", 'agent "quoted"')])
+    elapsed = datetime.timedelta(microseconds=1234)
+    logger.access(resp, req, environ, elapsed)
+    logger.flush_access()
+    expected = cfg.access_log_format % SafeAtoms(Logger.atoms(logger, resp, req, environ, elapsed))
+    out = capsys.readouterr().out.rstrip("\n")
+    assert out.split("]", 1)[-1] == expected.split("]", 1)[-1]  # the same, past the time atom
