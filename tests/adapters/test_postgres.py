@@ -71,6 +71,10 @@ def test_list_query_uses_the_indexes(make_adapter, pg_connect):
         cur.execute("EXPLAIN SELECT record FROM sessions WHERE id > 's010000' AND tenant_id = 't90' "
                     "ORDER BY id LIMIT 11")
         assert "sessions_tenant_id_idx" in "\n".join(r for (r,) in cur.fetchall())
+        # jsonb containment has no statistics (a fixed 1% guess: 505 of 50,000 rows), so on such a small
+        # table the planner may price a sequential scan lower; what matters is that the index can serve
+        # the query, so sequential scans are priced out for this one.
+        cur.execute("SET LOCAL enable_seqscan = off")
         cur.execute("""EXPLAIN SELECT record FROM sessions WHERE metadata @> '{"project": "p3"}'""")
         assert "sessions_metadata_idx" in "\n".join(r for (r,) in cur.fetchall())
 
