@@ -1,5 +1,6 @@
 """WebSocket tails on a real node: replay then live, batches, bursts, archive boundary, errors."""
 
+import socket
 import threading
 
 import pytest
@@ -99,6 +100,21 @@ def test_bad_parameters_refused_before_upgrade(server, sid, query, status, code)
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         websocket.create_connection(f"{server.ws_base}/v1/sessions/{sid}/tail?{query}", timeout=5)
     assert info.value.status_code == status and code.encode() in info.value.resp_body
+
+
+def test_an_http10_upgrade_is_refused_with_400(server, sid):
+    server.create(sid)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET /v1/sessions/{sid}/tail?cursor=0 HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        answer = b""
+        while b"}" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"invalid_handshake" in answer
 
 
 def test_unknown_session_is_404_before_upgrade(server):

@@ -62,6 +62,8 @@ def _check_handshake(env):
     if env.get("HTTP_UPGRADE", "").lower() != "websocket" or "upgrade" not in env.get("HTTP_CONNECTION", "").lower():
         raise ApiError(426, "upgrade_required", "This endpoint is a WebSocket: send an Upgrade request",
                        {"Upgrade": "websocket"})
+    if env.get("SERVER_PROTOCOL") != "HTTP/1.1":  # RFC 6455 §4.1 (geventwebsocket would answer a bare 402)
+        raise ApiError(400, "invalid_handshake", "A WebSocket upgrade is an HTTP/1.1 request")
     if env.get("HTTP_SEC_WEBSOCKET_VERSION") not in SUPPORTED_VERSIONS:
         raise ApiError(400, "invalid_handshake", "Unsupported Sec-WebSocket-Version (use 13)")
     try:
