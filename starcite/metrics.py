@@ -49,6 +49,8 @@ STATE_GAUGES = (
      "actor_registry_entries"),
     ("starcite_event_loop_watchers", "Active watchers of the worker's event loop (sockets, timers)",
      "event_loop_watchers"),
+    ("starcite_gc_collected_objects", "Objects the cyclic garbage collector has freed since the worker started "
+     "(reference cycles that reference counting could not free)", "gc_collected_objects"),
 )
 
 

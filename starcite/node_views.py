@@ -6,6 +6,7 @@ and `/metrics`. Must not: change data-plane state (drain only flips routing
 flags through the Observer).
 """
 
+import gc
 import time
 
 import gevent
@@ -97,7 +98,8 @@ class NodeViews:
                 "groups_led": sum(1 for group in self.groups.values() if group.is_leader()),
                 "leader_changes": sum(group.leader_changes for group in self.groups.values()),
                 **self.tail_counts(), **actor_counts(self.asys),
-                "event_loop_watchers": getattr(gevent.get_hub().loop, "activecnt", -1)}
+                "event_loop_watchers": getattr(gevent.get_hub().loop, "activecnt", -1),
+                "gc_collected_objects": sum(generation["collected"] for generation in gc.get_stats())}
         for source in self.gauge_sources:
             snap.update(source())
         return snap

@@ -18,7 +18,7 @@ CLOSE_ANSWERED, CLOSE_SENT, CLOSE_ABRUPT = "answered", "sent", "abrupt"
 _CLOSE_FRAME = bytes([0x88, 0x82]) + b"\x00\x00\x00\x00" + b"\x03\xe8"  # masked (zero key), code 1000
 
 
-def _frame(buf: bytes):
+def server_frame(buf: bytes):
     """``(opcode, payload, rest)`` of the first complete server frame in ``buf``, or None."""
     if len(buf) < 2:
         return None
@@ -53,7 +53,7 @@ def tail_cycle(port: int, session_id: str, cursor: int, expect: int, batch_size:
             raise ConnectionError(f"upgrade refused: {head[:200]!r}")
         seqs = []
         while len(seqs) < expect:
-            parsed = _frame(buf)
+            parsed = server_frame(buf)
             if parsed is None:
                 buf += _recv(sock)
                 continue

@@ -20,8 +20,9 @@ import pytest
 
 from starcite.api import live_fanout
 from starcite.api.live_fanout import LiveFanout, send_each_here
-from starcite.api.tail import TailStream
+from starcite.api.tail_stream import TailStream
 from starcite.api.ws_wire import WebSocketConn
+from tests.raw_tail import server_frame
 
 WAIT_S = 10.0
 SESSION = "fanout-1"
@@ -117,26 +118,20 @@ class _Tail:
         self.payloads = []  # every event received, decoded
 
     def seqs_until(self, last):
-        """Every seq the client receives until it has ``last`` (bounded)."""
+        """Every seq the client receives until it has ``last`` (bounded by the socket timeout)."""
         seqs = []
         self.peer.settimeout(WAIT_S)
         while not seqs or seqs[-1] < last:
-            while len(self.buffer) < 2 or len(self.buffer) < 2 + self._size():
+            parsed = server_frame(self.buffer)
+            if parsed is None:
                 self.buffer += self.peer.recv(65536)
-            size = self._size()
-            head = 4 if self.buffer[1] == 126 else 2
-            payload = json.loads(self.buffer[head:head + size])
-            self.buffer = self.buffer[head + size:]
+                continue
+            _opcode, payload, self.buffer = parsed
+            payload = json.loads(payload)
             events = payload if isinstance(payload, list) else [payload]
             self.payloads += events
             seqs += [e["seq"] for e in events]
         return seqs
-
-    def _size(self):
-        size = self.buffer[1] & 0x7F
-        if size == 126:
-            return int.from_bytes(self.buffer[2:4], "big") + 2 if len(self.buffer) >= 4 else 1 << 30
-        return size
 
 
 def _wait(predicate):
@@ -243,3 +238,18 @@ def test_two_sessions_in_one_job_each_get_their_own_bytes(fanout):
     assert not any("other" in e for e in tail.payloads) and all(e["other"] for e in other.payloads)
     _wait(lambda: fanout.job is None)
     assert fanout.jobs == 1
+
+
+def test_no_pump_starts_while_a_job_has_the_socket(fanout):
+    """Work that arrives for a tail in a job waits for the job's settle, which starts the pump:
+    no greenlet is parked per tail meanwhile (a shutdown closes every live tail at once)."""
+    node = _Node(_entries(1, 1))
+    tail = _Tail(node, 0)
+    held = live_fanout.FanoutJob()
+    assert tail.stream.claim(node.entries, held) == 0
+    tail.stream.outbox.put(("close", 1000, "server_shutdown"))
+    assert tail.stream.pump is None  # nothing runs until the job settles
+    fanout.job = held
+    held.groups.append((b"", [], [tail.stream]))
+    fanout._finish(held, [[0]])  # the job sent nothing of an empty frame: settled
+    _wait(lambda: tail.stream.conn.closed)

@@ -108,12 +108,7 @@ def test_an_http10_upgrade_is_refused_with_400(server, sid):
         sock.sendall(f"GET /v1/sessions/{sid}/tail?cursor=0 HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\n\r\n".encode())
-        answer = b""
-        while b"}" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+        answer = b"".join(iter(lambda: sock.recv(4096), b""))  # HTTP/1.0: the answer ends at the close
     assert answer.startswith(b"HTTP/1.1 400") and b"invalid_handshake" in answer
 
 

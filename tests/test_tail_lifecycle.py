@@ -4,7 +4,8 @@ After a warm-up, the worker's RSS must stay within 2 MiB of where it started
 (a tail that leaked ~350 bytes would add ~7 MiB), and every gauge of what
 tails hold must return to its idle value: tails open and live, edge streams,
 their watchers and pumps, the event loop's watchers, the actors and the
-actor registry. The WebSocket cycles end every way a client can end a tail: a close frame
+actor registry; and the cyclic collector must have freed next to nothing
+(a finished request and a closed tail are freed by reference counting). The WebSocket cycles end every way a client can end a tail: a close frame
 it waits to see answered, a close frame and gone, and no frame at all; the
 SSE cycles (the same 20,000) hang up, the only way an SSE client ends.
 Performance is not asserted here (the bench harness measures it).
@@ -76,6 +77,13 @@ def gauges(server):
     return values
 
 
+def cyclic_garbage_collected(server) -> float:
+    for line in server.request("GET", "/metrics").text.splitlines():
+        if line.startswith("starcite_gc_collected_objects "):
+            return float(line.split()[1])
+    raise AssertionError("no starcite_gc_collected_objects gauge")
+
+
 def wait_idle(server, baseline, timeout=20.0):
     """Poll (bounded) until every gauge is back at its idle value; returns the last reading."""
     expected = {name: baseline[name] if idle is None else idle for name, idle in IDLE_GAUGES.items()}
@@ -103,15 +111,20 @@ def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node, wire
     baseline, _ = wait_idle(node, gauges(node))
     assert baseline["starcite_tails_open"] == 0, baseline
     rss_before = rss_bytes(worker)
+    collected_before = cyclic_garbage_collected(node)
 
     run_cycles(node, "churn", CYCLES, wire)
     after, expected = wait_idle(node, baseline)
     rss_after = rss_bytes(worker)
+    collected = cyclic_garbage_collected(node) - collected_before
 
     assert after == expected
     grown = rss_after - rss_before
     print(f"worker RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB over {CYCLES} tails")  # -s shows it
     assert grown <= RSS_TOLERANCE, f"worker RSS grew {grown / 1024:.0f} KiB over {CYCLES} tails"
+    # Reference counting frees a finished request and a closed tail: a tail that left ~20 objects
+    # in cycles (pywsgi's handler, its environ and the WebSocket) would add ~400,000 here.
+    assert collected < CYCLES // 10, f"the cyclic collector freed {collected} objects over {CYCLES} tails"
     # and the node still serves tails
     assert tail_cycle(node.port, "churn", EVENTS - 2, 2) == [EVENTS - 1, EVENTS]
     assert sse_cycle(node.port, "churn", EVENTS - 2, 2) == [EVENTS - 1, EVENTS]

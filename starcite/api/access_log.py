@@ -48,6 +48,7 @@ class RedactingLogger(Logger):
         batched = not logs.json_enabled() and handlers and all(
             type(h) in (logging.StreamHandler, logging.FileHandler) for h in handlers)
         self.access_lines = [] if batched else None
+        self._plan()
         # An access line never shows where it was logged from: skip logging's stack walk for it.
         self.access_log.findCaller = _no_caller
         for logger in (self.error_log, self.access_log):
@@ -84,10 +85,10 @@ class RedactingLogger(Logger):
             return
         try:
             # gunicorn's SafeAtoms, cheaper: quotes escaped, a missing atom is "-", and the
-            # format's "{header}" keys lower-cased once (`_line_format`) instead of per lookup.
+            # format's "{header}" keys lower-cased once (`_plan`) instead of per lookup.
             atoms = _LineAtoms({key: value.replace('"', '\\"') if isinstance(value, str) else value
                                 for key, value in self.atoms(resp, req, environ, request_time).items()})
-            lines.append(self._line_format() % atoms)
+            lines.append(self._line % atoms)
         except Exception:
             self.exception("access log")
         if len(lines) >= ACCESS_BATCH_LINES:
@@ -112,8 +113,7 @@ class RedactingLogger(Logger):
                 handler.release()
 
     def atoms(self, resp, req, environ, request_time):
-        wanted = self._wanted_atoms()
-        kinds = self._wanted_kinds
+        wanted, kinds = self._wanted, self._wanted_kinds
         if "e" not in kinds:  # no environ atom: gunicorn copies them all
             environ = {key: environ[key] for key in _ATOM_ENVIRON if key in environ}
         if "i" not in kinds:  # nor a request header atom
@@ -129,26 +129,20 @@ class RedactingLogger(Logger):
                 atoms[key] = redact(value)
         return atoms
 
-    def _wanted_atoms(self) -> tuple:
-        """The atoms a line uses: the JSON fields, or the keys of `access_log_format` (gunicorn
-        builds every header and environ variable; redacting and copying only these is most of
-        the access log's cost per request, measured during a reconnect storm)."""
-        key = (logs.json_enabled(), self.cfg.access_log_format)
-        if getattr(self, "_wanted_key", None) != key:
-            if key[0]:
-                wanted = ("m", "U", "q", "s", "B", "h")
-            else:
-                wanted = tuple(dict.fromkeys(k.lower() if k.startswith("{") else k
-                                             for k in re.findall(r"%\(([^)]+)\)", key[1])))
-            self._wanted_key, self._wanted = key, wanted
-            self._wanted_kinds = {k[-1] for k in wanted if k.startswith("{")}
-            self._line = re.sub(r"%\((\{[^)]*\}\w)\)", lambda m: "%(" + m.group(1).lower() + ")", key[1])
-        return self._wanted
-
-    def _line_format(self) -> str:
-        """`access_log_format` with its ``{name}`` atoms' keys lower-cased, as the atoms are."""
-        self._wanted_atoms()
-        return self._line
+    def _plan(self):
+        """What a line uses, from `access_log_format` (or the JSON fields), worked out once per
+        setup (a reload runs setup again): the atoms (gunicorn builds every header and environ
+        variable; copying and redacting only these was most of the access log's cost per request
+        in a reconnect storm), which kinds of ``{name}`` atoms appear (``e``, ``i``, ``o``), and
+        the format with those keys lower-cased, as gunicorn's atoms are."""
+        fmt = self.cfg.access_log_format
+        if logs.json_enabled():
+            self._wanted = ("m", "U", "q", "s", "B", "h")
+        else:
+            self._wanted = tuple(dict.fromkeys(k.lower() if k.startswith("{") else k
+                                               for k in re.findall(r"%\(([^)]+)\)", fmt)))
+        self._wanted_kinds = {k[-1] for k in self._wanted if k.startswith("{")}
+        self._line = re.sub(r"%\((\{[^)]*\}\w)\)", lambda m: "%(" + m.group(1).lower() + ")", fmt)
 
 
 # What gunicorn's own atoms read from the environ (the rest is one "{name}e" atom per variable).

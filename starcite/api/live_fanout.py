@@ -42,7 +42,8 @@ log = logging.getLogger("starcite.fanout")
 # A job of at most this many sends runs at once on the calling thread (~4 ms at ~15 us a send):
 # the hand-off to the fan-out thread and back costs a few ms of latency, worth paying only when
 # the sends would cost the worker more (measured, 1,000 tails at 100 appends/s: ack to receipt
-# p50 2.7 ms on the worker's thread, which then sustained only 62 appends/s; 37 ms through the thread, at 100/s).
+# p50 2.7 ms on the worker's thread, which then sustained only 62 appends/s; 37 ms through the
+# thread, at 100 appends/s).
 INLINE_SENDS = 256
 
 
@@ -83,7 +84,7 @@ class LiveFanout:
         self.pool = None     # the fan-out thread, made on first use (in the worker, after the fork)
         self.job = None      # the job out now
         self.pending = {}    # session id -> [outboxes, entries]: committed while a job was out
-        self.jobs = 0        # jobs run, for the tests and the metrics
+        self.jobs = 0        # jobs run (the tests read it)
 
     def put_all(self, session_id, outboxes, entries):
         """Hub context: ``entries`` (a committed batch of ``session_id``, contiguous seqs) to its

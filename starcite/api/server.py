@@ -35,7 +35,6 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 from starcite import logs
 from starcite.api.accept_gate import GatedWSGIServer
-from starcite.api.access_log import RedactingLogger
 from starcite.api.errors import error_body
 from starcite.api.http_headers import HEADERS_TOO_LARGE, MAX_HEADERS, MAX_LINE, read_headers
 from starcite.api.ops_channel import close_ops, serve_ops

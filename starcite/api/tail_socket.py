@@ -4,9 +4,7 @@ Owns: `TailSocket`, the part of a tail's connection that does not depend on
 the wire: blocking sends for the pump, a non-blocking send for the hub (what
 the kernel could not take waits in ``unsent``), the claim of the live
 fan-out (``in_flight``: a `starcite.api.live_fanout` job is sending on the
-fd; every other write and the close wait for it), and the close; and
-`LiveBatchMemo`, which encodes a live batch once per wire and batch size for
-every tail the group puts it to. The wires (`starcite.api.ws_wire`,
+fd; every other write and the close wait for it), and the close. The wires (`starcite.api.ws_wire`,
 `starcite.api.sse_wire`) subclass `TailSocket` with their encoding, what
 they make of inbound bytes, and what they send before closing.
 
@@ -37,7 +35,8 @@ class TailSocket:
         raise NotImplementedError
 
     def wire_key(self, batch_size):
-        """Two sockets with the same key encode a batch to the same bytes (see `LiveBatchMemo`)."""
+        """Two sockets with the same key encode a batch to the same bytes (the live fan-out
+        encodes a batch once per key)."""
         raise NotImplementedError
 
     def inbound(self, data: bytes) -> list:
@@ -77,13 +76,11 @@ class TailSocket:
         self.wait_in_flight()
         if self.unsent:
             data, self.unsent = self.unsent + data, b""
-        self.sock.sendall(data)
+        if data:
+            self.sock.sendall(data)
 
     def flush(self):
-        self.wait_in_flight()
-        if self.unsent:
-            data, self.unsent = self.unsent, b""
-            self.sock.sendall(data)
+        self.send(b"")
 
     def send_now(self, data: bytes) -> bool:
         """Non-blocking: True when every byte was written or queued in ``unsent``; False on a dead socket."""
@@ -112,21 +109,3 @@ class TailSocket:
         self.send_quietly(self.goodbye(code, reason))
         self.closed = True
         self.sock.close()
-
-
-class LiveBatchMemo:
-    """The group puts one batch into every live outbox in a row: encode it once per wire and
-    batch size, not once per tail."""
-
-    entries = None
-    encoded: dict = {}
-
-    @classmethod
-    def bytes_for(cls, conn: TailSocket, entries, batch_size) -> bytes:
-        if entries is not cls.entries:
-            cls.entries, cls.encoded = entries, {}
-        key = conn.wire_key(batch_size)
-        data = cls.encoded.get(key)
-        if data is None:
-            data = cls.encoded[key] = conn.encode(entries, batch_size)
-        return data
