@@ -2,7 +2,7 @@
 
 `starcite._fanout` (starcite/native/fanout.c) is optional: where it does not
 build (no compiler, e.g. the slim container image's build stage), Starcite
-installs without it and `starcite.api.live_fanout` sends on the worker's
+installs without it and `starcite.api.tails.live_fanout` sends on the worker's
 thread instead (same behaviour, one core for the fan-out).
 """
 from setuptools import Extension, setup

@@ -68,7 +68,7 @@ def _alive(pid: int) -> bool:
 
 def _ops_status(name: str):
     """``(status, body)`` of ``/ops/status`` from node ``name``'s ops socket (never the API port)."""
-    from starcite.ops_client import OpsClient
+    from starcite.cluster.ops_client import OpsClient
     path = os.path.join(os.environ.get("STARCITE_CLUSTER_STATE", "ops/.cluster"), name, "ops.sock")
     try:
         return OpsClient(path, timeout=2).get("/ops/status")

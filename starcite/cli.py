@@ -15,9 +15,9 @@ import sys
 import time
 import urllib.parse
 
-from starcite.ops_client import OpsClient
-from starcite.config import ConfigError, load_config
-from starcite.layout import check_data_layout
+from starcite.cluster.ops_client import OpsClient
+from starcite.config.settings import ConfigError, load_config
+from starcite.config.data_layout import check_data_layout
 
 
 def _serve(args):
@@ -39,7 +39,7 @@ def _serve(args):
     except Exception as exc:  # archive check failed: one clear line, not a traceback
         print(f"starcite: archive check failed: {exc}", file=sys.stderr)
         return 2
-    from starcite.api.server import StarciteApplication
+    from starcite.api.server.worker import StarciteApplication
     StarciteApplication(config).run()
     return 0
 

@@ -16,7 +16,7 @@ import os
 import psycopg2
 
 from starcite.adapters import chunks
-from starcite.adapters.base import decode_session_id
+from starcite.adapters.chunks import decode_session_id
 from tests.adapters.services import PG_URL, S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
 from tests.tcp_proxy import TcpProxy
 

@@ -82,5 +82,5 @@ class Cluster:
         raise TimeoutError(f"groups {groups} have no leader after {timeout}s: {self.leaders()}")
 
     def group_of(self, session_id):
-        from starcite.placement import group_for
+        from starcite.cluster.placement import group_for
         return group_for(session_id, int(self[self.names[0]].env.get("STARCITE_NUM_GROUPS", "16")))

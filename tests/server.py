@@ -132,7 +132,7 @@ class StarciteServer:
 
     def ops(self, method="GET", path="/ops/status", timeout=5.0):
         """``(status, body)`` from the node's ops console (its unix socket, never the API port)."""
-        from starcite.ops_client import OpsClient
+        from starcite.cluster.ops_client import OpsClient
         return OpsClient(self.ops_socket, timeout).request(method, path)
 
     def ops_status(self) -> dict:

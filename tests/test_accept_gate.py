@@ -1,4 +1,4 @@
-"""The API listener's accept gate (`starcite.api.accept_gate`) on a real node.
+"""The API listener's accept gate (`starcite.api.server.accept_gate`) on a real node.
 
 A connection holds no start slot until its client has written something, so idle
 connections never keep others from being served; many connections arriving at once

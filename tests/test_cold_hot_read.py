@@ -1,11 +1,11 @@
-"""`Node.read_events` over the real local archive and read cache: cold + hot, any split, damage refused.
+"""`SessionReads.read_events` over the real local archive and read cache: cold + hot, any split, damage refused.
 
 Owns: the property that a replay from any cursor, over any split between the
 archive and the hot tier and any page size, returns exactly the events with
 seq > cursor, in order, each once, as the bytes the archive holds; and that a
 damaged chunk answers 503 archive_read_unavailable, never a wrong event.
-Must not: start a node (the read path runs on a stand-in holding only what
-`Node.read_events` uses) or touch anything but a temporary directory.
+Must not: start a node (the node's read part runs over a stand-in hot tier
+and a real cold tier) or touch anything but a temporary directory.
 """
 
 import tempfile
@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.read_cache import ArchiveReadCache
-from starcite.node_reads import ColdMemo, NodeReads
-from starcite.node import Node
-from starcite.tier_reads import ArchiveReadError
-from starcite.rules import encode_event
+from starcite.node.long_poll import LongPolls
+from starcite.node.reads import ColdMemo, SessionReads
+from starcite.node.tier_reads import ArchiveReadError
+from starcite.core.rules import encode_event
 from tests.adapters.archive_helpers import make_events
 
 SESSION = "ses-merge"
@@ -30,24 +30,15 @@ JSON = {event["seq"]: encode_event(event) for event in EVENTS}
 
 
 def reader(adapter, archived_seq, cache=True):
-    """A stand-in with what `Node.read_events` calls: hot events past ``archived_seq``, the cold tier."""
+    """The node's read part over a stand-in hot tier (events past ``archived_seq``) and the cold tier."""
     hot = [(seq, JSON[seq], len(JSON[seq])) for seq in range(archived_seq + 1, TOTAL + 1)]
 
     def read_hot(_session_id, after_seq, limit):
         entries = [entry for entry in hot if entry[0] > after_seq][:limit]
         return archived_seq, TOTAL, entries
 
-    return _Reader(read_hot, ArchiveReadCache(adapter) if cache else adapter)
-
-
-class _Reader(NodeReads):
-    """The read mixin of `Node` over a stand-in hot tier and a real cold tier."""
-
-    def __init__(self, read_hot, cold):
-        self.read_hot, self.cold, self._cold_flights, self._cold_memo = read_hot, cold, {}, ColdMemo()
-
-    def run_io(self, fn, *args):
-        return fn(*args)
+    cold = ArchiveReadCache(adapter) if cache else adapter
+    return SessionReads(read_hot, cold.read_lines, LongPolls(), lambda _session_id: True, lambda: False)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ def test_any_split_returns_exactly_the_events_after_the_cursor(archive, archived
     node = reader(archive, archived_seq, cache)
     got, position = [], cursor
     for _ in range(TOTAL + 2):
-        page = Node.read_events(node, SESSION, position, limit)
+        page = node.read_events(SESSION, position, limit)
         if not page:
             break
         assert len(page) <= limit
@@ -79,8 +70,8 @@ def test_a_gap_in_the_archive_is_never_skipped(tmp_path):
     adapter = LocalArchiveAdapter(str(tmp_path))
     adapter.write_lines(SESSION, [(seq, JSON[seq].encode()) for seq in range(1, 300) if seq != 100])
     with pytest.raises(ArchiveReadError):
-        Node.read_events(reader(adapter, 299), SESSION, 0, 1000)
-    assert Node.read_events(reader(adapter, 299), SESSION, 100, 5) == [(seq, JSON[seq]) for seq in range(101, 106)]
+        reader(adapter, 299).read_events(SESSION, 0, 1000)
+    assert reader(adapter, 299).read_events(SESSION, 100, 5) == [(seq, JSON[seq]) for seq in range(101, 106)]
 
 
 @pytest.mark.parametrize("damage", [lambda data: data[:-10], lambda data: data.replace(b'{"seq":7,', b'{"seq":9,')])
@@ -93,9 +84,9 @@ def test_a_damaged_chunk_answers_503_archive_read_unavailable(tmp_path, damage):
     with open(path, "wb") as fh:
         fh.write(damage(data))
     with pytest.raises(ArchiveReadError) as caught:
-        Node.read_events(reader(adapter, 300), SESSION, 0, 1000)
+        reader(adapter, 300).read_events(SESSION, 0, 1000)
     assert caught.value.status == 503 and caught.value.code == "archive_read_unavailable"
-    assert Node.read_events(reader(adapter, 300), SESSION, 256, 10) == [(seq, JSON[seq]) for seq in range(257, 267)]
+    assert reader(adapter, 300).read_events(SESSION, 256, 10) == [(seq, JSON[seq]) for seq in range(257, 267)]
 
 
 def test_cold_memo_serves_only_ranges_it_holds():
@@ -114,7 +105,7 @@ def test_cold_memo_serves_only_ranges_it_holds():
 
 def test_a_repeated_cold_read_returns_the_same_events(archive):
     node = reader(archive, 200)  # 41..200 cold: few enough lines for the memo
-    first = Node.read_events(node, SESSION, 40, 1000)
+    first = node.read_events(SESSION, 40, 1000)
     assert node._cold_memo.get(SESSION, 41, 200) is not None
-    assert Node.read_events(node, SESSION, 40, 1000) == first  # the second from the memo
-    assert Node.read_events(node, SESSION, 100, 50) == first[60:110]
+    assert node.read_events(SESSION, 40, 1000) == first  # the second from the memo
+    assert node.read_events(SESSION, 100, 50) == first[60:110]

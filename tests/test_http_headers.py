@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from starcite.api.http_headers import MAX_HEADERS, MAX_LINE, read_headers
+from starcite.api.server.http_headers import MAX_HEADERS, MAX_LINE, read_headers
 
 
 def parse(raw: bytes):

@@ -1,4 +1,4 @@
-"""The live fan-out (`starcite.api.live_fanout`) on real sockets, in this process's gevent hub.
+"""The live fan-out (`starcite.api.tails.live_fanout`) on real sockets, in this process's gevent hub.
 
 `send_each` (the C helper and its Python twin) reports per fd what the kernel
 took; `LiveFanout` sends a committed batch to every idle live tail in one
@@ -18,10 +18,10 @@ import gevent
 import gevent.socket
 import pytest
 
-from starcite.api import live_fanout
-from starcite.api.live_fanout import LiveFanout, send_each_here
-from starcite.api.tail_stream import TailStream
-from starcite.api.ws_wire import WebSocketConn
+from starcite.api.tails import live_fanout
+from starcite.api.tails.live_fanout import LiveFanout, send_each_here
+from starcite.api.tails.stream import TailStream
+from starcite.api.tails.ws_wire import WebSocketConn
 from tests.raw_tail import server_frame
 
 WAIT_S = 10.0
@@ -79,10 +79,12 @@ def test_send_each_takes_what_a_full_buffer_can(send_each):
 
 
 class _Node:
-    """What a TailStream's pump asks of the node: reads from a list of committed entries."""
+    """What a TailStream's pump asks of the node: its read part (`node.reads`), over a list of
+    committed entries."""
 
     def __init__(self, entries):
         self.entries = entries
+        self.reads = self
 
     def read_events(self, _session_id, after, limit):
         return [e for e in self.entries if e[0] > after][:limit]

@@ -1,4 +1,4 @@
-"""Tests of structured logs and request ids: `starcite.logs` alone, then a real node.
+"""Tests of structured logs and request ids: `starcite.telemetry.logs` alone, then a real node.
 
 Owns: unit tests of the request id, the log context under gevent, the JSON
 formatter and the secret scrubbing; and end-to-end runs of `starcite serve`
@@ -17,8 +17,8 @@ import sys
 import gevent
 import pytest
 
-from starcite import logs
-from starcite.config import load_config
+from starcite.telemetry import logs
+from starcite.config.settings import load_config
 from tests.server import StarciteServer
 
 CLUSTER_SECRET = "cluster-secret-value-0123456789"
@@ -48,7 +48,7 @@ def test_request_id_is_generated_when_missing_or_nothing_is_left(header):
 
 _GREENLET_CONTEXT_CHECK = """
 import gevent
-from starcite import logs
+from starcite.telemetry import logs
 
 def request(number):
     assert logs.current_context() == {}  # a new greenlet starts empty
@@ -150,8 +150,8 @@ def test_config_secrets_include_the_postgres_password(tmp_path):
 
 _STRAY_OUTPUT_SCRIPT = """
 import gevent, warnings
-from starcite import logs
-from starcite.config import load_config
+from starcite.telemetry import logs
+from starcite.config.settings import load_config
 logs.configure(load_config(None, {"STARCITE_LOG_FORMAT": "json", "NODE_NAME": "n1"}))
 logs.log_greenlet_errors(gevent.get_hub())
 gevent.spawn(lambda: 1 / 0).join(timeout=5)

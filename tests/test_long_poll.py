@@ -1,4 +1,4 @@
-"""`starcite.long_poll` in-process: the waiter registry and the hold loop, without a node.
+"""`starcite.node.long_poll` in-process: the waiter registry and the hold loop, without a node.
 
 Owns: waiters always deregistered (also on an exception), a commit waking a
 hold at once, the timeout's empty page, shutdown waking every hold and
@@ -11,7 +11,7 @@ import time
 import gevent
 import pytest
 
-from starcite.long_poll import REMOTE_POLL_SECONDS, LongPolls, wait_for_events
+from starcite.node.long_poll import REMOTE_POLL_SECONDS, LongPolls, wait_for_events
 
 EMPTY = ([], 0)
 

@@ -1,4 +1,4 @@
-"""/openapi.json is built from the validators' own shapes: unit tests of `starcite.api.openapi` and `starcite.shapes`.
+"""/openapi.json is built from the validators' own shapes: unit tests of `starcite.api.http.openapi` and `starcite.core.shapes`.
 
 Owns: the document's structure in each auth mode (security and the issue
 route only in jwt mode; no /ops), every documented operation being served,
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from starcite import rules
-from starcite.api.auth import issue_body_shape
-from starcite.api.openapi import build_spec
-from starcite.shapes import Array, Either, Integer, Obj, Text, check_object
+from starcite.core import rules
+from starcite.api.auth.tokens import issue_body_shape
+from starcite.api.http.openapi import build_spec
+from starcite.core.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
                 "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics", "/openapi.json"}

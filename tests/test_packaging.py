@@ -21,7 +21,7 @@ import threading
 import jsonschema
 import pytest
 
-from starcite.config import load_config
+from starcite.config.settings import load_config
 from tests.packaging_files import (COMPOSE_FILES, ROOT, compose_schema, dockerfile_instructions, dockerfile_stages,
                                    exec_form, interpolate, interpolations, load_compose, service_environment,
                                    starcite_services)

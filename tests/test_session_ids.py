@@ -1,6 +1,6 @@
 """Session ids are URL path segments: every id the rules accept can be addressed, none escapes its path.
 
-Owns: the id rule of `starcite.rules.SESSION_ID` seen from a client. Dot
+Owns: the id rule of `starcite.core.rules.SESSION_ID` seen from a client. Dot
 segments ('.', '..') are resolved by clients even when the rest of a path is
 percent-encoded, so POST /v1/sessions/../append would reach /v1/append: they
 are refused on create. Every accepted id, percent-encoded as one segment,
@@ -16,7 +16,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from starcite.rules import SESSION_ID
+from starcite.core.rules import SESSION_ID
 
 BASE = "http://127.0.0.1:4000"
 ASCII = st.characters(min_codepoint=0x20, max_codepoint=0x7E)

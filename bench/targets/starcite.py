@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 
-from starcite.ops_client import OpsClient
+from starcite.cluster.ops_client import OpsClient
 
 from bench.aio import gather_bounded
 from bench.procs import StartError, free_port

@@ -22,7 +22,7 @@ import asyncio
 import statistics
 import time
 
-from starcite.placement import group_for
+from starcite.cluster.placement import group_for
 
 from bench.aio import gather_bounded
 from bench.procs import wait_until

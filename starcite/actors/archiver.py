@@ -26,7 +26,7 @@ from thespian.actors import Actor
 
 from starcite.actors import messages as m
 from starcite.adapters import ArchiveUnavailable
-from starcite.errors import StarciteError
+from starcite.core.errors import StarciteError
 
 log = logging.getLogger("starcite.archiver")
 

@@ -66,7 +66,7 @@ def admit_live(group, session_id, outbox, cursor):
 def put_all(session_id, outboxes, item):
     """``item`` into every outbox of ``session_id``'s live tails. A kind of outbox that takes a
     batch at once (a ``put_all(session_id, outboxes, item)`` attribute of its class: the edge's
-    tail outboxes, whose sends then leave the worker's thread, see `starcite.api.live_fanout`)
+    tail outboxes, whose sends then leave the worker's thread, see `starcite.api.tails.live_fanout`)
     gets all of its members in one call."""
     bulk = {}
     for outbox in outboxes:

@@ -1,13 +1,13 @@
 """One Raft group: the pysyncobj replica (`RaftGroup`), its state machine and its actor.
 
 Owns: the replicated state machine (`SessionStateMachine`, which only calls
-`starcite.rules`), durability of the Raft journal (`DurableFileJournal`: one
+`starcite.core.rules`), durability of the Raft journal (`DurableFileJournal`: one
 fdatasync per tick, before entries count toward a commit), snapshots forced
 when the journal outgrows its share of the hot store cap, the group's tick
 greenlet, and `RaftGroupActor`, the only way the rest of the node talks to a
 group: commands, hot reads, tail subscriptions, archive progress.
 
-Must not: decide session rules (that is `starcite.rules`), do archive I/O, or
+Must not: decide session rules (that is `starcite.core.rules`), do archive I/O, or
 block inside an actor handler (commands are handed to pysyncobj, whose
 callback resolves the caller's reply future from the tick greenlet).
 """
@@ -15,6 +15,7 @@ callback resolves the caller's reply future from the tick greenlet).
 import functools
 import logging
 import os
+import sys
 import time
 
 import gevent
@@ -25,9 +26,15 @@ from pysyncobj.transport import Transport
 
 from starcite.actors.raft_journal import DurableFileJournal
 from starcite.actors.raft_safety import SafeSyncObj
-from starcite.cluster.raft_transport import MuxTransport
-from starcite.errors import StarciteError
-from starcite.rules import GroupState, RuleError
+from starcite.peers.raft_transport import MuxTransport
+from starcite.core.errors import StarciteError
+from starcite.core import rules
+from starcite.core.rules import GroupState, RuleError
+
+# Snapshots written before the pure core moved to `starcite.core` (2026-12) pickle the state
+# machine's `starcite.rules.GroupState` and `SessionState` by that module path (pysyncobj
+# snapshots with the stdlib's pickle, which imports by name): the old path keeps loading them.
+sys.modules.setdefault("starcite.rules", rules)
 
 log = logging.getLogger("starcite.raft")
 

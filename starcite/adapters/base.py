@@ -21,7 +21,8 @@ the tenant used for fencing.
 """
 
 import abc
-import base64
+
+from starcite.adapters import chunks
 
 
 class ArchiveUnavailable(Exception):
@@ -30,31 +31,6 @@ class ArchiveUnavailable(Exception):
 
 class ArchiveConfigError(Exception):
     """The adapter's configuration is unusable (missing bucket, bad URL...)."""
-
-
-def encode_session_id(session_id: str) -> str:
-    """base64url (no padding) of the session id: safe in object keys and cursors."""
-    return base64.urlsafe_b64encode(session_id.encode()).rstrip(b"=").decode()
-
-
-def decode_session_id(encoded: str) -> str:
-    pad = "=" * (-len(encoded) % 4)
-    return base64.urlsafe_b64decode(encoded + pad).decode()
-
-
-def session_matches(record: dict, tenant_id, metadata_filters: dict) -> bool:
-    """True when ``record`` belongs to ``tenant_id`` (None: any) and every filter holds exactly."""
-    meta = record.get("metadata") or {}
-    if tenant_id is not None and meta.get("tenant_id") != tenant_id:
-        return False
-    return all(key in meta and _filter_value(meta[key]) == value for key, value in metadata_filters.items())
-
-
-def _filter_value(value) -> str:
-    """Metadata filters arrive as query strings: compare on the string form."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class ArchiveAdapter(abc.ABC):
@@ -91,12 +67,10 @@ class ArchiveAdapter(abc.ABC):
 
     def write_events(self, session_id: str, events: list) -> int:
         """`write_lines` of event dicts (encoded the one way events are)."""
-        from starcite.adapters import chunks
         return self.write_lines(session_id, chunks.event_lines(events))
 
     def read_events(self, session_id: str, from_seq: int, to_seq: int) -> list:
         """`read_lines`, each line decoded to its event dict."""
-        from starcite.adapters import chunks
         return chunks.decode_lines(self.read_lines(session_id, from_seq, to_seq))
 
     @abc.abstractmethod

@@ -5,7 +5,8 @@ holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``), the one
 NDJSON and JSON encoding every adapter uses, event lines (``(seq, bytes)``: the
 event's stored JSON, passed through unchanged), the checks that refuse a torn or
 misplaced chunk, the idempotent merge of lines by seq, the opaque list cursor,
-and the page-taking loop over session records.
+and the page-taking loop over session records, with the session id's key encoding
+and the tenant and metadata filters it applies.
 Must not: do any I/O, locking or caching, or know which back end is in use.
 """
 
@@ -14,13 +15,38 @@ import functools
 import json
 import re
 
-from starcite.adapters.base import decode_session_id, encode_session_id, session_matches
-
 CHUNK_SIZE = 256
 EVENTS_DIR = "events/v1"
 SESSIONS_DIR = "sessions/v1"
 SESSION_SUFFIX = ".json"
 CHUNK_SUFFIX = ".ndjson"
+
+
+# -- session ids and filters -------------------------------------------------
+
+def encode_session_id(session_id: str) -> str:
+    """base64url (no padding) of the session id: safe in object keys and cursors."""
+    return base64.urlsafe_b64encode(session_id.encode()).rstrip(b"=").decode()
+
+
+def decode_session_id(encoded: str) -> str:
+    pad = "=" * (-len(encoded) % 4)
+    return base64.urlsafe_b64decode(encoded + pad).decode()
+
+
+def session_matches(record: dict, tenant_id, metadata_filters: dict) -> bool:
+    """True when ``record`` belongs to ``tenant_id`` (None: any) and every filter holds exactly."""
+    meta = record.get("metadata") or {}
+    if tenant_id is not None and meta.get("tenant_id") != tenant_id:
+        return False
+    return all(key in meta and _filter_value(meta[key]) == value for key, value in metadata_filters.items())
+
+
+def _filter_value(value) -> str:
+    """Metadata filters arrive as query strings: compare on the string form."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class InvalidCursor(ValueError):

@@ -3,7 +3,7 @@
 Owns: `create_app(node, config)`, wiring each route of SPEC.md §2 to its
 resource, and the middleware: `RequestContextMiddleware` (request id and log
 context, first), `MetricsMiddleware` (request latency histogram by route
-template), `EdgesMiddleware` (starcite/api/http_edges.py) and
+template), `EdgesMiddleware` (starcite/api/http/edges.py) and
 `AccessMiddleware` (turns the bearer token of every `/v1` request into an
 `Access`). Must not: contain endpoint logic.
 """
@@ -12,17 +12,17 @@ import time
 
 import falcon
 
-from starcite.api import errors
-from starcite.api.access import OPEN, build_gate
-from starcite.api.auth import extract_token
-from starcite.api.http_edges import EdgesMiddleware, add_head_responders
-from starcite.api.openapi import build_spec
-from starcite.api.request_context import RequestContextMiddleware
-from starcite.api.resources import (AppendResource, AuthIssueResource, EventsResource, HealthLiveResource,
+from starcite.api.http import errors
+from starcite.api.auth.access import OPEN, build_gate
+from starcite.api.auth.tokens import extract_token
+from starcite.api.http.edges import EdgesMiddleware, add_head_responders
+from starcite.api.http.openapi import build_spec
+from starcite.api.http.request_context import RequestContextMiddleware
+from starcite.api.http.resources import (AppendResource, AuthIssueResource, EventsResource, HealthLiveResource,
                                     HealthReadyResource, MetricsResource, OpenApiResource, SessionResource,
                                     SessionsResource)
-from starcite.api.tail import TailResource
-from starcite.errors import StarciteError
+from starcite.api.tails.resource import TailResource
+from starcite.core.errors import StarciteError
 
 
 class AccessMiddleware:

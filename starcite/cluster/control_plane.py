@@ -23,9 +23,9 @@ from starcite.actors import messages as m
 from starcite.actors.control import CONTROL_GROUP, CONTROL_REPLICAS, ControlStateMachine
 from starcite.actors.group_actor import RaftGroupActor
 from starcite.actors.raft_group import RaftGroup
-from starcite.cluster.peer_link import PeerUnavailable
-from starcite.errors import StarciteError
-from starcite.placement import replicas_for
+from starcite.peers.link import PeerUnavailable
+from starcite.core.errors import StarciteError
+from starcite.cluster.placement import replicas_for
 
 log = logging.getLogger("starcite.control")
 
@@ -41,7 +41,7 @@ class ControlPlane:
         if node.name in self.replicas:
             self._start_group()
         if node.peer_hub is not None:
-            node.peer_hub.methods["observer"] = lambda peer: node.observer_statuses()
+            node.peer_hub.methods["observer"] = lambda peer: node.views.observer_statuses()
             node.peer_hub.methods["control_state"] = lambda peer: sorted(self.read_drained())
         self.timer = gevent.spawn(self._loop)
 
@@ -120,7 +120,7 @@ class ControlPlane:
     def agreement(self, target):
         """``{node: status of target}`` as every reachable node's Observer sees it."""
         node = self.node
-        views = {node.name: node.observer_statuses().get(target)}
+        views = {node.name: node.views.observer_statuses().get(target)}
         if node.peer_hub is None:
             return views
         for peer in node.peer_hub.peers:

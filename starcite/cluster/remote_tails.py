@@ -67,7 +67,7 @@ class RemoteTailHandle:
 
     def close(self):
         self.tails.forget(self)
-        self.tails.node.tails.discard(self)
+        self.tails.node.tails.handles.discard(self)
         if self.peer is not None:
             self.tails.hub.send(self.peer, ("tail", self.stream_id, "stop", None))
 
@@ -108,7 +108,7 @@ class RemoteTails:
 
     def _open_served(self, peer, stream_id, session_id, cursor):
         """``cursor`` is part of the peer protocol; the tail's first go-live carries the one that counts."""
-        handle = self.node.open_local_tail(session_id, PeerOutbox(self.hub, peer, stream_id))
+        handle = self.node.tails.open_local(session_id, PeerOutbox(self.hub, peer, stream_id))
         self.served[(peer, stream_id)] = handle
         return True
 

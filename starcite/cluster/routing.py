@@ -6,9 +6,13 @@ on not-leader with the new hint or on a lost link, all within one deadline
 (`STARCITE_RAFT_TIMEOUT_MS`, then 503), and choosing a replica for reads (the
 local one when there is one, else a connected remote replica).
 
+It sees this node only through `starcite.node.local_replicas.LocalReplicas`
+(its replica of a group, a command or a read on it), and the cluster's drain
+state through the `ControlPlane` it is given once that exists.
+
 Forwarding never loops: a peer that receives a forwarded command runs it on
 its own replica or answers not-leader with its hint; it never forwards again.
-Must not: touch Raft state or session rules; the `Node` runs what arrives.
+Must not: touch Raft state or session rules; the local replicas run what arrives.
 """
 
 import time
@@ -17,15 +21,22 @@ import gevent
 
 from starcite.actors.control import CONTROL_GROUP
 from starcite.actors.raft_group import NotLeader, RaftUnavailable
-from starcite.cluster.peer_link import PeerUnavailable
-from starcite.placement import replicas_for
+from starcite.peers.link import PeerUnavailable
+from starcite.cluster.placement import replicas_for
 
 RETRY_PAUSE = 0.05  # between attempts while a group elects a leader
 
 
 class Router:
-    def __init__(self, node, hub, config):
-        self.node = node
+    """``local``: this node's `LocalReplicas`; ``hub``: the `PeerHub` (None on a single node);
+    ``forwarded_by_kind``: the counter of commands forwarded to a peer, labelled by kind.
+    ``control`` (the `ControlPlane`: drain state, the control group's replicas) is set by the
+    node once it is built."""
+
+    def __init__(self, local, hub, config, forwarded_by_kind):
+        self.local = local
+        self.control = None
+        self.forwarded_by_kind = forwarded_by_kind
         self.hub = hub
         self.name = config.node_name
         self.write_nodes = config.write_node_ids
@@ -39,14 +50,14 @@ class Router:
 
     def replicas(self, group_id):
         if group_id == CONTROL_GROUP:
-            return self.node.control.replicas
+            return self.control.replicas
         return replicas_for(group_id, self.write_nodes, self.replication_factor)
 
     def routable(self, peer) -> bool:
         """Another node may be sent routed work: linked, and not drained (liveness and drain
         change routing only)."""
         return peer == self.name or (self.hub is not None and self.hub.connected(peer)
-                                     and peer not in self.node.control.drained)
+                                     and peer not in self.control.drained)
 
     # -- commands (to the leader) ---------------------------------------------
 
@@ -67,9 +78,9 @@ class Router:
             hint = None
             try:
                 if target == self.name:
-                    return self.node.local_command(group_id, kind, args, remaining)
+                    return self.local.command(group_id, kind, args, remaining)
                 self.forwarded += 1
-                self.node.metrics.forwarded.labels(kind).inc()
+                self.forwarded_by_kind.labels(kind).inc()
                 outcome, value = self.hub.call(target, "command", (group_id, kind, args), remaining)
                 if outcome == "ok":
                     self.hints[group_id] = target
@@ -102,7 +113,7 @@ class Router:
                 and deadline - time.monotonic() < self.timeout / 2)
 
     def _first_target(self, group_id, replicas):
-        local = self.node.replica(group_id)
+        local = self.local.replica(group_id)
         if local is not None:
             leader = local.leader_name()
             if leader is not None:
@@ -119,7 +130,7 @@ class Router:
 
     def _serve_command(self, peer, group_id, kind, args):
         try:
-            return "ok", self.node.local_command(group_id, kind, args, self.timeout)
+            return "ok", self.local.command(group_id, kind, args, self.timeout)
         except NotLeader as exc:
             return "not_leader", exc.hint
 
@@ -127,8 +138,8 @@ class Router:
 
     def read(self, group_id, kind, args):
         """``kind`` from the local replica, or from a connected remote replica when there is none here."""
-        if self.node.replica(group_id) is not None:
-            return self.node.local_read(group_id, kind, args)
+        if self.local.replica(group_id) is not None:
+            return self.local.read(group_id, kind, args)
         return self.remote(group_id, lambda peer: self.hub.call(peer, "read", (group_id, kind, args), self.timeout))
 
     def remote(self, group_id, attempt):
@@ -149,6 +160,6 @@ class Router:
                               + (f" ({'; '.join(failures)})" if failures else ""))
 
     def _serve_read(self, peer, group_id, kind, args):
-        if self.node.replica(group_id) is None:
+        if self.local.replica(group_id) is None:
             raise PeerUnavailable(f"{self.name} holds no replica of group {group_id}")
-        return self.node.local_read(group_id, kind, args)
+        return self.local.read(group_id, kind, args)

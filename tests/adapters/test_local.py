@@ -13,9 +13,9 @@ import sys
 import textwrap
 
 from starcite.adapters import build_adapter
-from starcite.adapters.base import encode_session_id
+from starcite.adapters.chunks import encode_session_id
 from starcite.adapters.local import LocalArchiveAdapter
-from starcite.config import load_config
+from starcite.config.settings import load_config
 from tests.adapters.archive_helpers import make_events, make_session
 
 

@@ -18,7 +18,7 @@ import pytest
 from starcite.adapters import build_adapter
 from starcite.adapters.base import ArchiveConfigError, ArchiveUnavailable
 from starcite.adapters.postgres import MIGRATIONS, PostgresArchiveAdapter
-from starcite.config import load_config
+from starcite.config.settings import load_config
 from tests.adapters.archive_helpers import assert_fails_fast, make_events, make_session, run_threads
 from tests.server import free_port
 

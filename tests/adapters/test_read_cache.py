@@ -10,7 +10,7 @@ import pytest
 
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.read_cache import ArchiveReadCache
-from starcite.config import load_config
+from starcite.config.settings import load_config
 from tests.adapters.archive_helpers import make_events, run_threads
 
 

@@ -13,9 +13,10 @@ import textwrap
 import pytest
 
 from starcite.adapters import build_adapter
-from starcite.adapters.base import ArchiveConfigError, ArchiveUnavailable, encode_session_id
+from starcite.adapters.base import ArchiveConfigError, ArchiveUnavailable
+from starcite.adapters.chunks import encode_session_id
 from starcite.adapters.s3 import S3ArchiveAdapter
-from starcite.config import load_config
+from starcite.config.settings import load_config
 from tests.adapters.archive_helpers import (assert_fails_fast, make_event, make_events, make_session,
                                            run_threads)
 

@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk, jwt
 
-from starcite.api.auth import Authenticator
-from starcite.api.jwks import JwksCache
-from starcite.api.policy import AuthError
-from starcite.config import load_config
+from starcite.api.auth.tokens import Authenticator
+from starcite.api.auth.jwks import JwksCache
+from starcite.api.auth.policy import AuthError
+from starcite.config.settings import load_config
 from tests.server import StarciteServer
 
 ISSUER = "https://idp.test/"

@@ -1,4 +1,4 @@
-"""Tests of the request-side helpers of starcite.api.policy and starcite.api.auth.
+"""Tests of the request-side helpers of starcite.api.auth.policy and starcite.api.auth.tokens.
 
 Owns: the policy helpers (scope, session, create, tenant and service checks,
 failing closed without a context, fencing create metadata, resolving the
@@ -9,8 +9,9 @@ keys, use the network, or wait.
 
 import pytest
 
-from starcite.api.auth import extract_token, redact
-from starcite.api.policy import (
+from starcite.api.auth.tokens import extract_token
+from starcite.telemetry.redact import redact
+from starcite.api.auth.policy import (
     NO_AUTH, AuthContext, creator_principal, fence_create_metadata, require_create_session, require_scope,
     require_service, require_session, require_tenant, resolve_actor,
 )

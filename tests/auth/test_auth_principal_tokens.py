@@ -1,4 +1,4 @@
-"""Tests of starcite.api.auth on principal tokens: issued by Starcite, signed with its derived key.
+"""Tests of starcite.api.auth.tokens on principal tokens: issued by Starcite, signed with its derived key.
 
 Owns: issuing (defaults, max TTL, expiry, refused bodies, the auth:issue
 scope, no scope, tenant or session beyond the service token's) and
@@ -15,7 +15,7 @@ import time
 import pytest
 from jose import jwt
 
-from starcite.api.auth import PRINCIPAL_TYP, Authenticator, derive_principal_key, issue_principal_token
+from starcite.api.auth.tokens import PRINCIPAL_TYP, Authenticator, derive_principal_key, issue_principal_token
 from tests.auth.conftest import expect
 
 

@@ -22,7 +22,7 @@ import pytest
 from gunicorn.config import Config as GunicornConfig
 from jose import jwt
 
-from starcite.api.access_log import ACCESS_BATCH_LINES, RedactingLogger
+from starcite.api.server.access_log import ACCESS_BATCH_LINES, RedactingLogger
 from tests.auth.conftest import TENANT, claims, jwt_env, remember
 from tests.auth.node_helpers import (OTHER, append, bearer, call, create, error_of, expiring_reader, issue,
                                      list_ids, principal, refused_upgrade, token_query)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from starcite.api.auth import PRINCIPAL_TYP, derive_principal_key
+from starcite.api.auth.tokens import PRINCIPAL_TYP, derive_principal_key
 from tests.auth.conftest import TENANT, b64, claims, hs256, remember
 from tests.auth.node_helpers import (OTHER, append, bearer, call, create, error_of, issue, list_ids, principal,
                                      refused_upgrade)

@@ -1,4 +1,4 @@
-"""Tests of starcite.api.auth on service JWTs, verified against a loopback JWKS.
+"""Tests of starcite.api.auth.tokens on service JWTs, verified against a loopback JWKS.
 
 Owns: RS256/ES256 service tokens and the claims they must carry (issuer,
 audience, exp to the subsecond with leeway, tenant, scopes, session lock),
@@ -17,7 +17,7 @@ import time
 import pytest
 from jose import jwt
 
-from starcite.api.auth import PRINCIPAL_TYP
+from starcite.api.auth.tokens import PRINCIPAL_TYP
 from tests.auth.conftest import FakeClock, expect, wait_until
 
 
@@ -238,7 +238,7 @@ def test_refresh_thread_under_gevent_monkey_patching(jwks_server):
     script = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import sys, time\n"
-        "from starcite.api.jwks import JwksCache\n"
+        "from starcite.api.auth.jwks import JwksCache\n"
         "cache = JwksCache(sys.argv[1], 20, fetch_timeout=1.0)\n"
         "cache.start()\n"
         "deadline = time.monotonic() + 5\n"

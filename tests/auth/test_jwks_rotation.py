@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from starcite.api.auth import Authenticator
-from starcite.api.policy import AuthError
+from starcite.api.auth.tokens import Authenticator
+from starcite.api.auth.policy import AuthError
 from tests.auth.conftest import JwksServer, claims, jwt_env, make_config
 
 

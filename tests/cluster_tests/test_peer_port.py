@@ -9,8 +9,8 @@ import time
 import gevent
 import pytest
 
-from starcite.cluster import peer_handshake
-from starcite.cluster.peer_link import PeerHub, PeerUnavailable
+from starcite.peers import handshake as peer_handshake
+from starcite.peers.link import PeerHub, PeerUnavailable
 from tests.server import free_listen_port
 
 SECRET = "correct horse battery staple"

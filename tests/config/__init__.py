@@ -1,1 +1,1 @@
-"""Tests of `starcite.config`: defaults, the TOML file, environment overrides and validation (run: pytest tests/config)."""
+"""Tests of `starcite.config.settings`: defaults, the TOML file, environment overrides and validation (run: pytest tests/config)."""

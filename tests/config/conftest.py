@@ -7,7 +7,7 @@ machine's environment variables; helpers live in `tests.config.helpers`.
 
 import pytest
 
-from starcite.config import load_config
+from starcite.config.settings import load_config
 from tests.config.helpers import toml_text
 
 

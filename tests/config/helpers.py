@@ -12,7 +12,7 @@ import pathlib
 
 import pytest
 
-from starcite.config import SETTINGS, ConfigError
+from starcite.config.settings import SETTINGS, ConfigError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"

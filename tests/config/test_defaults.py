@@ -1,4 +1,4 @@
-"""Tests of `starcite.config` with no file and small environments: defaults and cluster settings.
+"""Tests of `starcite.config.settings` with no file and small environments: defaults and cluster settings.
 
 Owns: every setting's default (and the derived ones: node name, Raft and
 archive directories), single-node and cluster membership from
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from starcite.config import SETTINGS, ConfigError, load_config
+from starcite.config.settings import SETTINGS, ConfigError, load_config
 from tests.config.helpers import GiB, MiB
 
 

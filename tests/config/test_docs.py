@@ -11,8 +11,8 @@ import tomllib
 
 import pytest
 
-from starcite import config as cfg
-from starcite.config import SETTINGS, Config, load_config
+from starcite.config import settings as cfg
+from starcite.config.settings import SETTINGS, Config, load_config
 from tests.config.helpers import CONF_DIR, ENV_CASES, ROOT
 
 
@@ -62,5 +62,5 @@ def test_readme_configuration_table_matches_the_code():
 
 
 def test_shipped_config_file_is_generated_from_the_settings():
-    """conf/starcite.toml documents every setting; regenerate it with `starcite.config.documented_toml()`."""
+    """conf/starcite.toml documents every setting; regenerate it with `starcite.config.settings.documented_toml()`."""
     assert (CONF_DIR / "starcite.toml").read_text(encoding="utf-8") == cfg.documented_toml()

@@ -1,4 +1,4 @@
-"""Tests of where `starcite.config` reads settings from: the TOML file and the environment.
+"""Tests of where `starcite.config.settings` reads settings from: the TOML file and the environment.
 
 Owns: nested tables and dotted keys, every setting from its TOML key and
 every environment variable overriding the file, fallback variables (AWS,
@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from starcite import config as cfg
-from starcite.config import SETTINGS, ConfigError, load_config
+from starcite.config import settings as cfg
+from starcite.config.settings import SETTINGS, ConfigError, load_config
 from tests.config.helpers import ENV_CASES, KiB, MiB, config_error
 
 

@@ -1,4 +1,4 @@
-"""Tests of `starcite.config`'s values: the parsers and the validation of what they parse.
+"""Tests of `starcite.config.settings`'s values: the parsers and the validation of what they parse.
 
 Owns: `parse_size`, `parse_bool` and `parse_list` (accepted and refused
 text), unparsable values naming the variable or key, floats refused for
@@ -9,8 +9,8 @@ machine's environment variables (explicit ``environ`` dicts only).
 
 import pytest
 
-from starcite import config as cfg
-from starcite.config import ConfigError, load_config
+from starcite.config import settings as cfg
+from starcite.config.settings import ConfigError, load_config
 from tests.config.helpers import GiB, KiB, MiB, config_error
 
 

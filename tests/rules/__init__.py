@@ -1,1 +1,1 @@
-"""Unit and property tests of `starcite.rules`, the pure session rules (SPEC §2; run: pytest tests/rules)."""
+"""Unit and property tests of `starcite.core.rules`, the pure session rules (SPEC §2; run: pytest tests/rules)."""

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from starcite import rules
-from starcite.rules import GroupState, RuleError, SessionState
+from starcite.core import rules
+from starcite.core.rules import GroupState, RuleError, SessionState
 
 
 T0 = "2024-01-01T00:00:00.000000Z"

@@ -1,4 +1,4 @@
-"""Tests of sessions and appends in `starcite.rules`: seq assignment, producer dedupe, expected_seq.
+"""Tests of sessions and appends in `starcite.core.rules`: seq assignment, producer dedupe, expected_seq.
 
 Owns: `create_session` (its record, 409 on an existing id), `append_event` and
 `append_events` (gap-free seqs across producers, the event JSON and the
@@ -13,8 +13,8 @@ import pickle
 
 import pytest
 
-from starcite import rules
-from starcite.rules import SEQ_LIMIT, GroupState
+from starcite.core import rules
+from starcite.core.rules import SEQ_LIMIT, GroupState
 from tests.rules.helpers import (EVENT_KEYS, T0, T1, append_many, assert_error, body, do_append, dump,
                                  hot_seqs)
 

@@ -1,4 +1,4 @@
-"""Tests of archive acks, the hot tier and replicated state in `starcite.rules`.
+"""Tests of archive acks, the hot tier and replicated state in `starcite.core.rules`.
 
 Owns: `ack_archived` (eviction, byte accounting, never backwards or past
 last_seq), `pending`, `hot_range` bounds, `parse_result`, determinism of two
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from starcite import rules
-from starcite.rules import RuleError
+from starcite.core import rules
+from starcite.core.rules import RuleError
 from tests.rules.helpers import (T0, T1, append_many, assert_error, body, do_append, dump, hot_seqs, nbytes_of,
                                  new_group)
 

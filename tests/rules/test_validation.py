@@ -1,4 +1,4 @@
-"""Tests of the request validation in `starcite.rules`: append and create bodies (SPEC §2).
+"""Tests of the request validation in `starcite.core.rules`: append and create bodies (SPEC §2).
 
 Owns: `validate_append` (normalised fields, required and optional ones,
 refused values and the error code each gets, boundary values, unknown
@@ -9,8 +9,8 @@ HTTP, or touch the clock.
 
 import pytest
 
-from starcite import rules
-from starcite.rules import SEQ_LIMIT
+from starcite.core import rules
+from starcite.core.rules import SEQ_LIMIT
 from tests.rules.helpers import assert_invalid, body
 
 

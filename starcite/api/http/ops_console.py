@@ -1,0 +1,55 @@
+"""The ops console's routes (`/ops/*`), served only on the node's ops channel, never the API port.
+
+Owns: `create_ops_app(node)`, the Falcon app behind the ops channel (a unix
+socket in the data directory, mode 0600: see `starcite.cluster.ops_channel`):
+`status`, `ready-nodes`, `drain`, `undrain`, and `/health/ready` for the
+wait commands. Each command becomes a message to the node's actors (through
+`Node`). Must not: be added to the public app; whoever can open the socket
+file is an operator of this node.
+"""
+
+import falcon
+
+from starcite.api.http import errors
+from starcite.api.http.resources import HealthReadyResource, send_json
+
+
+class OpsResource:
+    def __init__(self, node):
+        self.node = node
+
+    def on_get_status(self, req, resp):
+        send_json(resp, falcon.HTTP_200, self.node.views.status())
+
+    def on_get_ready_nodes(self, req, resp):
+        statuses = self.node.views.observer_statuses()
+        send_json(resp, falcon.HTTP_200, {"ready_nodes": [n for n, s in statuses.items() if s == "ready"],
+                                          "statuses": statuses})
+
+    def _drain(self, req, resp, draining):
+        target = req.get_param("node") or self.node.name
+        send_json(resp, falcon.HTTP_200, {"node": target, "statuses": self.node.views.set_drain(target, draining)})
+
+    def on_get_agreement(self, req, resp):
+        """How every reachable node's Observer sees ``node`` (default: this one), for wait-drained."""
+        target = req.get_param("node") or self.node.name
+        send_json(resp, falcon.HTTP_200, {"node": target, "views": self.node.control.agreement(target)})
+
+    def on_post_drain(self, req, resp):
+        self._drain(req, resp, True)
+
+    def on_post_undrain(self, req, resp):
+        self._drain(req, resp, False)
+
+
+def create_ops_app(node):
+    app = falcon.App(cors_enable=False)
+    errors.install(app)
+    app.add_route("/health/ready", HealthReadyResource(node))
+    resource = OpsResource(node)
+    app.add_route("/ops/status", resource, suffix="status")
+    app.add_route("/ops/ready-nodes", resource, suffix="ready_nodes")
+    app.add_route("/ops/agreement", resource, suffix="agreement")
+    app.add_route("/ops/drain", resource, suffix="drain")
+    app.add_route("/ops/undrain", resource, suffix="undrain")
+    return app

@@ -1,0 +1,142 @@
+"""Tails: `GET /v1/sessions/:id/tail?cursor=N&batch_size=M`, over WebSocket or SSE.
+
+Owns: the tail's HTTP checks before the stream starts (cursor or
+``Last-Event-ID``, batch_size, session exists, access, the wire: a WebSocket
+upgrade, else ``Accept: text/event-stream``, else 426), the start through
+the worker's hooks (``starcite.upgrade`` for a 101, ``starcite.stream`` for
+an SSE head), the registry of open tail streams (for the metrics) and the
+SSE keep-alive tick. Each started tail is a `starcite.api.tails.stream.TailStream`.
+
+Must not: send events or keep a tail's state (the stream does), or let any
+refusal (400, 401, 403, 404, 426) happen after the stream has started.
+"""
+
+import base64
+import time
+
+import gevent
+
+from starcite.api.http.errors import ApiError
+from starcite.api.http.resources import int_param
+from starcite.api.http.request_context import REQUEST_ID_HEADER
+from starcite.api.tails.sse_wire import SseConn, sse_head
+from starcite.api.tails.stream import TailStream
+from starcite.api.tails.ws_wire import WebSocketConn
+from starcite.core.errors import StarciteError
+from starcite.core.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
+
+SUPPORTED_VERSIONS = ("13", "8", "7")
+_SSE_OPEN_POLL_S = 0.05
+
+
+def _wants_sse(env) -> bool:
+    return not env.get("HTTP_UPGRADE") and "text/event-stream" in env.get("HTTP_ACCEPT", "").lower()
+
+
+def _cursor(req, sse: bool) -> int:
+    """``cursor``, or on SSE the ``Last-Event-ID`` a reconnecting EventSource sends in its place."""
+    last_event_id = req.get_header("Last-Event-ID") if sse else None
+    if last_event_id is None or not last_event_id.strip():
+        return int_param(req, "cursor", 0, TAIL_CURSOR, "invalid_cursor")
+    cursor = TAIL_CURSOR.parse(last_event_id.strip())
+    if cursor is None:
+        raise ApiError(400, "invalid_cursor",
+                       f"Last-Event-ID must be an integer from {TAIL_CURSOR.minimum} to {TAIL_CURSOR.maximum}")
+    return cursor
+
+
+def _check_handshake(env):
+    if env.get("HTTP_UPGRADE", "").lower() != "websocket" or "upgrade" not in env.get("HTTP_CONNECTION", "").lower():
+        raise ApiError(426, "upgrade_required", "This endpoint is a WebSocket: send an Upgrade request",
+                       {"Upgrade": "websocket"})
+    if env.get("SERVER_PROTOCOL") != "HTTP/1.1":  # RFC 6455 §4.1 (geventwebsocket would answer a bare 402)
+        raise ApiError(400, "invalid_handshake", "A WebSocket upgrade is an HTTP/1.1 request")
+    if env.get("HTTP_SEC_WEBSOCKET_VERSION") not in SUPPORTED_VERSIONS:
+        raise ApiError(400, "invalid_handshake", "Unsupported Sec-WebSocket-Version (use 13)")
+    try:
+        if len(base64.b64decode(env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip(), validate=True)) != 16:
+            raise ValueError
+    except ValueError:
+        raise ApiError(400, "invalid_handshake", "Invalid Sec-WebSocket-Key") from None
+
+
+class TailResource:
+    def __init__(self, node, gate, sse_keepalive_ms=15000, sse_retry_ms=1000):
+        self.node, self.gate = node, gate
+        self.streams = set()  # every TailStream from start to finish
+        self.sse_keepalive_s = sse_keepalive_ms / 1000.0
+        self.sse_retry_ms = sse_retry_ms
+        self.keepalive_tick = None  # one greenlet for every SSE stream, started with the first
+
+    def _checked(self, req, session_id):
+        """Everything a tail request must pass before the stream starts:
+        ``(access, sse, cursor, batch_size)``."""
+        access = req.context.access
+        access.scope("session:read")
+        sse = _wants_sse(req.env)
+        cursor = _cursor(req, sse)
+        batch_size = int_param(req, "batch_size", 1, TAIL_BATCH_SIZE, "invalid_batch_size")
+        access.session(self._session(session_id, sse))
+        if not sse:
+            _check_handshake(req.env)
+        return access, sse, cursor, batch_size
+
+    def _session(self, session_id, sse: bool) -> dict:
+        """The session's record, or the refusal. An EventSource gives up for good on any status
+        but 200, so an SSE open waits (up to ``raft_timeout_ms``) while this replica cannot vouch
+        for the session yet, e.g. right after a restart, rather than answering that 503."""
+        deadline = time.monotonic() + (self.node.command_timeout if sse else 0.0)
+        while True:
+            try:
+                return self.node.require_session(session_id)
+            except StarciteError as exc:
+                if exc.status != 503 or time.monotonic() >= deadline or self.node.stopping:
+                    raise
+            gevent.sleep(_SSE_OPEN_POLL_S)
+
+    def on_head(self, req, resp, session_id):
+        """The GET's answer without a body; a HEAD never upgrades, so a valid handshake is refused."""
+        _access, sse, _cursor, _batch_size = self._checked(req, session_id)
+        if not sse:
+            raise ApiError(400, "invalid_handshake", "A WebSocket tail opens with GET, not HEAD")
+        resp.content_type = "text/event-stream; charset=utf-8"
+        resp.cache_control = ["no-cache"]
+
+    def on_get(self, req, resp, session_id):
+        access, sse, cursor, batch_size = self._checked(req, session_id)
+        hook = req.env.get("starcite.stream" if sse else "starcite.upgrade")
+        if hook is None or self.node.stopping:
+            raise ApiError(503, "unavailable", "Tails are not served by this process right now")
+        if sse:
+            head, chunked = sse_head(req.env.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                                     [(REQUEST_ID_HEADER, req.context.request_id)], self.sse_retry_ms)
+            conn = SseConn(hook(head), chunked)
+            self._keep_alive_started()
+        else:
+            websocket, head = hook()
+            conn = WebSocketConn.detach(websocket)
+            conn.unsent = head  # the 101 goes out with the first replay frames, in one write
+        req.context.upgraded = True
+        # The request greenlet runs the first replay, then ends: the tail lives on a detached
+        # socket, driven by watchers and short-lived greenlets, so an idle tail holds no stack.
+        TailStream(self.node, conn, session_id, cursor, batch_size,
+                   self.gate.expires_at(access)).start(self.streams)
+
+    def _keep_alive_started(self):
+        if self.keepalive_tick is None:
+            self.keepalive_tick = gevent.spawn(self._keep_alive)
+
+    def _keep_alive(self):
+        """Every ``sse_keepalive_ms``, each idle SSE stream sends its comment line (proxies close
+        connections that stay silent); one greenlet and no timer per stream."""
+        while True:
+            gevent.sleep(self.sse_keepalive_s)
+            for stream in list(self.streams):
+                if stream.conn.keepalive is not None:
+                    stream.write_idle(stream.conn.keepalive)
+
+    def counts(self) -> dict:
+        """What open tail streams hold at the edge, for the metrics (0 once they are closed)."""
+        return {"tail_streams": len(self.streams),
+                "tail_watchers": sum(len(stream.watchers) for stream in self.streams),
+                "tail_pumps": sum(1 for stream in self.streams if stream.pump is not None)}

@@ -1,0 +1,111 @@
+"""A tail's own handle on its connection, whatever the wire (WebSocket or SSE).
+
+Owns: `TailSocket`, the part of a tail's connection that does not depend on
+the wire: blocking sends for the pump, a non-blocking send for the hub (what
+the kernel could not take waits in ``unsent``), the claim of the live
+fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is sending on the
+fd; every other write and the close wait for it), and the close. The wires (`starcite.api.tails.ws_wire`,
+`starcite.api.tails.sse_wire`) subclass `TailSocket` with their encoding, what
+they make of inbound bytes, and what they send before closing.
+
+Must not: know about sessions, cursors, the node or the pump's state.
+"""
+
+# How a tail ends, in WebSocket close codes (the SSE wire maps them to its own ending).
+CLOSE_NORMAL = 1000         # shutdown, or the client's close
+CLOSE_INTERNAL = 1011       # the tail failed or cannot be served (the reason says why)
+CLOSE_TOKEN_EXPIRED = 4001  # the token expired
+
+
+class TailSocket:
+    """The connection of one tail after it is detached from the WSGI handler."""
+
+    keepalive = None  # bytes an idle stream sends periodically (SSE's comment line); None: nothing
+
+    def __init__(self, sock):
+        self.sock = sock  # a gevent socket on the detached fd
+        self.closed = False
+        self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
+        self.in_flight = None  # the live fan-out job sending on this fd (its ``done`` is an Event)
+
+    # -- what a wire defines ------------------------------------------------------
+
+    def encode(self, entries, batch_size) -> bytes:
+        """The wire bytes of ``entries``, a list of ``(seq, event_json)``."""
+        raise NotImplementedError
+
+    def wire_key(self, batch_size):
+        """Two sockets with the same key encode a batch to the same bytes (the live fan-out
+        encodes a batch once per key)."""
+        raise NotImplementedError
+
+    def inbound(self, data: bytes) -> list:
+        """Outbox items for bytes the client sent: ``("close", code, reason)``, ``("pong", payload)``."""
+        return []
+
+    def pong(self, payload: bytes):
+        """Answer a ping (WebSocket only)."""
+
+    def goodbye(self, code, reason: str) -> bytes:
+        """What the wire sends before the socket closes with ``code`` (None: just close)."""
+        return b""
+
+    # -- the shared part ----------------------------------------------------------
+
+    def busy(self) -> bool:
+        """Hub context: something is pending on the fd, so a hub-side write must not go now."""
+        return self.closed or bool(self.unsent) or self.in_flight is not None
+
+    def wait_in_flight(self):
+        """Greenlet context: until the fan-out job on this fd (if any) has settled."""
+        while self.in_flight is not None:
+            self.in_flight.done.wait()
+
+    def settle(self, data: bytes, sent: int) -> bool:
+        """Hub context: the fan-out job sent ``sent`` bytes of ``data`` (-errno: the socket is
+        dead; False). What the kernel did not take waits in ``unsent`` for the pump."""
+        self.in_flight = None
+        if sent < 0:
+            return False
+        if sent < len(data):
+            self.unsent = data[sent:]
+        return True
+
+    def send(self, data: bytes):
+        """Blocking (greenlet context): what is unsent, then ``data``, in one write."""
+        self.wait_in_flight()
+        if self.unsent:
+            data, self.unsent = self.unsent + data, b""
+        if data:
+            self.sock.sendall(data)
+
+    def flush(self):
+        self.send(b"")
+
+    def send_now(self, data: bytes) -> bool:
+        """Non-blocking: True when every byte was written or queued in ``unsent``; False on a dead socket."""
+        try:
+            sent = self.sock._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False
+        if sent < len(data):
+            self.unsent = data[sent:]
+        return True
+
+    def send_quietly(self, data: bytes):
+        """A last write (a close frame, an error event): a peer that is gone is not an error."""
+        try:
+            if data:
+                self.send(data)
+        except OSError:
+            pass
+
+    def close(self, code=None, reason=""):
+        self.wait_in_flight()  # never close an fd a fan-out job may still be sending on
+        if self.closed:
+            return
+        self.send_quietly(self.goodbye(code, reason))
+        self.closed = True
+        self.sock.close()

@@ -1,0 +1,112 @@
+"""The WebSocket wire of a tail (RFC 6455, server side): frames out, control frames in, the socket.
+
+Owns: encoding server frames (one event per frame, or arrays of
+``batch_size``), a reader that drops inbound data frames and notices close
+and ping, and `WebSocketConn`, the `TailSocket` of a WebSocket tail after it
+is detached from the WSGI handler (close frames, pongs).
+
+Must not: know about sessions, cursors or the node.
+"""
+
+import struct
+
+import gevent.socket
+
+from starcite.api.tails.tail_socket import CLOSE_NORMAL, TailSocket
+
+OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x8, 0x9, 0xA
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked server-to-client WebSocket frame (FIN set)."""
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x80 | opcode, size) + payload
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, size) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
+
+
+class InboundFrames:
+    """Just enough of a WebSocket frame reader to ignore data frames and notice close and ping."""
+
+    def __init__(self):
+        self.buffer = b""
+        self.skip = 0
+
+    def feed(self, data: bytes):
+        """Yields ``(opcode, payload)`` of complete control frames; data frames are dropped."""
+        if self.skip:
+            dropped = min(self.skip, len(data))
+            self.skip -= dropped
+            data = data[dropped:]
+        buf = self.buffer + data
+        while len(buf) >= 2:
+            opcode, length = buf[0] & 0x0F, buf[1] & 0x7F
+            head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if buf[1] & 0x80 else 0)
+            if len(buf) < head:
+                break
+            if length == 126:
+                length = struct.unpack("!H", buf[2:4])[0]
+            elif length == 127:
+                length = struct.unpack("!Q", buf[2:10])[0]
+            if opcode < 0x8 and len(buf) < head + length:
+                self.skip = head + length - len(buf)  # a data frame: drop it as it streams in
+                buf = b""
+                break
+            if len(buf) < head + length:
+                break
+            payload = buf[head:head + length]
+            if buf[1] & 0x80:
+                mask = buf[head - 4:head]
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            if opcode >= 0x8:
+                yield opcode, payload
+            buf = buf[head + length:]
+        self.buffer = buf[:1024]
+
+
+def encode_frames(entries, batch_size) -> bytes:
+    """The wire bytes of ``entries`` as text frames: one event per frame, or arrays of ``batch_size``."""
+    if batch_size == 1:
+        return b"".join(frame(OP_TEXT, event_json.encode()) for _seq, event_json in entries)
+    return b"".join(frame(OP_TEXT, ("[" + ",".join(e[1] for e in entries[i:i + batch_size]) + "]").encode())
+                    for i in range(0, len(entries), batch_size))
+
+
+class WebSocketConn(TailSocket):
+    """A tail's connection after the 101: text frames out, control frames in."""
+
+    def __init__(self, sock):
+        super().__init__(sock)
+        self.frames_in = InboundFrames()
+
+    @classmethod
+    def detach(cls, ws):
+        """Take the connection's fd from the WSGI handler's socket object (which then
+        closes nothing). Not os.dup: epoll keeps reporting on the closed twin and the
+        event loop loses our readiness events."""
+        return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()))
+
+    def encode(self, entries, batch_size) -> bytes:
+        return encode_frames(entries, batch_size)
+
+    def wire_key(self, batch_size):
+        return ("websocket", batch_size)
+
+    def inbound(self, data: bytes) -> list:
+        items = []
+        for opcode, payload in self.frames_in.feed(data):
+            if opcode == OP_CLOSE:
+                return items + [("close", CLOSE_NORMAL, "")]  # answer the client's close
+            if opcode == OP_PING:
+                items.append(("pong", payload))
+        return items
+
+    def pong(self, payload: bytes):
+        self.send_quietly(frame(OP_PONG, payload))
+
+    def goodbye(self, code, reason: str) -> bytes:
+        if code is None:
+            return b""
+        return frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120])

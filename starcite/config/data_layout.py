@@ -1,0 +1,36 @@
+"""The data directory's layout record: settings that must never change under existing data.
+
+Owns: `<raft_data_dir>/layout.json`, written on first start, checked on every
+start. Sessions hash to groups, so changing `num_groups` on an existing data
+directory would silently misplace every session; refusing to start is the
+only safe answer. Must not: migrate anything.
+"""
+
+import json
+import os
+
+from starcite.config.settings import ConfigError
+
+FIXED = ("num_groups",)
+
+
+def check_data_layout(config):
+    os.makedirs(config.raft_data_dir, exist_ok=True)
+    path = os.path.join(config.raft_data_dir, "layout.json")
+    wanted = {key: getattr(config, key) for key in FIXED}
+    try:
+        with open(path) as fh:
+            recorded = json.load(fh)
+    except FileNotFoundError:
+        with open(path + ".tmp", "w") as fh:
+            json.dump(wanted, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(path + ".tmp", path)
+        return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable layout record: {exc}") from None
+    for key in FIXED:
+        if key in recorded and recorded[key] != wanted[key]:
+            raise ConfigError(f"STARCITE_NUM_GROUPS (raft.num_groups): data in {config.raft_data_dir} was "
+                              f"written with {recorded[key]}, not {wanted[key]}; it cannot change")

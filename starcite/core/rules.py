@@ -1,0 +1,280 @@
+"""The session rules: validation, seq assignment, producer dedupe, expected_seq, archive progress.
+
+Owns: every decision about what an append, a create or an archive ack does to
+a group's state, and the shapes of session records and events. It is pure:
+no I/O, no clock, no actors, no Raft. The Raft state machine calls it with
+commands that already carry their timestamps, so every replica computes the
+same result from the same log.
+
+Must not: read the time, touch files or sockets, or know which node it runs
+on. Anything non-deterministic belongs to the caller.
+"""
+
+import hashlib
+import json
+
+from starcite.core.errors import StarciteError
+from starcite.core.shapes import Either, Field, Integer, Obj, Text, check_object
+
+SEQ_LIMIT = 2**63 - 1
+# Memory one hot event costs beyond its JSON characters: its objects (the (seq, json, cost) tuple 64,
+# the str header 49, two ints 56, the list slot: ~180 by CPython 3.11's sizes) plus what the bench
+# `memory` row measured beyond those and the Raft log (allocator rounding and fragmentation: ~140).
+# See docs/archives.md "What the cap counts".
+HOT_EVENT_OVERHEAD_BYTES = 320
+_EVENT_FIELDS = ("type", "payload", "actor", "source", "metadata", "refs", "idempotency_key")
+
+
+class RuleError(StarciteError):
+    """A request the rules refuse."""
+
+    def as_tuple(self):
+        base = ("error", self.status, self.code, self.message)
+        return base + (self.extra,) if self.extra else base
+
+
+# -- request shapes: each is both the validator and the OpenAPI schema (`starcite.api.http.openapi`) --------
+
+# A session id is one URL path segment that every client can address: no control characters, no
+# separators '/' and '\' (URL parsers treat a backslash as '/'), and not the dot segments '.' and '..',
+# which clients resolve before sending (POST /v1/sessions/../append would reach /v1/append). Every other
+# character is percent-encoded by a client building the path and reaches the session unchanged. Up to
+# 256 ASCII characters, or up to 64 of any other kind (256 bytes of UTF-8 at most either way: archive
+# keys are built from it).
+_ID_REFUSED = (".", "..")
+SESSION_ID = Either((
+    Text(min_length=1, max_length=256, alphabet=r"[\x20-\x2e\x30-\x5b\x5d-\x7e]", refused=_ID_REFUSED),
+    Text(min_length=1, max_length=64, alphabet=r"[^\x00-\x1f\x7f-\x9f/\\]", refused=_ID_REFUSED),
+))
+SESSION_ID_RULE = ("1 to 256 printable ASCII characters, or 1 to 64 characters of any script, without control "
+                   "characters, '/' or '\\', and not '.' or '..'")
+SEQ = Integer(0, SEQ_LIMIT)
+
+_NON_EMPTY = Text(min_length=1)
+REFS = Obj(code="invalid_refs", fields=(
+    Field("to_seq", SEQ, "refs.to_seq must be a non-negative integer"),
+    Field("step", SEQ, "refs.step must be a non-negative integer"),
+    Field("request_id", Text(), "refs.request_id must be a string"),
+    Field("sequence_id", Text(), "refs.sequence_id must be a string"),
+))
+APPEND = Obj(closed=True, code="invalid_event", fields=(
+    Field("type", _NON_EMPTY, "type is required and must be a non-empty string", required=True),
+    Field("payload", Obj(), "payload is required and must be an object", required=True),
+    Field("producer_id", _NON_EMPTY, "producer_id is required and must be a non-empty string", required=True),
+    Field("producer_seq", Integer(1, SEQ_LIMIT), "producer_seq is required and must be an integer >= 1",
+          required=True),
+    Field("actor", _NON_EMPTY, "actor must be a non-empty string"),
+    Field("source", _NON_EMPTY, "source must be a non-empty string"),
+    Field("metadata", Obj(), "metadata must be an object", code="invalid_metadata"),
+    Field("refs", REFS, "refs must be an object", code="invalid_refs"),
+    Field("idempotency_key", Text(), "idempotency_key must be a string"),
+    Field("expected_seq", SEQ, "expected_seq must be an integer >= 0"),
+))
+CREATE = Obj(closed=True, code="invalid_session", fields=(
+    Field("id", SESSION_ID, f"id must be {SESSION_ID_RULE}"),
+    Field("title", Text(), "title must be a string"),
+    Field("metadata", Obj(), "metadata must be an object", code="invalid_metadata"),
+))
+# Query parameters.
+LIST_LIMIT = Integer(1, 1000)
+TAIL_CURSOR = SEQ
+TAIL_BATCH_SIZE = Integer(1, 1000)
+EVENTS_LIMIT = Integer(1, 1000)
+EVENTS_WAIT_MS = Integer(0, 30000)
+
+
+def validate_append(body) -> dict:
+    """Check an append body; return the normalised append input (no seq, no time yet)."""
+    check_object(body, APPEND, "body must be a JSON object", RuleError)
+    return {
+        "type": body["type"],
+        "payload": body["payload"],
+        "actor": body.get("actor"),
+        "producer_id": body["producer_id"],
+        "producer_seq": body["producer_seq"],
+        "source": body.get("source"),
+        "metadata": body.get("metadata") or {},
+        "refs": body.get("refs") or {},
+        "idempotency_key": body.get("idempotency_key"),
+        "expected_seq": body.get("expected_seq"),
+    }
+
+
+def validate_create(body) -> dict:
+    """Check a create body (the API passes ``{}`` when there is none); return ``{id|None, title, metadata}``."""
+    check_object(body, CREATE, "body must be a JSON object", RuleError)
+    return {"id": body.get("id"), "title": body.get("title"), "metadata": body.get("metadata") or {}}
+
+
+def encode_event(event: dict) -> str:
+    """The one JSON encoding of an event: stored in the hot tier, sent on tails."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def hot_cost(event_json: str) -> int:
+    """Bytes one hot event is charged against the cap: its JSON plus `HOT_EVENT_OVERHEAD_BYTES`."""
+    return len(event_json) + HOT_EVENT_OVERHEAD_BYTES
+
+
+def fingerprint(append: dict) -> bytes:
+    """Digest of the content a producer retry must repeat exactly."""
+    content = json.dumps([append.get(k) for k in _EVENT_FIELDS], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(content.encode(), digest_size=16).digest()
+
+
+class SessionState:
+    """One session inside a group: its record, producer cursors and hot events.
+
+    ``hot`` holds ``(seq, event_json, cost)`` for committed events that are not
+    yet archived; ``hot[0]`` has seq ``archived_seq + 1`` once anything is hot.
+    ``cost`` is what the event holds in memory (`hot_cost`); ``hot_bytes`` their sum.
+    Entries restored from a snapshot taken before costs were counted carry the
+    request body size there instead; they are evicted with what they added.
+    """
+
+    __slots__ = ("id", "title", "metadata", "created_at", "updated_at", "creator_principal",
+                 "last_seq", "archived_seq", "producers", "hot", "hot_bytes")
+
+    def __init__(self, session_id, title, metadata, created_at, creator_principal=None):
+        self.id = session_id
+        self.title = title
+        self.metadata = metadata
+        self.created_at = created_at
+        self.updated_at = created_at
+        self.creator_principal = creator_principal
+        self.last_seq = 0
+        self.archived_seq = 0
+        self.producers = {}  # producer_id -> (producer_seq, seq, fingerprint)
+        self.hot = []
+        self.hot_bytes = 0
+
+    def __getstate__(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+    def record(self) -> dict:
+        rec = {"id": self.id, "title": self.title, "metadata": self.metadata, "last_seq": self.last_seq,
+               "created_at": self.created_at, "updated_at": self.updated_at}
+        if self.creator_principal is not None:
+            rec["creator_principal"] = self.creator_principal
+        return rec
+
+    def hot_range(self, after_seq: int, limit: int) -> list:
+        """Hot ``(seq, json, cost)`` entries with seq > after_seq, at most ``limit``."""
+        if not self.hot:
+            return []
+        start = max(0, after_seq + 1 - self.hot[0][0])
+        return self.hot[start:start + limit]
+
+
+class GroupState:
+    """All sessions of one Raft group; the only object the state machine replicates."""
+
+    def __init__(self):
+        self.sessions = {}
+        self.hot_bytes = 0
+
+    # -- commands ---------------------------------------------------------
+
+    def create_session(self, session_id, title, metadata, created_at, creator_principal=None):
+        """Returns ``("ok", record)`` or an error tuple."""
+        if session_id in self.sessions:
+            return RuleError(409, "session_exists", f"Session {session_id} already exists").as_tuple()
+        state = SessionState(session_id, title, metadata, created_at, creator_principal)
+        self.sessions[session_id] = state
+        return ("ok", state.record())
+
+    def append_event(self, session_id, append: dict, inserted_at: str, nbytes: int):
+        """Apply one validated append. Returns ``("ok", seq, last_seq, deduped, event_json|None)`` or an error.
+
+        ``nbytes`` (the request body size) is part of the replicated command; the hot tier
+        charges the event's `hot_cost` instead, which is what it really holds."""
+        state = self.sessions.get(session_id)
+        if state is None:
+            return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
+        producer_id = append["producer_id"]
+        producer_seq = append["producer_seq"]
+        known = state.producers.get(producer_id)
+        digest = fingerprint(append)
+        if known is not None and producer_seq == known[0]:
+            if digest == known[2]:
+                return ("ok", known[1], state.last_seq, True, None)
+            return RuleError(409, "producer_replay_conflict",
+                             f"producer_seq {producer_seq} of producer {producer_id} was already used "
+                             f"with different content").as_tuple()
+        expected = 1 if known is None else known[0] + 1
+        if producer_seq != expected:
+            return RuleError(409, "producer_seq_conflict",
+                             f"Expected producer_seq {expected} for producer {producer_id}, "
+                             f"got {producer_seq}", extra={"expected_producer_seq": expected}).as_tuple()
+        expected_seq = append.get("expected_seq")
+        if expected_seq is not None and expected_seq != state.last_seq:
+            return RuleError(409, "expected_seq_conflict",
+                             f"Expected seq {expected_seq}, current seq is {state.last_seq}").as_tuple()
+        seq = state.last_seq + 1
+        event = {
+            "seq": seq,
+            "type": append["type"],
+            "payload": append["payload"],
+            "actor": append.get("actor"),
+            "producer_id": producer_id,
+            "producer_seq": producer_seq,
+            "source": append.get("source"),
+            "metadata": append.get("metadata") or {},
+            "refs": append.get("refs") or {},
+            "idempotency_key": append.get("idempotency_key"),
+            "inserted_at": inserted_at,
+        }
+        event_json = encode_event(event)
+        state.last_seq = seq
+        state.updated_at = inserted_at
+        state.producers[producer_id] = (producer_seq, seq, digest)
+        cost = hot_cost(event_json)
+        state.hot.append((seq, event_json, cost))
+        state.hot_bytes += cost
+        self.hot_bytes += cost
+        return ("ok", seq, seq, False, event_json)
+
+    def append_events(self, items):
+        """Apply ``[(session_id, append, inserted_at, nbytes), ...]`` in order; one result each."""
+        return [self.append_event(*item) for item in items]
+
+    def ack_archived(self, session_id, upto_seq: int):
+        """Record that events up to ``upto_seq`` are archived and evict them from the hot tier.
+
+        Returns ``("ok", archived_seq, trimmed_count)``. Acks never move backwards and
+        never pass ``last_seq``.
+        """
+        state = self.sessions.get(session_id)
+        if state is None:
+            return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
+        upto = min(upto_seq, state.last_seq)
+        if upto <= state.archived_seq:
+            return ("ok", state.archived_seq, 0)
+        hot = state.hot
+        cut = 0
+        freed = 0
+        while cut < len(hot) and hot[cut][0] <= upto:
+            freed += hot[cut][2]
+            cut += 1
+        del hot[:cut]
+        state.hot_bytes -= freed
+        self.hot_bytes -= freed
+        state.archived_seq = upto
+        return ("ok", upto, cut)
+
+    # -- queries ----------------------------------------------------------
+
+    def pending(self):
+        """``[(session_id, archived_seq, last_seq)]`` for sessions with unarchived events."""
+        return [(s.id, s.archived_seq, s.last_seq) for s in self.sessions.values() if s.last_seq > s.archived_seq]
+
+
+def parse_result(result):
+    """Raise `RuleError` for an error tuple; return the tuple otherwise."""
+    if result and result[0] == "error":
+        raise RuleError(result[1], result[2], result[3], extra=result[4] if len(result) > 4 else None)
+    return result

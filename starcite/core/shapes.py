@@ -1,0 +1,185 @@
+"""JSON shapes: one definition of an accepted value gives both its check and its JSON Schema.
+
+Owns: the small vocabulary the request rules are written in (`Text`,
+`Either`, `Integer`, `Array`, `Obj`, `Field`), `Shape.accepts` and `check_object` (the
+validators) and `Shape.schema` (the OpenAPI 3.0 schema of the same rule).
+Keeping both views on one class is what keeps `/openapi.json` exact: a bound
+or a required field cannot be enforced without being documented, or the
+other way round. Pure: no I/O, no framework, no project imports beyond the
+error type.
+
+Must not: know which request a shape belongs to (`starcite.core.rules` and
+`starcite.api.auth.tokens` define those), or accept anything its schema refuses.
+A JSON `null` counts as absent for an optional field, and its schema says
+`nullable`.
+"""
+
+import dataclasses
+import re
+
+from starcite.core.errors import StarciteError
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _utf8_encodable(text: str) -> bool:
+    """False for a lone surrogate (JSON's "\\ud800"): not a Unicode character, so no schema pattern
+    can describe it and nothing downstream could encode it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Shape:
+    def accepts(self, value) -> bool:
+        raise NotImplementedError
+
+    def schema(self) -> dict:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Text(Shape):
+    """A string: `min_length`..`max_length` characters, each matching the regex class `alphabet`,
+    not one of `refused`, and one of `choices` when they are given."""
+
+    min_length: int = 0
+    max_length: int | None = None
+    alphabet: str | None = None
+    refused: tuple = ()
+    choices: tuple = ()
+
+    def accepts(self, value) -> bool:
+        return (isinstance(value, str) and len(value) >= self.min_length
+                and (self.max_length is None or len(value) <= self.max_length)
+                and (self.alphabet is None or re.fullmatch(f"{self.alphabet}*", value) is not None)
+                and (value.isascii() or _utf8_encodable(value))
+                and value not in self.refused and (not self.choices or value in self.choices))
+
+    def schema(self) -> dict:
+        schema = {"type": "string"}
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.min_length:
+            schema["minLength"] = self.min_length
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        if self.alphabet is not None:
+            schema["pattern"] = f"^{self.alphabet}*$"
+        if self.refused:
+            schema["not"] = {"enum": list(self.refused)}
+        return schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Either(Shape):
+    """A value that one of `shapes` accepts (``anyOf`` in the schema)."""
+
+    shapes: tuple
+
+    def accepts(self, value) -> bool:
+        return any(shape.accepts(value) for shape in self.shapes)
+
+    def schema(self) -> dict:
+        return {"anyOf": [shape.schema() for shape in self.shapes]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Integer(Shape):
+    """A JSON integer (never a boolean or a float) in `minimum`..`maximum`."""
+
+    minimum: int
+    maximum: int
+
+    def accepts(self, value) -> bool:
+        return is_int(value) and self.minimum <= value <= self.maximum
+
+    def schema(self) -> dict:
+        return {"type": "integer", "format": "int64", "minimum": self.minimum, "maximum": self.maximum}
+
+    def parse(self, text: str):
+        """A query-string value as this integer, or None: decimal digits only (no sign but '-', no spaces)."""
+        if not re.fullmatch(r"-?[0-9]+", text):
+            return None
+        try:
+            value = int(text)
+        except ValueError:  # more digits than Python converts
+            return None
+        return value if self.accepts(value) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Array(Shape):
+    """A JSON array of at least `min_items` items, each accepted by `items`."""
+
+    items: Shape
+    min_items: int = 0
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, list) and len(value) >= self.min_items and all(map(self.items.accepts, value))
+
+    def schema(self) -> dict:
+        schema = {"type": "array", "items": self.items.schema()}
+        if self.min_items:
+            schema["minItems"] = self.min_items
+        return schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One member of an `Obj`: its shape, whether it is required, and the 400 a violation gets."""
+
+    name: str
+    shape: Shape
+    message: str
+    code: str | None = None  # None: the enclosing object's code
+    required: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Obj(Shape):
+    """A JSON object. With `fields`, each is checked (see `check_object`); `closed` refuses other keys."""
+
+    fields: tuple = ()
+    closed: bool = False
+    code: str = "invalid_request"
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, dict)
+
+    def schema(self) -> dict:
+        schema = {"type": "object"}
+        if self.fields:
+            schema["properties"] = {f.name: {**f.shape.schema(), **({} if f.required else {"nullable": True})}
+                                    for f in self.fields}
+            required = [f.name for f in self.fields if f.required]
+            if required:
+                schema["required"] = required
+        if self.closed:
+            schema["additionalProperties"] = False
+        return schema
+
+
+def check_object(value, shape: Obj, message: str, error=StarciteError, prefix: str = ""):
+    """Raise ``error(400, code, message)`` for the first rule of `shape` that `value` breaks."""
+    if not isinstance(value, dict):
+        raise error(400, shape.code, message)
+    if shape.closed:
+        unknown = sorted(set(value) - {f.name for f in shape.fields})
+        if unknown:
+            raise error(400, shape.code, f"unknown field {prefix + unknown[0]!r}")
+    for field in shape.fields:
+        item = value.get(field.name)
+        code = field.code or shape.code
+        if item is None:
+            if field.required:
+                raise error(400, code, field.message)
+            continue
+        if not field.shape.accepts(item):
+            raise error(400, code, field.message)
+        if isinstance(field.shape, Obj) and field.shape.fields:
+            check_object(item, field.shape, field.message, error, f"{prefix}{field.name}.")
