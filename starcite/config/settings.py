@@ -348,7 +348,7 @@ def _check_cluster(v, peers):
 
 
 def settings_table() -> str:
-    """Markdown table of every setting (used to keep the README honest)."""
+    """Markdown table of every setting (docs/configuration.md is this, kept in step by a test)."""
     rows = ["| env | config key | default | purpose |", "| --- | --- | --- | --- |"]
     for name, (key, envs, _parser, default, help_) in SETTINGS.items():
         shown = "" if default is None else default

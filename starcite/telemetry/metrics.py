@@ -115,7 +115,7 @@ class Metrics:
 
 
 def metrics_table() -> str:
-    """Markdown table of every metric a node exports (the README's list is this, kept in step by a test)."""
+    """Markdown table of every metric a node exports (docs/operations.md's list is this, kept in step by a test)."""
     snapshot = {"pending_rows": 0, "pending_sessions": 0, "lag": 0, "hot_events": 0, "store_bytes": 0,
                 "raft_log_bytes": 0,
                 "cache_bytes": 0, "tails": 0, "peer_links": {}, "groups_led": 0, "leader_changes": 0}

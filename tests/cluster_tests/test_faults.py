@@ -7,7 +7,7 @@ every node and checked against every acknowledgement (`history.check_history`).
 
 `STARCITE_FAULT_CYCLES` sets the cycles of each scenario (default: 10 for
 leader kills, 3 for the others, which keeps the file to a few minutes);
-the soak is the same tests with more cycles (README, "Cluster soak").
+the soak is the same tests with more cycles (docs/operations.md, "Cluster soak").
 """
 
 import os

@@ -1,6 +1,6 @@
 """Helpers shared by the config tests: paths, size units, TOML text, the expected error.
 
-Owns: the repository's `conf/` directory and README path, the KiB/MiB/GiB
+Owns: the repository's root and `conf/` directory, the KiB/MiB/GiB
 units, `toml_text` (a TOML document from dotted keys), `config_error` (the
 message of a refused load) and `ENV_CASES` (every setting with each of its
 environment variables). Must not: hold fixtures (those are in conftest.py),

@@ -1,7 +1,7 @@
 """Tests of the `Config` object and of what is generated from `SETTINGS`: docs and shipped files.
 
 Owns: `Config.replace` and unknown attributes, the settings table (every
-variable and key, and the README's copy), and the shipped ``conf/*.toml``
+variable and key, and its copy in docs/configuration.md), and the shipped ``conf/*.toml``
 (every key parses; ``conf/starcite.toml`` loads and is `documented_toml()`).
 Must not: depend on the machine's environment variables, or write the
 files it checks (regenerate them by hand).
@@ -55,10 +55,10 @@ def test_default_config_file_loads_with_empty_env():
     load_config(str(CONF_DIR / "starcite.toml"), {})
 
 
-def test_readme_configuration_table_matches_the_code():
-    """The README's table is generated from SETTINGS; regenerate it when a setting changes."""
-    readme = (ROOT / "README.md").read_text()
-    assert cfg.settings_table() in readme
+def test_configuration_doc_table_matches_the_code():
+    """docs/configuration.md's table is generated from SETTINGS; regenerate it when a setting changes."""
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert cfg.settings_table() in doc
 
 
 def test_shipped_config_file_is_generated_from_the_settings():
