@@ -3,7 +3,8 @@
 Owns: the scopes, `AuthError`, `AuthContext` (and `NO_AUTH`, auth off) and the
 checks resources make through `starcite.api.auth.access` (scope, session lock,
 tenant fence, actor, creator). Pure: no tokens, keys or I/O (verifying a
-token and building its context is `starcite.api.auth.tokens`).
+token and building its context is `starcite.api.auth.tokens`). Must not:
+read the request, the session store or the clock.
 
 What each kind may do. Scopes, not the token kind, decide every endpoint
 except `/v1/auth/issue`, which needs a service token. Seed 000 calls session
