@@ -3,6 +3,8 @@
 # self-hosting runbook has it: drain, wait until every node agrees it is drained, restart, wait until it
 # has synced, undrain, wait ready, verify that every write node is ready, next.
 #   ops/rolling-restart.sh [node ...]       default: every node, n1 first
+# Nodes in containers (or elsewhere): set STARCITE_NODE_OPS and STARCITE_NODE_RESTART (ops/cluster-env.sh),
+# and write $STATE/size and $STATE/n<i>.url; docs/containers.md has a podman example.
 # Bounded: DRAIN_TIMEOUT_MS (30000), READY_TIMEOUT_MS (60000), STOP_TIMEOUT_S (30). Exits non-zero at the
 # first step that fails, leaving the remaining nodes untouched.
 set -euo pipefail
@@ -21,8 +23,7 @@ for name in "${nodes[@]}"; do
   node_ops "$name" drain >/dev/null
   node_ops "$name" wait-drained "$drain_ms" >/dev/null || { step "$name" "drain did not converge"; exit 1; }
   step "$name" "drained on every node; restarting"
-  stop_node "$name" || { step "$name" "not running"; exit 1; }
-  launch_node "$name"
+  restart_node "$name" || { step "$name" "not running, or its restart failed"; exit 1; }
   # Back up: it reports "draining" (sticky) once it has synced its groups; then undrain.
   deadline=$((SECONDS + ready_ms / 1000))
   until [ "$("$PY" -c 'import json,sys,urllib.request

@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter):
-    for line in _why_not:
+    for line in _why_not + engine.REPORT:
         terminalreporter.write_line(line)
 
 

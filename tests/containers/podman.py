@@ -29,6 +29,7 @@ BASE_IMAGE = os.environ.get("STARCITE_BASE_IMAGE", "")  # e.g. python:3.11-slim-
 STANDIN_BASE = "localhost/starcite-base:bookworm-python3"
 S3_STANDIN_IMAGE = "localhost/starcite-s3-standin:moto-5.2.5"
 LABEL = "starcite.test.run"
+REPORT = []  # one line per drill: its measured figures, printed in the test summary
 
 
 def podman_env() -> dict:
@@ -96,9 +97,10 @@ def s3_standin_image(base) -> str:
     return S3_STANDIN_IMAGE
 
 
-def published(port: int) -> StarciteServer:
-    """The test helpers' node object for a node (or load balancer) reached at 127.0.0.1:``port``."""
-    node = StarciteServer(os.devnull)
+def published(port: int, data_dir=os.devnull, name="") -> StarciteServer:
+    """The test helpers' node object for a node (or load balancer) reached at 127.0.0.1:``port``;
+    ``data_dir``: the host directory mounted on its /data (where its ops socket is)."""
+    node = StarciteServer(data_dir, env={"NODE_NAME": name})
     node.port, node.base, node.ws_base = port, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     return node
 
