@@ -322,3 +322,16 @@ def test_health_probe_fails_when_nothing_listens():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again before the probe runs
     assert run_probe(port) == 1
+
+
+def test_the_s3_stand_in_override_only_replaces_minio_images():
+    """docker-compose.standin.yml (run by tests/containers/test_compose.py) swaps MinIO's images for
+    the moto stand-in, which answers MinIO's commands: nothing else of the cluster file changes, so
+    the file users run with MinIO is the one tested."""
+    override = load_compose("docker-compose.standin.yml")
+    cluster = load_compose("docker-compose.cluster.yml")
+    schema = compose_schema()
+    jsonschema.validators.validator_for(schema)(schema).validate(override)
+    assert set(override) == {"services"} and set(override["services"]) == {"minio", "minio-bucket"}
+    for name, service in override["services"].items():
+        assert set(service) == {"image"} and cluster["services"][name]["image"].startswith("quay.io/minio/"), name

@@ -12,6 +12,7 @@ container, network, volume or image it did not create, or bind a host port
 other than on 127.0.0.1.
 """
 
+import hashlib
 import json
 import os
 import secrets
@@ -27,7 +28,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONTAINERS_CONF = os.path.join(ROOT, "ops", "containers", "containers.conf")
 BASE_IMAGE = os.environ.get("STARCITE_BASE_IMAGE", "")  # e.g. python:3.11-slim-bookworm where a registry works
 STANDIN_BASE = "localhost/starcite-base:bookworm-python3"
-S3_STANDIN_IMAGE = "localhost/starcite-s3-standin:moto-5.2.5"
+
+def _standin_tag() -> str:
+    """The S3 stand-in's tag, named by what it is built from (a changed file builds a new one)."""
+    digest = hashlib.sha256()
+    for name in ("s3-standin.Containerfile", "s3_standin.py"):
+        with open(os.path.join(ROOT, "ops", "containers", name), "rb") as fh:
+            digest.update(fh.read())
+    return f"localhost/starcite-s3-standin:moto-5.2.5-{digest.hexdigest()[:10]}"
+
+
+S3_STANDIN_IMAGE = _standin_tag()
 LABEL = "starcite.test.run"
 REPORT = []  # one line per drill: its measured figures, printed in the test summary
 
@@ -105,12 +116,30 @@ def published(port: int, data_dir=os.devnull, name="") -> StarciteServer:
     return node
 
 
+def create(node, session_id, timeout=30.0):
+    """Create a session, retrying a 503 (a group's leadership settling just after ready) as a client
+    would; a retried create may find the session its first try made (409)."""
+    deadline, retried = time.monotonic() + timeout, False
+    while True:
+        try:
+            response = node.request("POST", "/v1/sessions", {"id": session_id})
+            if response.status_code == 201 or (retried and response.status_code == 409):
+                return
+            if response.status_code not in (502, 503, 504) or time.monotonic() >= deadline:
+                raise AssertionError(f"create {session_id}: {response.status_code} {response.text}")
+        except requests.RequestException:
+            if time.monotonic() >= deadline:
+                raise
+        retried = True
+        time.sleep(0.2)
+
+
 class Podman:
     """This run's containers, networks and volumes: unique names, one label, removed by `cleanup`."""
 
     def __init__(self):
         self.run_id = f"sct{os.getpid()}{secrets.token_hex(3)}"
-        self.containers, self.networks, self.volumes, self.images = [], [], [], []
+        self.containers, self.networks, self.volumes, self.images, self.projects = [], [], [], [], []
 
     def name(self, suffix) -> str:
         return f"{self.run_id}-{suffix}"
@@ -176,6 +205,12 @@ class Podman:
     def cleanup(self):
         """Remove every container, network, volume and image of this run (best effort, bounded)."""
         labelled = podman("ps", "-aq", "--filter", f"label={LABEL}={self.run_id}", check=False).stdout.split()
+        for project in self.projects:  # what a compose `down` left (or never reached)
+            labelled += podman("ps", "-aq", "--filter", f"label=io.podman.compose.project={project}",
+                               check=False).stdout.split()
+            self.networks.append(f"{project}_default")
+            self.volumes += [v for v in podman("volume", "ls", "-q", check=False).stdout.split()
+                             if v.startswith(f"{project}_")]
         for container in dict.fromkeys(labelled + self.containers):
             podman("rm", "-f", "-t", "2", container, check=False, timeout=90)
         for network in self.networks:

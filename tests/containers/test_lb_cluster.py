@@ -20,7 +20,7 @@ import pytest
 from tests.cluster_tests import history
 from tests.cluster_tests.history import AppendClients, check_history, wait_converged
 from tests.containers.lb_cluster import NAMES, Follower, LbCluster
-from tests.containers.podman import REPORT, ROOT
+from tests.containers.podman import REPORT, ROOT, create
 from tests.containers.podman import podman as run_podman
 from tests.server import wait_until
 
@@ -45,8 +45,7 @@ def load(cluster, monkeypatch):
     monkeypatch.setattr(history, "RETRYABLE", BALANCER_RETRYABLE)
     sessions = [f"drill-{os.getpid()}-{next(_unique)}-{s}" for s in "abc"]
     for sid in sessions:
-        create = cluster.lb.request("POST", "/v1/sessions", {"id": sid})
-        assert create.status_code == 201, create.text
+        create(cluster.lb, sid)
     clients = AppendClients({"lb": cluster.lb}, sessions, producers_per_session=2, entry_nodes=["lb"], pause=0.01)
     followers = [Follower(cluster.lb, sid, kind) for sid in sessions for kind in ("ws", "sse")]
     clients.start()
