@@ -13,7 +13,8 @@
 # debootstrap's default mirror. Prints the tag.
 set -euo pipefail
 tag=${1:-localhost/starcite-base:bookworm-python3}
-cache=${STARCITE_CONTAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/starcite/containers}
+cache=${STARCITE_CONTAINER_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/starcite/containers}
+PATH=$PATH:/usr/sbin:/sbin
 tarball=$cache/bookworm-python3-v1.tar
 mkdir -p "$cache"
 exec 9>"$cache/.build-base.lock"

@@ -13,7 +13,6 @@ records any gap or repeat). Must not: assert behaviour (the drills do) or leave 
 
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import time
 import requests
 import websocket
 
-from tests.containers.podman import ROOT, free_ports, podman_env, published
+from tests.containers.podman import ROOT, free_ports, podman_env, published, which
 from tests.server import wait_until
 from tests.sse_client import SseTail
 from tests.tail_client import TailClient
@@ -81,7 +80,7 @@ class LbCluster:
         env = {**os.environ, "STARCITE_LB_BIND": f"127.0.0.1:{self.lb_port}",
                **{f"STARCITE_{name.upper()}": f"127.0.0.1:{port}" for name, port in self.ports.items()}}
         self.haproxy_log = open(os.path.join(self.root, "haproxy.log"), "ab")
-        self.haproxy = subprocess.Popen([shutil.which("haproxy") or "haproxy", "-db", "-f", HAPROXY_CFG], env=env,
+        self.haproxy = subprocess.Popen([which("haproxy") or "haproxy", "-db", "-f", HAPROXY_CFG], env=env,
                                         stdout=self.haproxy_log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def _up_through_lb(self):

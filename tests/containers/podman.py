@@ -44,7 +44,14 @@ REPORT = []  # one line per drill: its measured figures, printed in the test sum
 
 
 def podman_env() -> dict:
-    return {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF}
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    sbin = [d for d in ("/usr/local/sbin", "/usr/sbin", "/sbin") if d not in path.split(os.pathsep)]
+    return {**os.environ, "CONTAINERS_CONF": CONTAINERS_CONF, "PATH": os.pathsep.join([path, *sbin])}
+
+
+def which(program):
+    """``program`` on PATH, /usr/sbin and /sbin included (haproxy, debootstrap live there)."""
+    return shutil.which(program, path=podman_env()["PATH"])
 
 
 def podman(*args, timeout=120.0, check=True) -> subprocess.CompletedProcess:
@@ -58,9 +65,9 @@ def podman(*args, timeout=120.0, check=True) -> subprocess.CompletedProcess:
 
 def unavailable_reason():
     """None when podman can run containers here, else why not (one line)."""
-    if shutil.which("podman") is None:
+    if which("podman") is None:
         return "podman is not installed (Debian: apt-get install podman runc)"
-    if shutil.which("runc") is None:
+    if which("runc") is None:
         return "runc is not installed (ops/containers/containers.conf names it)"
     if os.geteuid() != 0:
         return "the container tests run rootful podman: run them as root"
@@ -70,7 +77,7 @@ def unavailable_reason():
         return f"podman info failed: {exc}"
     if info.returncode != 0:
         return f"podman info failed: {info.stderr.strip()[-300:]}"
-    if shutil.which("debootstrap") is None and not BASE_IMAGE and not image_exists(STANDIN_BASE):
+    if which("debootstrap") is None and not BASE_IMAGE and not image_exists(STANDIN_BASE):
         return "no base image: install debootstrap (ops/containers/build-base.sh) or set STARCITE_BASE_IMAGE"
     return None
 

@@ -8,12 +8,11 @@ podman-compose call.
 """
 
 import secrets
-import shutil
 import subprocess
 
 import pytest
 
-from tests.containers.podman import ROOT, create, free_ports, podman_env
+from tests.containers.podman import ROOT, create, free_ports, podman_env, which
 from tests.tail_client import TailClient
 
 EVENTS = 10
@@ -22,7 +21,7 @@ EVENTS = 10
 @pytest.fixture
 def compose(podman):
     """``compose(files, env, suffix)``: `up -d` a project of this run; returns ``run(*args)``."""
-    if shutil.which("podman-compose") is None:
+    if which("podman-compose") is None:
         pytest.fail("podman-compose is not installed (Debian: apt-get install podman-compose)")
     downs = []
 
