@@ -12,6 +12,7 @@ records any gap or repeat). Must not: assert behaviour (the drills do) or leave 
 """
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -30,6 +31,8 @@ NAMES = ["n1", "n2", "n3"]
 BUCKET = "starcite-archive"
 GRACE_S = 30
 HAPROXY_CFG = os.path.join(ROOT, "ops", "haproxy.cfg")
+# An `option httplog` line's timers, then its status, ..., then the request line of an append.
+_APPEND_LINE = re.compile(r" -?\d+/-?\d+/-?\d+/-?\d+/\+?\d+ (-1|\d{3}) .*\"POST /v1/sessions/[^/ ]+/append ")
 
 
 class LbCluster:
@@ -90,6 +93,20 @@ class LbCluster:
             return requests.get(self.lb.base + "/health/ready", timeout=2).status_code == 200
         except requests.RequestException:
             return False
+
+    def log_offset(self) -> int:
+        return os.path.getsize(os.path.join(self.root, "haproxy.log"))
+
+    def append_answers(self, since=0) -> dict:
+        """``{status: count}`` of HAProxy's answers to appends since byte ``since`` of its log; -1: none
+        (the node died mid-request and HAProxy closed the client's connection)."""
+        with open(os.path.join(self.root, "haproxy.log"), "rb") as fh:
+            fh.seek(since)
+            text = fh.read().decode(errors="replace")
+        counts = {}
+        for status in _APPEND_LINE.findall(text):
+            counts[int(status)] = counts.get(int(status), 0) + 1
+        return dict(sorted(counts.items()))
 
     def __getitem__(self, name):
         return self.nodes[name]

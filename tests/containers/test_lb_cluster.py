@@ -14,6 +14,7 @@ tests/cluster_tests/history.py have them.
 import itertools
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.server import wait_until
 # balancer: no node answered, so, like a 503 or no answer at all, the same producer_seq is sent again.
 BALANCER_RETRYABLE = (502, 503, 504)
 _unique = itertools.count(1)
+DEAD_FOR_ACKS = 300  # the killed node stays down while the others acknowledge this many appends
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +50,11 @@ def load(cluster, monkeypatch):
         create(cluster.lb, sid)
     clients = AppendClients({"lb": cluster.lb}, sessions, producers_per_session=2, entry_nodes=["lb"], pause=0.01)
     followers = [Follower(cluster.lb, sid, kind) for sid in sessions for kind in ("ws", "sse")]
+    since = cluster.log_offset()
     clients.start()
     for follower in followers:
         follower.start()
-    yield sessions, clients, followers
+    yield sessions, clients, followers, since
     clients.stop_event.set()
     for follower in followers:
         follower.stop()
@@ -65,7 +68,15 @@ def progress(clients, more=30, timeout=120.0):
     assert not clients.errors, clients.errors[:5]
 
 
-def finish(cluster, sessions, clients, followers, drill):
+def longest_pause(clients, since):
+    """``(seconds, start)``: the longest time between two acknowledgements and when it began,
+    relative to ``since`` (monotonic)."""
+    with clients.lock:
+        times = sorted(clients.ack_times)
+    return max(((b - a, a - since) for a, b in zip(times, times[1:])), default=(0.0, 0.0))
+
+
+def finish(cluster, sessions, clients, followers, drill, since, action_at):
     """Stop the producers, check the history on every node and every follower; report the figures."""
     clients.stop()
     checked = check_history(cluster, clients, sessions)
@@ -76,25 +87,28 @@ def finish(cluster, sessions, clients, followers, drill):
         assert follower.stop(), f"{follower.name} is stuck"
         assert not follower.errors, follower.errors[:5]
         assert follower.seqs == list(range(1, last[follower.session_id] + 1)), follower.name
-    line = (f"{drill}: {len(clients.acks)} appends acknowledged through HAProxy by 6 producers, "
-            f"{clients.retries} retried requests, {checked} events checked on 3 nodes, "
-            f"{len(followers)} tails (WebSocket+SSE) complete and in order with "
-            f"{sum(f.reconnects for f in followers)} reconnects; longest pause in acks "
-            f"{clients.longest_pause():.2f} s")
+    pause, at = longest_pause(clients, action_at)
+    line = (f"{drill}: {len(clients.acks)} appends acknowledged through HAProxy by 6 producers "
+            f"(HAProxy's answers to appends: {cluster.append_answers(since)}; {clients.retries} retried), "
+            f"{checked} events checked on 3 nodes, {len(followers)} tails (WebSocket+SSE) complete and in "
+            f"order with {sum(f.reconnects for f in followers)} reconnects; longest pause in acks "
+            f"{pause:.2f} s, from {at:+.1f} s after the drill began")
     print(line)
     REPORT.append(line)
 
 
 def test_rolling_restart_of_all_three_containers_with_the_runbook_script(cluster, load):
-    sessions, clients, followers = load
+    sessions, clients, followers, since = load
     progress(clients)
+    began = time.monotonic()
     rolled = subprocess.run([os.path.join(ROOT, "ops", "rolling-restart.sh")], env=cluster.script_env(),
                             capture_output=True, text=True, timeout=900)
     print(rolled.stdout)
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     assert "rolled 3 node(s)" in rolled.stdout
     progress(clients)
-    finish(cluster, sessions, clients, followers, "rolling restart (ops/rolling-restart.sh, podman restart)")
+    finish(cluster, sessions, clients, followers, "rolling restart (ops/rolling-restart.sh, podman restart)",
+           since, began)
 
 
 def leader_of_most_groups(cluster) -> str:
@@ -103,13 +117,15 @@ def leader_of_most_groups(cluster) -> str:
 
 
 def test_sigkill_of_one_container_and_its_restart(cluster, load):
-    sessions, clients, followers = load
+    sessions, clients, followers, since = load
     progress(clients)
     victim = leader_of_most_groups(cluster)
+    began = time.monotonic()
     run_podman("kill", "-s", "KILL", cluster.container(victim))
     wait_until(lambda: not cluster.podman.state(cluster.container(victim))["Running"], 30, f"{victim} dead")
-    progress(clients)  # two of three keep every group writable
+    progress(clients, more=DEAD_FOR_ACKS, timeout=240)  # two of three keep every group writable
     run_podman("start", cluster.container(victim))
     cluster.wait_node_ready(victim)
     progress(clients)
-    finish(cluster, sessions, clients, followers, f"SIGKILL of {victim} (the leader of most groups), podman start")
+    finish(cluster, sessions, clients, followers, f"SIGKILL of {victim} (the leader of most groups), podman start",
+           since, began)
