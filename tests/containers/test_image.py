@@ -20,6 +20,7 @@ NODE = {"NODE_NAME": "single-1"}
 
 @pytest.fixture(scope="module")
 def single(podman, image):
+    """The container the module's tests share, in file order: the last one stops it."""
     volume = podman.volume("single-data")
     port, = free_ports(1)
     name = podman.run("single", image, env=NODE, ports={port: 4000}, volumes={volume: "/data"})
