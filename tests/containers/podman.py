@@ -219,7 +219,7 @@ class Podman:
             self.volumes += [v for v in podman("volume", "ls", "-q", check=False).stdout.split()
                              if v.startswith(f"{project}_")]
         for container in dict.fromkeys(labelled + self.containers):
-            podman("rm", "-f", "-t", "2", container, check=False, timeout=90)
+            podman("rm", "-f", "-v", "-t", "2", container, check=False, timeout=90)
         for network in self.networks:
             podman("network", "rm", "-f", network, check=False)
         for volume in self.volumes:
