@@ -120,7 +120,8 @@ class LbCluster:
         return {**podman_env(), "STARCITE_CLUSTER_STATE": self.state,
                 "STARCITE_NODE_OPS": f"podman exec {prefix}{{node}} starcite ops",
                 "STARCITE_NODE_RESTART": f"podman restart --time {GRACE_S} {prefix}{{node}}",
-                "STARCITE_PY": sys.executable}
+                "STARCITE_PY": sys.executable,
+                "LB_DRAIN_WAIT_S": "3"}  # ops/haproxy.cfg takes a node out after 2 failed checks, 1 s apart
 
     def wait_node_ready(self, name, timeout=120.0):
         self.podman.wait_ready(self.container(name), self.ports[name], timeout)
