@@ -21,11 +21,11 @@ NODE = {"NODE_NAME": "single-1"}
 @pytest.fixture(scope="module")
 def single(podman, image):
     """The container the module's tests share, in file order: the last one stops it."""
-    volume = podman.volume("single-data")
+    volume, network = podman.volume("single-data"), podman.network("single-net")
     port, = free_ports(1)
-    name = podman.run("single", image, env=NODE, ports={port: 4000}, volumes={volume: "/data"})
+    name = podman.run("single", image, env=NODE, ports={port: 4000}, volumes={volume: "/data"}, network=network)
     node = podman.wait_ready(name, port)
-    return {"name": name, "node": node, "volume": volume}
+    return {"name": name, "node": node, "volume": volume, "network": network}
 
 
 def test_ready_then_create_append_and_tail_over_websocket_and_sse(single):
@@ -65,7 +65,8 @@ def test_sigterm_stops_it_gracefully_and_the_data_survives_on_the_volume(podman,
     # Exit 0 is the node's own graceful exit; SIGKILL after the grace period would be 137.
     assert not state["Running"] and state["ExitCode"] == 0, (state, podman.logs(single["name"]))
     port, = free_ports(1)
-    again = podman.run("single-again", image, env=NODE, ports={port: 4000}, volumes={single["volume"]: "/data"})
+    again = podman.run("single-again", image, env=NODE, ports={port: 4000}, volumes={single["volume"]: "/data"},
+                       network=single["network"])
     node = podman.wait_ready(again, port)
     ws = TailClient(node, "image-check", cursor=0, batch_size=10)
     try:
