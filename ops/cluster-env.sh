@@ -4,6 +4,12 @@
 #                           n<i>.pid (process group id), n<i>.url; secret, size, archive/
 #   STARCITE_API_BASE_PORT  API port of node 1 (default 4000; node i gets base + i - 1)
 #   STARCITE_PEER_BASE_PORT peer port of node 1 (default 4400)
+# Nodes that are not local processes (containers, hosts): a command line in which {node} stands for
+# the node's name (n<i>); $STATE then only needs `size` and n<i>.url (each node's API URL).
+#   STARCITE_NODE_OPS       runs `starcite ops ARGS...` on the node, ARGS appended, e.g.
+#                           'podman exec starcite-{node} starcite ops' (default: the local ops socket)
+#   STARCITE_NODE_RESTART   restarts the node gracefully (SIGTERM, bounded wait, start), e.g.
+#                           'podman restart --time 30 starcite-{node}' (default: stop_node, launch_node)
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 STATE=${STARCITE_CLUSTER_STATE:-ops/.cluster}
 BIN=${STARCITE_BIN:-.venv/bin/starcite}
@@ -48,9 +54,33 @@ stop_node() {
   fi
 }
 
-# `starcite ops` against node $1, through its ops socket.
+# `starcite ops` against node $1: through its ops socket, or STARCITE_NODE_OPS.
 node_ops() {
   local name=$1
   shift
-  "$BIN" ops "$@" --socket "$STATE/$name/ops.sock"
+  if [ -n "${STARCITE_NODE_OPS:-}" ]; then
+    node_command "$STARCITE_NODE_OPS" "$name" "$@"
+  else
+    "$BIN" ops "$@" --socket "$STATE/$name/ops.sock"
+  fi
+}
+
+# Restart node $1 gracefully: STARCITE_NODE_RESTART, or stop_node then launch_node (1: it was not running).
+restart_node() {
+  local name=$1
+  if [ -n "${STARCITE_NODE_RESTART:-}" ]; then
+    node_command "$STARCITE_NODE_RESTART" "$name" >/dev/null
+  else
+    stop_node "$name" || return 1
+    launch_node "$name"
+  fi
+}
+
+# Run the command line $1 with {node} replaced by $2, then the remaining arguments (split on blanks).
+node_command() {
+  local line=${1//\{node\}/$2}
+  shift 2
+  local words
+  read -r -a words <<<"$line"
+  "${words[@]}" "$@"
 }

