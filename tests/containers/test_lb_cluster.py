@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from starcite.placement import group_for
+from starcite.cluster.placement import group_for
 from tests.cluster_tests import history
 from tests.cluster_tests.history import AppendClients, check_history, wait_converged
 from tests.containers.lb_cluster import NAMES, Follower, LbCluster
