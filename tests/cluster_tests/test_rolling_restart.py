@@ -7,12 +7,11 @@ acknowledgements during the roll is reported.
 
 import os
 import signal
-import threading
 import time
 
 from tests.cluster_tests.history import AppendClients, check_history
 from tests.server import StarciteServer
-from tests.tail_client import TailClient
+from tests.following_tail import FollowingTail
 from tests.test_ops_scripts import _free_range, _group_alive, _script
 
 SIZE = 3
@@ -37,50 +36,6 @@ class ScriptCluster:
         return list(self.nodes.values())
 
 
-class FollowingTail(threading.Thread):
-    """Follows one session across node restarts: reconnects from the last seq it got, checks order."""
-
-    def __init__(self, cluster, session_id):
-        super().__init__(daemon=True)
-        self.cluster, self.session_id = cluster, session_id
-        self.last, self.errors, self.reconnects = 0, [], 0
-        self.stop_event = threading.Event()
-
-    def run(self):
-        names = self.cluster.names[::-1]
-        k = 0
-        while not self.stop_event.is_set():
-            try:
-                tail = TailClient(self.cluster[names[k % len(names)]], self.session_id, cursor=self.last,
-                                  batch_size=50)
-            except Exception:
-                k += 1
-                time.sleep(0.1)
-                continue
-            try:
-                while not self.stop_event.is_set():
-                    try:
-                        tail.read_until(len(tail.events) + 1, timeout=1)
-                    except TimeoutError:
-                        pass  # idle for a second: still connected
-                    self._take(tail)
-            except Exception:  # the node went away: resume from the last seq, on the next node
-                self._take(tail)
-                self.reconnects += 1
-                k += 1
-            finally:
-                tail.close()
-
-    def _take(self, tail):
-        for event in tail.events:
-            if event["seq"] <= self.last:
-                continue
-            if event["seq"] != self.last + 1:
-                self.errors.append(f"gap: {self.last} -> {event['seq']}")
-            self.last = event["seq"]
-        tail.events.clear()
-
-
 def test_rolling_restart_under_load_loses_nothing(tmp_path):
     api_base = _free_range(SIZE)
     state = str(tmp_path / "cluster")
@@ -95,7 +50,7 @@ def test_rolling_restart_under_load_loses_nothing(tmp_path):
         for sid in sessions:
             cluster["n1"].create(sid)
         clients = AppendClients(cluster, sessions).start()
-        follower = FollowingTail(cluster, sessions[0])
+        follower = FollowingTail([cluster[name] for name in cluster.names[::-1]], sessions[0])
         follower.start()
         time.sleep(2)
         rolled = _script("rolling-restart.sh", env, 400)
@@ -109,8 +64,7 @@ def test_rolling_restart_under_load_loses_nothing(tmp_path):
         final = cluster["n1"].request("GET", f"/v1/sessions/{sessions[0]}").json()["last_seq"]
         while follower.last < final and time.monotonic() < deadline:
             time.sleep(0.1)
-        follower.stop_event.set()
-        follower.join(10)
+        follower.stop(10)
         assert not follower.errors, follower.errors[:5]
         assert follower.last == final
         print(f"rolling restart: {len(clients.acks)} acks, {clients.retries} retries, {checked} events checked, "

@@ -5,9 +5,8 @@ its bucket made; n1..n3 from the image under test, CLUSTER_NODES by network alia
 host directory so the host's checks reach its ops socket; HAProxy on the host running
 ops/haproxy.cfg as committed, its servers the nodes' ports published on 127.0.0.1; the state
 directory ops/rolling-restart.sh reads, and the environment that makes the script reach each node
-with `podman exec` and restart it with `podman restart`) and `Follower` (a WebSocket or SSE tail
-through the load balancer that resumes from its last seq after any error, as the SDK does, and
-records any gap or repeat). Must not: assert behaviour (the drills do) or leave a process behind
+with `podman exec` and restart it with `podman restart`); the tails that follow it are
+`tests.following_tail.FollowingTail`. Must not: assert behaviour (the drills do) or leave a process behind
 (`stop` ends HAProxy; the session's `Podman.cleanup` removes the containers).
 """
 
@@ -16,16 +15,11 @@ import re
 import secrets
 import subprocess
 import sys
-import threading
-import time
 
 import requests
-import websocket
 
 from tests.containers.podman import ROOT, free_ports, podman_env, published, which
 from tests.server import wait_until
-from tests.sse_client import SseTail
-from tests.tail_client import TailClient
 
 NAMES = ["n1", "n2", "n3"]
 BUCKET = "starcite-archive"
@@ -136,60 +130,3 @@ class LbCluster:
                 self.haproxy.wait(5)
         if self.haproxy is not None:
             self.haproxy_log.close()
-
-
-class Follower(threading.Thread):
-    """Follows one session through ``endpoint`` over ``kind`` ("ws" or "sse"), from seq 1."""
-
-    def __init__(self, endpoint, session_id, kind):
-        super().__init__(daemon=True, name=f"follow-{kind}-{session_id}")
-        self.endpoint, self.session_id, self.kind = endpoint, session_id, kind
-        self.seqs, self.errors, self.reconnects = [], [], 0
-        self.stop_event = threading.Event()
-
-    @property
-    def last(self):
-        return self.seqs[-1] if self.seqs else 0
-
-    def _open(self):
-        if self.kind == "ws":
-            return TailClient(self.endpoint, self.session_id, cursor=self.last, batch_size=50)
-        tail = SseTail(self.endpoint, self.session_id, cursor=self.last, timeout=5)
-        if tail.status != 200:
-            tail.close()
-            raise ConnectionError(f"SSE tail refused: {tail.status}")
-        return tail
-
-    def run(self):
-        while not self.stop_event.is_set():
-            try:
-                tail = self._open()
-            except Exception:  # refused or no node: try again shortly, bounded by stop()
-                self.reconnects += 1
-                time.sleep(0.2)
-                continue
-            try:
-                while not self.stop_event.is_set():
-                    try:
-                        tail.read_until(len(tail.events) + 1, timeout=1)
-                    except (TimeoutError, websocket.WebSocketTimeoutException):
-                        pass
-                    self._take(tail)
-            except Exception:  # the node behind the balancer went away: resume from the last seq
-                self._take(tail)
-                self.reconnects += 1
-            finally:
-                tail.close()
-
-    def _take(self, tail):
-        for event in tail.events:
-            if event["seq"] != self.last + 1:
-                self.errors.append(f"{self.kind} {self.session_id}: {self.last} then {event['seq']}")
-            if event["seq"] > self.last:
-                self.seqs.append(event["seq"])
-        tail.events.clear()
-
-    def stop(self, timeout=15.0):
-        self.stop_event.set()
-        self.join(timeout)
-        return not self.is_alive()

@@ -21,7 +21,8 @@ import pytest
 from starcite.cluster.placement import group_for
 from tests.cluster_tests import history
 from tests.cluster_tests.history import AppendClients, check_history, wait_converged
-from tests.containers.lb_cluster import NAMES, Follower, LbCluster
+from tests.containers.lb_cluster import NAMES, LbCluster
+from tests.following_tail import FollowingTail
 from tests.containers.podman import REPORT, ROOT, create
 from tests.containers.podman import podman as run_podman
 from tests.server import wait_until
@@ -50,7 +51,7 @@ def load(cluster, monkeypatch):
     for sid in sessions:
         create(cluster.lb, sid)
     clients = AppendClients({"lb": cluster.lb}, sessions, producers_per_session=2, entry_nodes=["lb"], pause=0.01)
-    followers = [Follower(cluster.lb, sid, kind) for sid in sessions for kind in ("ws", "sse")]
+    followers = [FollowingTail([cluster.lb], sid, kind) for sid in sessions for kind in ("ws", "sse")]
     since = cluster.log_offset()
     clients.start()
     for follower in followers:
