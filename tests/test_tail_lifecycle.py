@@ -4,7 +4,8 @@ After a warm-up, the worker's RSS must stay within 2 MiB of where it started
 (a tail that leaked ~350 bytes would add ~7 MiB), and every gauge of what
 tails hold must return to its idle value: tails open and live, edge streams,
 their watchers and pumps, the event loop's watchers, the actors and the
-actor registry; and the cyclic collector must have freed next to nothing
+actor registry (the event loop's watchers, which move at idle, to at most
+their highest idle reading); and the cyclic collector must have freed next to nothing
 (a finished request and a closed tail are freed by reference counting). The WebSocket cycles end every way a client can end a tail: a close frame
 it waits to see answered, a close frame and gone, and no frame at all; the
 SSE cycles (the same 20,000) hang up, the only way an SSE client ends.
@@ -33,6 +34,13 @@ IDLE_GAUGES = {
     "starcite_tail_streams": 0, "starcite_tail_watchers": 0, "starcite_tail_pumps": 0,
     "starcite_actors_alive": None, "starcite_actor_registry_entries": None, "starcite_event_loop_watchers": None,
 }
+# Gauges that move at idle: the event loop's active watchers (each Raft group's tick timer is
+# stopped while its callback waits to run, a journal sync holds a thread-pool watcher). Measured
+# on an idle node, 60 readings 0.1 s apart: 7 to 24, 24 in 44 of them. Their idle value is the
+# highest of IDLE_SAMPLES readings, and after the churn they must not be above it; a watcher
+# leaked per tail, or per thousand tails, is far above it.
+AT_MOST = {"starcite_event_loop_watchers"}
+IDLE_SAMPLES = 20
 
 
 def one_cycle(wire, port, session_id, n):
@@ -84,13 +92,36 @@ def cyclic_garbage_collected(server) -> float:
     raise AssertionError("no starcite_gc_collected_objects gauge")
 
 
+def settled(values, expected) -> bool:
+    """Every gauge at its idle value (at most it, for the gauges in `AT_MOST`)."""
+    return all(values[name] <= value if name in AT_MOST else values[name] == value
+               for name, value in expected.items())
+
+
+def idle_baseline(server, timeout=20.0):
+    """The idle values after the warm-up: once no tail is open (bounded wait), `IDLE_SAMPLES`
+    readings 0.2 s apart, each gauge as last read except `AT_MOST`'s, the highest read."""
+    fixed = {name: idle for name, idle in IDLE_GAUGES.items() if idle is not None}
+    deadline = time.monotonic() + timeout
+    while not settled({name: gauges(server)[name] for name in fixed}, fixed) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    readings = []
+    for _ in range(IDLE_SAMPLES):
+        readings.append(gauges(server))
+        time.sleep(0.2)
+    baseline = dict(readings[-1])
+    for name in AT_MOST:
+        baseline[name] = max(reading[name] for reading in readings)
+    return baseline
+
+
 def wait_idle(server, baseline, timeout=20.0):
     """Poll (bounded) until every gauge is back at its idle value; returns the last reading."""
     expected = {name: baseline[name] if idle is None else idle for name, idle in IDLE_GAUGES.items()}
     deadline = time.monotonic() + timeout
     while True:
         values = gauges(server)
-        if values == expected or time.monotonic() > deadline:
+        if settled(values, expected) or time.monotonic() > deadline:
             return values, expected
         time.sleep(0.2)
 
@@ -108,7 +139,7 @@ def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node, wire
         assert node.append("churn", n).status_code == 201
     (worker,) = child_pids(node.proc.pid)  # the gunicorn worker that holds the node
     run_cycles(node, "churn", WARMUP_CYCLES, wire)
-    baseline, _ = wait_idle(node, gauges(node))
+    baseline = idle_baseline(node)
     assert baseline["starcite_tails_open"] == 0, baseline
     rss_before = rss_bytes(worker)
     collected_before = cyclic_garbage_collected(node)
@@ -118,7 +149,7 @@ def test_closed_tails_leave_no_memory_actor_watcher_or_registry_entry(node, wire
     rss_after = rss_bytes(worker)
     collected = cyclic_garbage_collected(node) - collected_before
 
-    assert after == expected
+    assert settled(after, expected), (after, expected)
     grown = rss_after - rss_before
     print(f"worker RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB over {CYCLES} tails")  # -s shows it
     assert grown <= RSS_TOLERANCE, f"worker RSS grew {grown / 1024:.0f} KiB over {CYCLES} tails"
