@@ -25,9 +25,9 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from starcite.actors.raft_journal import DurableFileJournal
-from starcite.actors.raft_safety import SafeSyncObj
+from starcite.actors.raft_errors import NotLeader, RaftUnavailable, raft_error
+from starcite.actors.read_index import ConfirmedReads
 from starcite.peers.raft_transport import MuxTransport
-from starcite.core.errors import StarciteError
 from starcite.core import rules
 from starcite.core.rules import GroupState, RuleError
 
@@ -39,21 +39,6 @@ sys.modules.setdefault("starcite.rules", rules)
 log = logging.getLogger("starcite.raft")
 
 FORCED_SNAPSHOT_INTERVAL_S = 1.0  # a log over its share of the cap snapshots at most this often
-
-
-class RaftUnavailable(StarciteError):
-    """The group could not commit: no leader, lost leadership, or timed out (503; retry)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(503, code, message, {"Retry-After": "1"})
-
-
-def raft_error(reason: int) -> RaftUnavailable:
-    if reason == FAIL_REASON.MISSING_LEADER:
-        return RaftUnavailable("raft_unavailable", "No Raft leader for this session's group")
-    if reason == FAIL_REASON.QUEUE_FULL:
-        return RaftUnavailable("raft_unavailable", "Raft command queue is full")
-    return RaftUnavailable("raft_unavailable", f"Raft leadership changed before commit (reason {reason})")
 
 
 class LocalOnlyTransport(Transport):
@@ -136,8 +121,8 @@ class SessionStateMachine(SyncObjConsumer):
         self.state = GroupState()
 
     @replicated
-    def create_session(self, session_id, title, metadata, created_at, creator_principal):
-        return self.state.create_session(session_id, title, metadata, created_at, creator_principal)
+    def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None):
+        return self.state.create_session(session_id, title, metadata, created_at, creator_principal, request)
 
     @replicated
     def append_events(self, items):
@@ -158,15 +143,7 @@ class SessionStateMachine(SyncObjConsumer):
         return result
 
 
-class NotLeader(RaftUnavailable):
-    """This replica is not the group's leader; ``hint`` names the leader it knows (or None)."""
-
-    def __init__(self, group_id, hint):
-        super().__init__("raft_unavailable", f"No Raft leader for group {group_id} on this node")
-        self.hint = hint
-
-
-class RaftGroup(SafeSyncObj):
+class RaftGroup(ConfirmedReads):
     """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick.
 
     ``peer_names`` are the other replicas (none: a one-node group, no transport at
