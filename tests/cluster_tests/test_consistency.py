@@ -53,8 +53,12 @@ def under_load(cluster, sessions, entry_nodes, strict, during):
     return clients, readers
 
 
-def test_a_read_right_after_100_concurrent_appends_sees_them_through_every_node(make_cluster):
-    cluster = make_cluster(3, env=ENV)
+SIZES = pytest.mark.parametrize("size", [3, 5], ids=["3-nodes", "5-nodes-rf3"])
+
+
+@SIZES
+def test_a_read_right_after_100_concurrent_appends_sees_them_through_every_node(make_cluster, size):
+    cluster = make_cluster(size, env=ENV)
     for entry in cluster.names:
         sid = f"burst-{entry}"
         node = cluster[entry]
@@ -68,8 +72,9 @@ def test_a_read_right_after_100_concurrent_appends_sees_them_through_every_node(
             assert [e["seq"] for e in events] == [100]
 
 
-def test_reads_through_random_nodes_see_every_acknowledged_write(make_cluster):
-    cluster = make_cluster(3, env=ENV)
+@SIZES
+def test_reads_through_random_nodes_see_every_acknowledged_write(make_cluster, size):
+    cluster = make_cluster(size, env=ENV)
     sessions = sessions_over_groups(cluster)
     under_load(cluster, sessions, cluster.names, strict=True, during=lambda: time.sleep(TRAFFIC_S))
 
@@ -119,7 +124,7 @@ def kill_and_restart(cluster, victim, groups, rounds=2):
     return run
 
 
-@pytest.mark.parametrize("size", [3, 5], ids=["3-nodes", "5-nodes-rf3"])
+@SIZES
 def test_leadership_transfers_under_load_reach_no_client(make_cluster, size):
     cluster = make_cluster(size, env=ENV)
     sessions = sessions_over_groups(cluster)
@@ -127,7 +132,7 @@ def test_leadership_transfers_under_load_reach_no_client(make_cluster, size):
     under_load(cluster, sessions, cluster.names, strict=True, during=drain_and_undrain(cluster, leader))
 
 
-@pytest.mark.parametrize("size", [3, 5], ids=["3-nodes", "5-nodes-rf3"])
+@SIZES
 def test_a_killed_leader_reaches_no_client_on_the_surviving_nodes(make_cluster, size):
     cluster = make_cluster(size, env=ENV)
     sessions = sessions_over_groups(cluster)
