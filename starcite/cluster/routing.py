@@ -86,7 +86,7 @@ class Router:
                     return self.local.command(group_id, kind, args, remaining)
                 self.forwarded += 1
                 self.forwarded_by_kind.labels(kind).inc()
-                outcome, value = self.hub.call(target, "command", (group_id, kind, args, remaining), remaining)
+                outcome, value = self.hub.call(target, "command", (group_id, kind, args), remaining)
                 if outcome == "ok":
                     self.hints[group_id] = target
                     return value
@@ -140,11 +140,12 @@ class Router:
         pool = reachable or replicas
         return pool[attempt % len(pool)]
 
-    def _serve_command(self, peer, group_id, kind, args, timeout=None):
+    def _serve_command(self, peer, group_id, kind, args):
         """A command forwarded by ``peer``: ``("ok", value)``, ``("not_leader", hint)``, or ``("retry",
-        why)`` when leadership changed before the commit (the sender retries at the new leader)."""
+        why)`` when leadership changed before the commit (the sender retries at the new leader; a
+        node of an earlier version reads "retry" as not-leader without a hint, and retries too)."""
         try:
-            value = self.local.command(group_id, kind, args, min(timeout or self.timeout, self.timeout))
+            value = self.local.command(group_id, kind, args, self.timeout)
         except NotLeader as exc:
             return "not_leader", exc.hint
         except RaftUnavailable as exc:
