@@ -21,8 +21,11 @@ from tests.cluster_tests.test_faults import leader_of, sessions_over_groups, wai
 from tests.server import STARCITE
 from tests.tcp_proxy import TcpProxy
 
+# The deadline a leader change must fit in: long enough for an election on a busy 2-core machine
+# running five nodes and their clients (the clients' own timeout is 10 s).
 ENV = {"STARCITE_NUM_GROUPS": "4", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "300",
-       "STARCITE_RAFT_SNAPSHOT_ENTRIES": "400", "STARCITE_OBSERVER_LOST_AFTER_MS": "1500"}
+       "STARCITE_RAFT_SNAPSHOT_ENTRIES": "400", "STARCITE_OBSERVER_LOST_AFTER_MS": "1500",
+       "STARCITE_RAFT_TIMEOUT_MS": "8000"}
 TRAFFIC_S = 8.0
 
 
