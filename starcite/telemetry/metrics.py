@@ -1,8 +1,8 @@
 """Prometheus metrics of a node.
 
 Owns: every metric's name, type and help text, and the scrape-time collector
-that reads live gauges (pending rows, hot size, what open tails hold) from
-the node. Counters and histograms are updated by the code paths that do the
+that reads live gauges (pending rows, hot size, what open tails hold, open
+connections by kind) from the node. Counters and histograms are updated by the code paths that do the
 work; gauges that describe state are computed when scraped, so they can
 never drift.
 
@@ -76,6 +76,25 @@ class _StateCollector:
         leaders = GaugeMetricFamily("starcite_raft_groups_led", "Raft groups this node leads")
         leaders.add_metric([], snap.get("groups_led", 0))
         yield leaders
+        yield from _connection_families(snap)
+
+
+def _connection_families(snap):
+    """The API's open connections by kind, the cap, and the connections refused past it."""
+    open_ = GaugeMetricFamily("starcite_http_connections", "Open API connections by kind: request (from "
+                              "accept to the end of its response, head still arriving included), keepalive_idle, "
+                              "websocket_tail, sse_tail, long_poll (a held wait_ms request)", labels=["kind"])
+    for kind, count in snap.get("connections", {}).items():
+        open_.add_metric([kind], count)
+    yield open_
+    cap = GaugeMetricFamily("starcite_http_connection_cap", "Most API connections open at once "
+                            "(STARCITE_MAX_CONNECTIONS, or its default from RLIMIT_NOFILE)")
+    cap.add_metric([], snap.get("connection_cap", 0))
+    yield cap
+    refused = CounterMetricFamily("starcite_http_connections_refused", "Connections answered 503 and closed "
+                                  "because the node had STARCITE_MAX_CONNECTIONS open")
+    refused.add_metric([], snap.get("connections_refused", 0))
+    yield refused
 
 
 class Metrics:
