@@ -139,6 +139,7 @@ class TimedHandler:
             return ("408", early_response(408)) if self.requestline else None
         finally:
             self.head_timer.close()
+            self.head_timer = None  # a raised Timeout holds its traceback, whose frames hold this handler
 
     def read_request(self, raw_requestline):
         """pywsgi's parse of the head; once it is in, the head's timer stops and the body's starts."""
