@@ -2,7 +2,8 @@
 
 Owns: `SHORT_TIMEOUTS` (the settings the slow-client tests run a node with:
 short enough that a timeout is seconds, with the keep-alive timeout longer
-than the header timeout so the two are told apart), `connection_gauges` (the
+than the header timeout so the two are told apart), the module fixture
+`node` (one such node per test module that imports it), `connection_gauges` (the
 ``starcite_http_connections`` gauge by kind, read on a connection of its own
 that it closes, so the reading counts one ``request``), `IDLE` (that reading
 on an idle node), and `closed_after` (how long until the node closes a
@@ -12,7 +13,10 @@ fixtures do).
 
 import time
 
+import pytest
 import requests
+
+from tests.server import StarciteServer
 
 HEADER_S, BODY_S, KEEPALIVE_S, PING_S, SSE_KEEPALIVE_S = 1.0, 1.0, 2.0, 0.5, 0.5
 SHORT_TIMEOUTS = {
@@ -24,6 +28,14 @@ SHORT_TIMEOUTS = {
 }
 IDLE = {"request": 1, "keepalive_idle": 0, "websocket_tail": 0, "sse_tail": 0, "long_poll": 0}
 MARGIN_S = 2.0  # what a timeout may overrun by on a loaded test machine (sweeps and visits are periodic)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    server = StarciteServer(tmp_path_factory.mktemp("short-timeouts"), SHORT_TIMEOUTS)
+    server.start()
+    yield server
+    server.stop()
 
 
 def metrics_text(server) -> str:

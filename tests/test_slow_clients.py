@@ -15,23 +15,15 @@ import socket
 import threading
 import time
 
-import pytest
 import requests
 
-from tests.server import StarciteServer, child_pids, rss_bytes
-from tests.slow_clients import (BODY_S, HEADER_S, IDLE, KEEPALIVE_S, MARGIN_S, SHORT_TIMEOUTS, closed_after,
+from tests.server import child_pids, rss_bytes
+from tests.slow_clients import (node,  # noqa: F401 (the module's node fixture)
+                                BODY_S, HEADER_S, IDLE, KEEPALIVE_S, MARGIN_S, SHORT_TIMEOUTS, closed_after,
                                 connection_gauges, metric_value, metrics_text, wait_idle)
 
 MiB = 1024 * 1024
 SLOW_CONNECTIONS = 500
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    server = StarciteServer(tmp_path_factory.mktemp("slow"), SHORT_TIMEOUTS)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _connect(node) -> socket.socket:

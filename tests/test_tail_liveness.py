@@ -12,23 +12,13 @@ Must not: assert on speed; every wait is bounded.
 import socket
 import time
 
-import pytest
-
 from tests.raw_tail import open_tail, server_frame
-from tests.server import StarciteServer
-from tests.slow_clients import (IDLE, KEEPALIVE_S, MARGIN_S, PING_S, SHORT_TIMEOUTS, SSE_KEEPALIVE_S,
+from tests.slow_clients import (node,  # noqa: F401 (the module's node fixture)
+                                IDLE, KEEPALIVE_S, MARGIN_S, PING_S, SSE_KEEPALIVE_S,
                                 connection_gauges, metric_value, metrics_text, wait_idle)
 
 OP_TEXT, OP_CLOSE, OP_PING = 0x1, 0x8, 0x9
 _PONG = bytes([0x8A, 0x80]) + b"\x00\x00\x00\x00"  # masked (zero key), empty
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    server = StarciteServer(tmp_path_factory.mktemp("liveness"), SHORT_TIMEOUTS)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _tail_gauges_idle(node) -> bool:
