@@ -4,7 +4,8 @@ Owns: the header timeout (a connection that never sends, a slow head, 500
 slowloris connections while a normal client is served, the worker's RSS
 after them), the body timeout (408), the keep-alive timeout (longer than the
 header timeout, and only between requests), a long-poll held past every one
-of them, and the connection cap (503 with ``Retry-After``, counted). Tails
+of them, and the connection cap (503 with ``Retry-After``, counted; its
+default from ``RLIMIT_NOFILE``); the settings refused out of range. Tails
 are `tests/test_tail_liveness.py`'s.
 
 Must not: assert on speed; every wait is bounded.
@@ -15,8 +16,11 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 
+from starcite.api.server.connection_limits import ConnectionLimits, default_max_connections
+from starcite.config.settings import ConfigError, load_config
 from tests.server import child_pids, rss_bytes
 from tests.slow_clients import (node,  # noqa: F401 (the module's node fixture)
                                 BODY_S, HEADER_S, IDLE, KEEPALIVE_S, MARGIN_S, SHORT_TIMEOUTS, closed_after,
@@ -216,3 +220,24 @@ def _served(server) -> bool:
                             timeout=5).status_code == 200
     except requests.RequestException:
         return False
+
+
+@pytest.mark.parametrize("env, value", [
+    ("STARCITE_HTTP_HEADER_TIMEOUT_MS", "5"), ("STARCITE_HTTP_BODY_TIMEOUT_MS", "0"),
+    ("STARCITE_HTTP_KEEPALIVE_TIMEOUT_MS", "3600001"), ("STARCITE_TAIL_WS_PING_MS", "-1"),
+    ("STARCITE_MAX_CONNECTIONS", "0")])
+def test_each_setting_is_refused_with_one_line_when_out_of_range(env, value):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {env: value})
+    assert str(info.value).startswith(env + " (") and "\n" not in str(info.value)
+
+
+def test_the_default_cap_leaves_the_node_a_share_of_its_file_descriptors():
+    assert default_max_connections(1024) == 768
+    assert default_max_connections(20000) == 16000
+    assert default_max_connections(-1) == default_max_connections(2**62) > 0  # RLIM_INFINITY, or huge
+    limits = ConnectionLimits.from_config(load_config(None, {}))
+    assert limits.max_connections == default_max_connections(limits.nofile_soft)
+    assert "RLIMIT_NOFILE" in limits.describe()
+    limits = ConnectionLimits.from_config(load_config(None, {"STARCITE_MAX_CONNECTIONS": "7"}))
+    assert limits.max_connections == 7 and "STARCITE_MAX_CONNECTIONS" in limits.describe()
