@@ -18,7 +18,7 @@ import requests
 
 from tests.server import StarciteServer
 
-HEADER_S, BODY_S, KEEPALIVE_S, PING_S, SSE_KEEPALIVE_S = 1.0, 1.0, 2.0, 0.5, 0.5
+HEADER_S, BODY_S, KEEPALIVE_S, PING_S, SSE_KEEPALIVE_S = 1.0, 1.0, 2.0, 1.0, 0.5
 SHORT_TIMEOUTS = {
     "STARCITE_HTTP_HEADER_TIMEOUT_MS": str(int(HEADER_S * 1000)),
     "STARCITE_HTTP_BODY_TIMEOUT_MS": str(int(BODY_S * 1000)),

@@ -2,11 +2,14 @@
 
 Owns: `StarciteApplication` (gunicorn app that builds the `Node` and the
 Falcon app inside the worker, after gevent has patched it), `StarciteWorker`
-(serves the API through `starcite.api.server.accept_gate.GatedWSGIServer`, freezes
+(serves the API through `starcite.api.server.accept_gate.GatedWSGIServer`, with
+the config's `ConnectionLimits` and the node's `ConnectionCounts`, and logs
+the connection cap at start; freezes
 the booted node's objects out of the cyclic collector; graceful SIGTERM: stop
 accepting, close tails with a normal close, let in-flight appends finish,
 flush the archive, sync the Raft journals),
-`StarciteHandler` (upgrades a tail only after the Falcon resource has
+`StarciteHandler` (the header, body and keep-alive timeouts of
+`starcite.api.server.connection_limits.TimedHandler`; upgrades a tail only after the Falcon resource has
 validated it, so errors are plain HTTP before the upgrade, and hands an SSE
 tail its connection once the resource has sent its head; answers the
 requests pywsgi refuses before the app, such as a request line over 8 KiB
