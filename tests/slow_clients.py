@@ -6,7 +6,7 @@ than the header timeout so the two are told apart), the module fixture
 `node` (one such node per test module that imports it), `connection_gauges` (the
 ``starcite_http_connections`` gauge by kind, read on a connection of its own
 that it closes, so the reading counts one ``request``), `IDLE` (that reading
-on an idle node), and `closed_after` (how long until the node closes a
+on an idle node), `timeouts` (the connections each timeout ended), and `closed_after` (how long until the node closes a
 socket, and what it sent before). Must not: start or stop nodes (the
 fixtures do).
 """
@@ -53,6 +53,13 @@ def metric_value(text: str, name: str) -> float:
 
 def connection_gauges(server) -> dict:
     prefix = 'starcite_http_connections{kind="'
+    return {line[len(prefix):].split('"', 1)[0]: int(float(line.rsplit(" ", 1)[1]))
+            for line in metrics_text(server).splitlines() if line.startswith(prefix)}
+
+
+def timeouts(server) -> dict:
+    """``starcite_http_connections_timed_out_total`` by timeout."""
+    prefix = 'starcite_http_connections_timed_out_total{timeout="'
     return {line[len(prefix):].split('"', 1)[0]: int(float(line.rsplit(" ", 1)[1]))
             for line in metrics_text(server).splitlines() if line.startswith(prefix)}
 

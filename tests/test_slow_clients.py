@@ -24,7 +24,7 @@ from starcite.config.settings import ConfigError, load_config
 from tests.server import child_pids, rss_bytes
 from tests.slow_clients import (node,  # noqa: F401 (the module's node fixture)
                                 BODY_S, HEADER_S, IDLE, KEEPALIVE_S, MARGIN_S, SHORT_TIMEOUTS, closed_after,
-                                connection_gauges, metric_value, metrics_text, wait_idle)
+                                connection_gauges, metric_value, metrics_text, timeouts, wait_idle)
 
 MiB = 1024 * 1024
 SLOW_CONNECTIONS = 500
@@ -35,14 +35,17 @@ def _connect(node) -> socket.socket:
 
 
 def test_a_connection_that_never_sends_is_closed_after_the_header_timeout(node):
+    before = timeouts(node)["header"]
     with _connect(node) as sock:
         seconds, data = closed_after(sock, HEADER_S + MARGIN_S)
     assert data == b""  # no request line read: nothing to answer
     assert HEADER_S * 0.9 <= seconds <= HEADER_S + MARGIN_S
+    assert timeouts(node)["header"] == before + 1
     wait_idle(node)
 
 
 def test_a_slow_request_head_gets_408_then_the_close(node):
+    before = timeouts(node)["header"]
     with _connect(node) as sock:
         sock.sendall(b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\n")
         seconds, data = closed_after(sock, HEADER_S + MARGIN_S)
@@ -50,9 +53,11 @@ def test_a_slow_request_head_gets_408_then_the_close(node):
     assert head.startswith(b"HTTP/1.1 408 ") and b"Connection: close" in head
     assert json.loads(body)["error"] == "request_timeout"
     assert seconds <= HEADER_S + MARGIN_S
+    assert timeouts(node)["header"] == before + 1
 
 
 def test_a_slow_body_gets_408(node):
+    before = timeouts(node)["body"]
     with _connect(node) as sock:
         sock.sendall(b"POST /v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 40\r\n\r\n{\"id\": ")
@@ -61,16 +66,19 @@ def test_a_slow_body_gets_408(node):
     assert head.startswith(b"HTTP/1.1 408 "), data[:200]
     assert json.loads(body)["error"] == "request_timeout"
     assert seconds <= BODY_S + MARGIN_S
+    assert timeouts(node)["body"] == before + 1
     assert node.request("GET", "/v1/sessions?limit=1").status_code == 200  # nothing was created or broken
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(node):
+    before = timeouts(node)["keepalive"]
     with _connect(node) as sock:
         sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         seconds, data = closed_after(sock, KEEPALIVE_S + MARGIN_S)
     assert data.startswith(b"HTTP/1.1 200 ") and data.count(b"HTTP/1.1") == 1
     # the keep-alive timeout, not the (shorter) header timeout, and the response was not held up
     assert KEEPALIVE_S * 0.9 <= seconds <= KEEPALIVE_S + MARGIN_S
+    assert timeouts(node)["keepalive"] >= before + 1
 
 
 def test_a_keep_alive_connection_serves_requests_spread_over_more_than_the_header_timeout(node):
@@ -160,6 +168,7 @@ def test_slowloris_connections_are_closed_and_a_normal_client_is_served(node, si
     warm_up.close()
     wait_idle(node)
     rss_before = rss_bytes(worker)
+    header_timeouts = timeouts(node)["header"]
     served, failures, stop = [], [], threading.Event()
 
     def normal_client():
@@ -181,6 +190,7 @@ def test_slowloris_connections_are_closed_and_a_normal_client_is_served(node, si
         assert not slow.open, f"{len(slow.open)} slow connections still open after {seconds:.1f} s"
         assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in slow.answers.values())
         assert len(slow.answers) == SLOW_CONNECTIONS
+        assert timeouts(node)["header"] == header_timeouts + SLOW_CONNECTIONS
     finally:
         slow.close()
         stop.set()

@@ -16,7 +16,7 @@ import time
 from tests.raw_tail import open_tail, server_frame
 from tests.slow_clients import (node,  # noqa: F401 (the module's node fixture)
                                 IDLE, KEEPALIVE_S, MARGIN_S, PING_S, SSE_KEEPALIVE_S,
-                                connection_gauges, metric_value, metrics_text, wait_idle)
+                                connection_gauges, metric_value, metrics_text, timeouts, wait_idle)
 
 OP_TEXT, OP_CLOSE, OP_PING = 0x1, 0x8, 0x9
 _PONG = bytes([0x8A, 0x80]) + b"\x00\x00\x00\x00"  # masked (zero key), empty
@@ -39,6 +39,7 @@ def _frames(buf: bytes):
 
 def test_a_websocket_tail_whose_client_never_answers_is_closed_within_two_ping_intervals(node, sid):
     node.create(sid)
+    before = timeouts(node)["tail_ping"]
     sock, buf = open_tail(node.port, sid, 0)
     opened = time.monotonic()
     try:
@@ -47,6 +48,7 @@ def test_a_websocket_tail_whose_client_never_answers_is_closed_within_two_ping_i
                         "the silent tail closed")
         closed_within = time.monotonic() - opened
         assert 1.5 * PING_S <= closed_within <= 2 * PING_S + MARGIN_S  # a ping first, then the close
+        assert timeouts(node)["tail_ping"] == before + 1
         node.wait_until(lambda: _tail_gauges_idle(node), 5, "the tail's gauges idle")
         sock.settimeout(5)
         while chunk := sock.recv(65536):  # what the node sent before it closed: pings only
@@ -110,6 +112,7 @@ def _open_sse(node, sid, receive_buffer=None):
 
 def test_an_sse_tail_whose_client_stops_reading_is_ended_by_the_stall_timeout(node, sid):
     node.create(sid)
+    before = timeouts(node)["tail_stall"]
     reader = _open_sse(node, sid)
     stalled = _open_sse(node, sid, receive_buffer=4096)
     try:
@@ -128,6 +131,7 @@ def test_an_sse_tail_whose_client_stops_reading_is_ended_by_the_stall_timeout(no
                 pass
         node.wait_until(lambda: connection_gauges(node)["sse_tail"] == 1, 2 * SSE_KEEPALIVE_S + MARGIN_S,
                         "the stalled tail ended")
+        assert timeouts(node)["tail_stall"] == before + 1
         reader.settimeout(2)
         assert reader.recv(65536)  # the one that reads is still served
     finally:

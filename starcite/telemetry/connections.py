@@ -4,7 +4,8 @@ Owns: `ConnectionCounts`, one per node: what the worker's accept gate and
 request handler (``request``, ``keepalive_idle``) and the tail streams
 (``websocket_tail``, ``sse_tail``) hold open right now, kept as they move from
 one kind to another so that the gate reads the total in O(1) at every accept,
-and the count of connections refused past the cap. ``long_poll`` is not
+and the count of connections refused past the cap, and of the ones a timeout
+ended, by timeout (`TIMEOUT_KINDS`). ``long_poll`` is not
 counted here: a held long-poll is a request whose handler waits, and the
 scrape splits it out of ``request`` with the node's count of waiters.
 
@@ -13,6 +14,9 @@ their sockets.
 """
 
 CONNECTION_KINDS = ("request", "keepalive_idle", "websocket_tail", "sse_tail", "long_poll")
+# header: no complete request head in time; body: a request body paused too long; keepalive: idle
+# between requests; tail_ping: a WebSocket peer answered nothing; tail_stall: a tail's write made no progress
+TIMEOUT_KINDS = ("header", "body", "keepalive", "tail_ping", "tail_stall")
 
 
 class ConnectionCounts:
@@ -20,6 +24,7 @@ class ConnectionCounts:
         self.by_kind = dict.fromkeys(CONNECTION_KINDS, 0)
         self.total = 0
         self.refused = 0
+        self.timed_out = dict.fromkeys(TIMEOUT_KINDS, 0)
         self.cap = 0  # the worker's connection cap, once it has started (0: not serving)
 
     def moved(self, old, new):

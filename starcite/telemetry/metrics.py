@@ -95,6 +95,12 @@ def _connection_families(snap):
                                   "because the node had STARCITE_MAX_CONNECTIONS open")
     refused.add_metric([], snap.get("connections_refused", 0))
     yield refused
+    timed_out = CounterMetricFamily("starcite_http_connections_timed_out", "Connections a timeout ended, by "
+                                    "timeout: header, body, keepalive, tail_ping (a WebSocket peer answered "
+                                    "nothing), tail_stall (a tail's write made no progress)", labels=["timeout"])
+    for timeout, count in snap.get("connections_timed_out", {}).items():
+        timed_out.add_metric([timeout], count)
+    yield timed_out
 
 
 class Metrics:

@@ -135,6 +135,7 @@ class GatedWSGIServer(PyWSGIServer):
                 break
             del idle[sock]
             _stop(watcher)
+            self.connections.timed_out["header"] += 1
             self._close_uncounted(args)
         deadlines = self.refused_deadlines
         while deadlines and deadlines[0][0] <= now:

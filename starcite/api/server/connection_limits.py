@@ -77,24 +77,24 @@ class _HeadTimeout(gevent.Timeout):
 class BodyInput(pywsgi.Input):
     """pywsgi's request body reader; a pause past the body timeout is a 408 for the app to answer."""
 
-    __slots__ = ()
+    __slots__ = ("timed_out",)
 
     def read(self, length=None):
         try:
             return super().read(length)
         except socket.timeout:
-            raise _body_timeout() from None
+            raise self._timeout() from None
 
     def readline(self, size=None):
         try:
             return super().readline(size)
         except socket.timeout:
-            raise _body_timeout() from None
+            raise self._timeout() from None
 
-
-def _body_timeout():
-    return StarciteError(408, "request_timeout", "The request body stalled longer than "
-                         "STARCITE_HTTP_BODY_TIMEOUT_MS", {"Connection": "close"})
+    def _timeout(self):
+        self.timed_out["body"] += 1
+        return StarciteError(408, "request_timeout", "The request body stalled longer than "
+                             "STARCITE_HTTP_BODY_TIMEOUT_MS", {"Connection": "close"})
 
 
 class TimedHandler:
@@ -136,6 +136,7 @@ class TimedHandler:
             if exc is not self.head_timer:
                 raise
             self.close_connection = True
+            self.server.connections.timed_out["header"] += 1
             return ("408", early_response(408)) if self.requestline else None
         finally:
             self.head_timer.close()
@@ -157,6 +158,7 @@ class TimedHandler:
             with gevent.Timeout(keepalive_s, False):
                 self.rfile.peek(1)  # one read at most, and only if nothing is buffered
                 return True
+            self.server.connections.timed_out["keepalive"] += 1
             return False
         except OSError:
             return False
@@ -169,4 +171,5 @@ class TimedHandler:
         if env.get("wsgi.input") is body:
             self.wsgi_input = env["wsgi.input"] = BodyInput(body.rfile, body.content_length, body.socket,
                                                             body.chunked_input)
+            self.wsgi_input.timed_out = self.server.connections.timed_out
         return env

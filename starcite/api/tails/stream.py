@@ -148,6 +148,9 @@ class TailStream:
     def _run(self):
         try:
             self._work()
+        except TimeoutError:  # a blocking write made no progress for the stall timeout
+            self.node.connections.timed_out["tail_stall"] += 1
+            self._finish()
         except OSError:
             self._finish()  # the client went away
         except Exception:  # never leave a tail half-open: its socket, watchers and registrations go
@@ -304,6 +307,8 @@ class TailStream:
             self.spoke_seq, self.spoke_at = self.sent, now
         conn = self.conn
         if conn.keepalive_answered and self.pinged_at > self.heard_at and now - self.pinged_at >= every_s:
+            self.node.connections.timed_out["tail_ping"] += 1
+            self.pinged_at = float("inf")  # once: the pump ends it
             self.outbox.put(("gone",))
             return
         if now - self.spoke_at >= every_s and self.write_idle(conn.keepalive):
