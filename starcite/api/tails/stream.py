@@ -21,7 +21,7 @@ import time
 import gevent
 
 from starcite.api.tails.live_fanout import FANOUT
-from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED
+from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled
 from starcite.node.tier_reads import ArchiveReadError
 
 log = logging.getLogger("starcite.tail")
@@ -148,7 +148,7 @@ class TailStream:
     def _run(self):
         try:
             self._work()
-        except TimeoutError:  # a blocking write made no progress for the stall timeout
+        except WriteStalled:  # the client stopped reading
             self.node.connections.timed_out["tail_stall"] += 1
             self._finish()
         except OSError:

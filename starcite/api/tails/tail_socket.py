@@ -19,6 +19,10 @@ CLOSE_INTERNAL = 1011       # the tail failed or cannot be served (the reason sa
 CLOSE_TOKEN_EXPIRED = 4001  # the token expired
 
 
+class WriteStalled(OSError):
+    """A blocking send made no progress within the socket's stall timeout (the peer stopped reading)."""
+
+
 class TailSocket:
     """The connection of one tail after it is detached from the WSGI handler."""
 
@@ -85,8 +89,11 @@ class TailSocket:
         if self.unsent:
             data, self.unsent = self.unsent + data, b""
         view = memoryview(data)
-        while view:
-            view = view[self.sock.send(view):]
+        try:
+            while view:
+                view = view[self.sock.send(view):]
+        except TimeoutError:
+            raise WriteStalled(f"no progress in {self.sock.gettimeout()} s") from None
 
     def flush(self):
         self.send(b"")
