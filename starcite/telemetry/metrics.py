@@ -80,27 +80,29 @@ class _StateCollector:
 
 
 def _connection_families(snap):
-    """The API's open connections by kind, the cap, and the connections refused past it."""
-    open_ = GaugeMetricFamily("starcite_http_connections", "Open API connections by kind: request (from "
-                              "accept to the end of its response, head still arriving included), keepalive_idle, "
-                              "websocket_tail, sse_tail, long_poll (a held wait_ms request)", labels=["kind"])
-    for kind, count in snap.get("connections", {}).items():
-        open_.add_metric([kind], count)
-    yield open_
-    cap = GaugeMetricFamily("starcite_http_connection_cap", "Most API connections open at once "
-                            "(STARCITE_MAX_CONNECTIONS, or its default from RLIMIT_NOFILE)")
-    cap.add_metric([], snap.get("connection_cap", 0))
-    yield cap
-    refused = CounterMetricFamily("starcite_http_connections_refused", "Connections answered 503 and closed "
-                                  "because the node had STARCITE_MAX_CONNECTIONS open")
-    refused.add_metric([], snap.get("connections_refused", 0))
-    yield refused
-    timed_out = CounterMetricFamily("starcite_http_connections_timed_out", "Connections a timeout ended, by "
-                                    "timeout: header, body, keepalive, tail_ping (a WebSocket peer answered "
-                                    "nothing), tail_stall (a tail's write made no progress)", labels=["timeout"])
-    for timeout, count in snap.get("connections_timed_out", {}).items():
-        timed_out.add_metric([timeout], count)
-    yield timed_out
+    """The API's open connections by kind, the cap, and the connections refused past it or timed out."""
+    yield _family(GaugeMetricFamily, "starcite_http_connections", "Open API connections by kind: request (from "
+                  "accept to the end of its response, head still arriving included), keepalive_idle, "
+                  "websocket_tail, sse_tail, long_poll (a held wait_ms request)", "kind", snap.get("connections", {}))
+    yield _family(GaugeMetricFamily, "starcite_http_connection_cap", "Most API connections open at once "
+                  "(STARCITE_MAX_CONNECTIONS, or its default from RLIMIT_NOFILE)", None, snap.get("connection_cap", 0))
+    yield _family(CounterMetricFamily, "starcite_http_connections_refused", "Connections answered 503 and closed "
+                  "because the node had STARCITE_MAX_CONNECTIONS open", None, snap.get("connections_refused", 0))
+    yield _family(CounterMetricFamily, "starcite_http_connections_timed_out", "Connections a timeout ended, by "
+                  "timeout: header, body, keepalive, tail_ping (a WebSocket peer answered nothing), tail_stall "
+                  "(a tail's write made no progress)", "timeout", snap.get("connections_timed_out", {}))
+
+
+def _family(kind, name, help_, label, value):
+    """A metric family of one value, or (``label`` named) of one value per label in the dict ``value``."""
+    if label is None:
+        family = kind(name, help_)
+        family.add_metric([], value)
+        return family
+    family = kind(name, help_, labels=[label])
+    for key, count in value.items():
+        family.add_metric([key], count)
+    return family
 
 
 class Metrics:
