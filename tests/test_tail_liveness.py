@@ -3,8 +3,9 @@
 Owns: a WebSocket tail whose client reads nothing and never pongs is closed
 within two ping intervals and its gauges go back to idle; a client that
 answers pings stays open across many intervals (past the header and
-keep-alive timeouts) and still gets events; an SSE tail whose client stops
-reading is ended by the stall timeout, while one that reads stays open.
+keep-alive timeouts) and still gets events; an SSE tail that reads stays
+open past those timeouts with its keep-alive comments; one whose client
+stops reading is ended by the stall timeout, while one that reads goes on.
 
 Must not: assert on speed; every wait is bounded.
 """
@@ -108,6 +109,27 @@ def _open_sse(node, sid, receive_buffer=None):
         head += sock.recv(1)  # the head only: nothing of the stream is read here
     assert head.startswith(b"HTTP/1.1 200 "), head
     return sock
+
+
+def test_an_sse_tail_that_reads_stays_open_past_the_header_and_keep_alive_timeouts(node, sid):
+    node.create(sid)
+    sock = _open_sse(node, sid)
+    received = b""
+    try:
+        sock.settimeout(0.2)
+        until = time.monotonic() + KEEPALIVE_S + 1
+        while time.monotonic() < until:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            assert chunk, "the node ended an SSE tail that reads"
+            received += chunk
+        assert received.count(b": keep-alive") >= 2
+        assert connection_gauges(node)["sse_tail"] == 1
+    finally:
+        sock.close()
+    node.wait_until(lambda: _tail_gauges_idle(node), 5, "the tail's gauges idle")
 
 
 def test_an_sse_tail_whose_client_stops_reading_is_ended_by_the_stall_timeout(node, sid):
