@@ -160,7 +160,7 @@ class TimedHandler:
                 return True
             self.server.connections.timed_out["keepalive"] += 1
             return False
-        except OSError:
+        except (OSError, ValueError):  # reset by the peer, or the reader already closed
             return False
         finally:
             self.count_as("request")
