@@ -34,6 +34,7 @@ from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.core.errors import StarciteError
 from starcite.core.rules import RuleError, parse_result
+from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
 from starcite.node.local_replicas import LocalReplicas
 from starcite.node.long_poll import LongPolls
@@ -102,6 +103,7 @@ class Node:
                                   lambda session_id: self.group_of(session_id) in self.groups,
                                   lambda: self.stopping)
         self.gauge_sources = []  # callables returning {gauge: value}, merged into the metrics snapshot
+        self.connections = ConnectionCounts()  # the API's open connections by kind (the worker and the tails count)
         self.unindexed = set()
         self.adapter = build_adapter(config)
         self.adapter.check()
