@@ -26,7 +26,7 @@ from pysyncobj.transport import Transport
 
 from starcite.actors.raft_journal import DurableFileJournal
 from starcite.actors.raft_errors import NotLeader, RaftUnavailable, raft_error
-from starcite.actors.read_index import ConfirmedReads
+from starcite.actors.quiescence import QuiescentGroup
 from starcite.peers.raft_transport import MuxTransport
 from starcite.core import rules
 from starcite.core.rules import GroupState, RuleError
@@ -143,7 +143,7 @@ class SessionStateMachine(SyncObjConsumer):
         return result
 
 
-class RaftGroup(ConfirmedReads):
+class RaftGroup(QuiescentGroup):
     """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick.
 
     ``peer_names`` are the other replicas (none: a one-node group, no transport at
@@ -223,7 +223,7 @@ class RaftGroup(ConfirmedReads):
     def _tick_loop(self):
         while self._running:
             try:
-                self.doTick(0.05)
+                self.doTick(self.tick_period(0.05))
             except Exception:
                 log.exception("raft group %s: tick failed", self.group_id)
                 gevent.sleep(0.05)
@@ -251,7 +251,9 @@ class RaftGroup(ConfirmedReads):
         before = len(self.journal)
         super()._checkCommandsToApply()
         if len(self.journal) != before:
-            # New entries: the next tick syncs and (alone) commits them at once.
+            # New entries: the next tick syncs and (alone) commits them at once, and a quiet
+            # group heartbeats again.
+            self.wake_up()
             self.wake.set()
 
     # -- batching -------------------------------------------------------------
@@ -262,6 +264,7 @@ class RaftGroup(ConfirmedReads):
             reply.set_exception(NotLeader(self.group_id, self.leader_name()))
             return
         self.pending_appends.append((item, reply))
+        self.wake_up()
         self.wake.set()
 
     def _submit_appends(self):
@@ -291,6 +294,7 @@ class RaftGroup(ConfirmedReads):
         """Hand this group's leadership to ``to`` (a node name; None: the most caught-up follower)
         at the next tick: a drain, or giving a group back to its preferred leader."""
         self._transfer_wanted = to or True
+        self.wake_up()
         self.wake.set()
 
     def _transfer_leadership(self):
@@ -332,7 +336,8 @@ class RaftGroup(ConfirmedReads):
 
     def status(self) -> dict:
         out = {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
-               "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
+               "term": self._getTerm(), "ready": self.ready(), "quiet": self.quiet,
+               "commit_index": self.raftCommitIndex,
                "last_applied": self.raftLastApplied, "last_index": self.journal[-1][1],
                "applied_digest": [self.digest_chain_start(), *self.applied_digest()],
                "log_entries": len(self.journal)}

@@ -143,3 +143,23 @@ def test_a_killed_leader_reaches_no_client_on_the_surviving_nodes(make_cluster, 
     victim = leader_of(cluster, sessions[0])
     survivors = [name for name in cluster.names if name != victim]
     under_load(cluster, sessions, survivors, strict=True, during=kill_and_restart(cluster, victim, groups))
+
+
+def test_a_quiet_groups_killed_leader_is_replaced_and_no_client_sees_it(make_cluster):
+    """Idle groups stop heartbeating (starcite/actors/quiescence.py); the followers of a quiet group
+    notice its leader's death by the peer link and elect another one."""
+    cluster = make_cluster(3, env=ENV)
+    sid = "quiet-1"
+    cluster["n1"].create(sid)
+    assert cluster["n1"].append(sid, 1).status_code == 201
+    group = cluster.group_of(sid)
+
+    def quiet_everywhere():
+        return all(g["quiet"] for node in cluster for g in node.ops_status()["groups"] if g["group"] == group)
+    cluster["n1"].wait_until(quiet_everywhere, timeout=30, what="the group quiet on every replica")
+    victim = leader_of(cluster, sid)
+    cluster[victim].kill()
+    survivor = cluster[next(name for name in cluster.names if name != victim)]
+    answer = survivor.append(sid, 2)
+    assert answer.status_code == 201, answer.text
+    assert survivor.request("GET", f"/v1/sessions/{sid}").json()["last_seq"] == 2
