@@ -112,6 +112,42 @@ def test_an_http10_upgrade_is_refused_with_400(server, sid):
     assert answer.startswith(b"HTTP/1.1 400") and b"invalid_handshake" in answer
 
 
+def raw_upgrade(server, sid, connection="Upgrade", version="13") -> bytes:
+    """The head of the answer to a hand-written upgrade request."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET /v1/sessions/{sid}/tail?cursor=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     f"Connection: {connection}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     f"Sec-WebSocket-Version: {version}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("version", ["7", "8", "12", "14", ""])
+def test_a_websocket_version_other_than_13_is_426_naming_13(server, sid, version):
+    """RFC 6455 §4.2.2: the server answers 426 with the version it speaks."""
+    server.create(sid)
+    answer = raw_upgrade(server, sid, version=version)
+    assert answer.startswith(b"HTTP/1.1 426"), answer[:200]
+    assert b"\r\nsec-websocket-version: 13\r\n" in answer.lower()
+
+
+@pytest.mark.parametrize("connection", ["xxupgradexx", "keep-alive", "upgraded", ""])
+def test_a_connection_header_without_the_upgrade_token_is_not_an_upgrade(server, sid, connection):
+    server.create(sid)
+    assert raw_upgrade(server, sid, connection=connection).startswith(b"HTTP/1.1 426")
+
+
+@pytest.mark.parametrize("connection", ["keep-alive, Upgrade", "UPGRADE", " upgrade ,keep-alive"])
+def test_the_upgrade_token_is_found_in_a_list_case_insensitively(server, sid, connection):
+    server.create(sid)
+    assert raw_upgrade(server, sid, connection=connection).startswith(b"HTTP/1.1 101")
+
+
 def test_unknown_session_is_404_before_upgrade(server):
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         websocket.create_connection(f"{server.ws_base}/v1/sessions/missing/tail", timeout=5)

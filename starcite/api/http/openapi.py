@@ -60,7 +60,7 @@ _SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": S
 _HANDSHAKE = [
     _header("Upgrade", {"type": "string", "pattern": f"^{_case_insensitive('websocket')}$"}),
     _header("Connection", {"type": "string", "pattern": _case_insensitive("upgrade")}),
-    _header("Sec-WebSocket-Version", {"type": "string", "enum": ["13", "8", "7"]}),
+    _header("Sec-WebSocket-Version", {"type": "string", "enum": ["13"]}),
     _header("Sec-WebSocket-Key", {"type": "string", "pattern": "^[A-Za-z0-9+/]{22}==$",
                                   "description": "base64 of 16 bytes"}),
 ]

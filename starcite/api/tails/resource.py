@@ -26,7 +26,7 @@ from starcite.api.tails.ws_wire import WebSocketConn
 from starcite.core.errors import StarciteError
 from starcite.core.rules import TAIL_BATCH_SIZE, TAIL_CURSOR
 
-SUPPORTED_VERSIONS = ("13", "8", "7")
+WEBSOCKET_VERSION = "13"  # RFC 6455; any other version is answered 426 naming this one (§4.2.2)
 _SSE_OPEN_POLL_S = 0.05
 
 
@@ -46,14 +46,21 @@ def _cursor(req, sse: bool) -> int:
     return cursor
 
 
+def _header_tokens(value: str) -> set:
+    """A comma-separated header's tokens, lower-cased (``Connection: keep-alive, Upgrade``)."""
+    return {token.strip().lower() for token in value.split(",")}
+
+
 def _check_handshake(env):
-    if env.get("HTTP_UPGRADE", "").lower() != "websocket" or "upgrade" not in env.get("HTTP_CONNECTION", "").lower():
+    if (env.get("HTTP_UPGRADE", "").strip().lower() != "websocket"
+            or "upgrade" not in _header_tokens(env.get("HTTP_CONNECTION", ""))):
         raise ApiError(426, "upgrade_required", "This endpoint is a WebSocket: send an Upgrade request",
                        {"Upgrade": "websocket"})
     if env.get("SERVER_PROTOCOL") != "HTTP/1.1":  # RFC 6455 §4.1 (geventwebsocket would answer a bare 402)
         raise ApiError(400, "invalid_handshake", "A WebSocket upgrade is an HTTP/1.1 request")
-    if env.get("HTTP_SEC_WEBSOCKET_VERSION") not in SUPPORTED_VERSIONS:
-        raise ApiError(400, "invalid_handshake", "Unsupported Sec-WebSocket-Version (use 13)")
+    if env.get("HTTP_SEC_WEBSOCKET_VERSION", "").strip() != WEBSOCKET_VERSION:
+        raise ApiError(426, "unsupported_websocket_version", f"Sec-WebSocket-Version must be {WEBSOCKET_VERSION}",
+                       {"Sec-WebSocket-Version": WEBSOCKET_VERSION})
     try:
         if len(base64.b64decode(env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip(), validate=True)) != 16:
             raise ValueError
