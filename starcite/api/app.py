@@ -2,7 +2,8 @@
 
 Owns: `create_app(node, config)`, wiring each route of SPEC.md §2 to its
 resource, and the middleware: `RequestContextMiddleware` (request id and log
-context, first), `MetricsMiddleware` (request latency histogram by route
+context, first), `CorsMiddleware` (starcite/api/http/cors.py: preflights are
+answered before anything else runs), `MetricsMiddleware` (request latency histogram by route
 template), `EdgesMiddleware` (starcite/api/http/edges.py) and
 `AccessMiddleware` (turns the bearer token of every `/v1` request into an
 `Access`). Must not: contain endpoint logic.
@@ -15,6 +16,7 @@ import falcon
 from starcite.api.http import errors
 from starcite.api.auth.access import OPEN, build_gate
 from starcite.api.auth.tokens import extract_token
+from starcite.api.http.cors import CorsMiddleware, allowed_origins
 from starcite.api.http.edges import EdgesMiddleware, add_head_responders
 from starcite.api.http.openapi import build_spec
 from starcite.api.http.request_context import RequestContextMiddleware
@@ -85,7 +87,8 @@ class MetricsMiddleware:
 
 def create_app(node, config):
     gate = build_gate(config)
-    app = falcon.App(middleware=[RequestContextMiddleware(config.num_groups), MetricsMiddleware(node),
+    app = falcon.App(middleware=[RequestContextMiddleware(config.num_groups), CorsMiddleware(allowed_origins(config)),
+                                 MetricsMiddleware(node),
                                  EdgesMiddleware(), AccessMiddleware(gate)],
                      cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True

@@ -69,6 +69,8 @@ def _lower(value) -> str:
     return str(value).strip().lower()
 
 
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$", re.IGNORECASE)  # a browser's Origin header
+
 # (field, toml key, env vars (first set wins), parser, default, help)
 _SETTINGS = [
     ("node_name", "node.name", ["NODE_NAME"], _str, None, "Node identity; random when unset"),
@@ -78,6 +80,9 @@ _SETTINGS = [
      "Largest accepted request body (413 above)"),
     ("graceful_timeout", "http.graceful_timeout_seconds", ["STARCITE_GRACEFUL_TIMEOUT_SECONDS"], _float, 10.0,
      "Seconds SIGTERM waits for in-flight requests"),
+    ("cors_origins", "http.cors_origins", ["STARCITE_CORS_ORIGINS"], parse_list, None,
+     "Origins browsers may call the API from (CORS): * or scheme://host[:port], comma-separated; "
+     "default * with auth none, none with jwt (name your apps' origins)"),
     ("data_dir", "node.data_dir", ["STARCITE_DATA_DIR"], _str, "./data", "Root of all node data"),
     ("raft_data_dir", "raft.data_dir", ["STARCITE_RAFT_DATA_DIR"], _str, None,
      "Raft journals and snapshots (default <data_dir>/raft)"),
@@ -155,7 +160,7 @@ _SETTINGS = [
     ("tail_catchup_interval_ms", "tail.catchup_interval_ms", ["STARCITE_TAIL_CATCHUP_INTERVAL_MS"], _int, 5000,
      "Period of the tail catch-up check"),
     ("sse_keepalive_ms", "tail.sse_keepalive_ms", ["STARCITE_TAIL_SSE_KEEPALIVE_MS"], _int, 15000,
-     "Period of the comment line an SSE tail sends so that proxies keep it open"),
+     "An SSE tail that wrote nothing for this long sends a comment line, so that proxies keep it open"),
     ("sse_retry_ms", "tail.sse_retry_ms", ["STARCITE_TAIL_SSE_RETRY_MS"], _int, 1000,
      "The `retry:` an SSE tail sends once: how long an EventSource waits before it reconnects"),
     # Slow, idle and vanished clients (docs/operations.md, "Timeouts with a load balancer").
@@ -289,6 +294,8 @@ def _finish(config: Config) -> Config:
         ("replication_factor", v["replication_factor"] >= 1, "must be >= 1"),
         ("archive_adapter", v["archive_adapter"] in ("local", "s3", "postgres"), "must be local, s3 or postgres"),
         ("auth_mode", v["auth_mode"] in ("none", "jwt"), "must be none or jwt"),
+        ("cors_origins", v["cors_origins"] is None or all(o == "*" or _ORIGIN.match(o) for o in v["cors_origins"]),
+         "each must be * or scheme://host[:port]"),
         ("archive_flush_interval_ms", v["archive_flush_interval_ms"] >= 10, "must be >= 10"),
         ("event_store_max_bytes", v["event_store_max_bytes"] > 0, "must be > 0"),
         ("max_body_bytes", v["max_body_bytes"] > 0, "must be > 0"),

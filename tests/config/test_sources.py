@@ -63,6 +63,8 @@ FIELD_SAMPLES = {
                       (["a@h:3"], " a@h:3 , c@h:4 ", ["a@h:3", "c@h:4"])),
     "write_node_ids": ((["a", "b"], "a,b", ["a", "b"]), (["c"], " c , a ", ["c", "a"])),
     "auth_jwks_refetch_ms": ((1500, "1500", 1500), (250, "250", 250)),  # at least 100
+    "cors_origins": ((["https://a.example", "*"], "https://a.example,*", ["https://a.example", "*"]),
+                     (["http://b:1"], " http://b:1 , https://c ", ["http://b:1", "https://c"])),
 }
 _SECRET = {"STARCITE_CLUSTER_SECRET": "0123456789abcdef"}
 FIELD_COMPANIONS = {
