@@ -18,11 +18,13 @@ import urllib.parse
 from starcite.cluster.ops_client import OpsClient
 from starcite.config.settings import ConfigError, load_config
 from starcite.config.data_layout import check_data_layout
+from starcite.config.data_lock import DataDirInUse, lock_data_dirs
 
 
 def _serve(args):
     try:
         config = load_config(args.config)
+        locks = lock_data_dirs(config)  # held (and inherited by the worker) while the node runs
         check_data_layout(config)
         if config.archive_adapter != "local":
             # The adapter check talks to S3/Postgres from this (master) process: patch it
@@ -36,11 +38,15 @@ def _serve(args):
     except ConfigError as exc:
         print(f"starcite: configuration error: {exc}", file=sys.stderr)
         return 2
+    except DataDirInUse as exc:
+        print(f"starcite: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # archive check failed: one clear line, not a traceback
         print(f"starcite: archive check failed: {exc}", file=sys.stderr)
         return 2
     from starcite.api.server.worker import StarciteApplication
     StarciteApplication(config).run()
+    del locks  # released by the kernel as the last process holding them exits
     return 0
 
 
