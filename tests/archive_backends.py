@@ -17,7 +17,7 @@ import psycopg2
 
 from starcite.adapters import chunks
 from starcite.adapters.chunks import decode_session_id
-from tests.adapters.services import PG_URL, S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.adapters.services import S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
 from tests.tcp_proxy import TcpProxy
 
 S3_PREFIX = "e2e/archive"
@@ -126,23 +126,23 @@ class S3Backend(ObjectStore):
 
 
 class PostgresBackend:
-    """The machine's Postgres, a schema of its own, reached through a proxy the test cuts."""
+    """The tests' Postgres, a schema of its own, reached through a proxy the test cuts."""
 
     kind = "postgres"
 
     def __init__(self, tmp_path):
-        check_postgres(PG_URL)
-        dsn = psycopg2.extensions.parse_dsn(PG_URL)
+        self.admin_url = check_postgres()
+        dsn = psycopg2.extensions.parse_dsn(self.admin_url)
         self.proxy = TcpProxy(int(dsn.get("port") or 5432))
         self.resources = contextlib.ExitStack()
         self.resources.callback(self.proxy.close)
-        self.schema = self.resources.enter_context(postgres_schema(PG_URL))
+        self.schema = self.resources.enter_context(postgres_schema(self.admin_url))
         url = (f"postgresql://{dsn.get('user', 'postgres')}@127.0.0.1:{self.proxy.port}/{dsn.get('dbname', 'test')}"
                f"?options=-csearch_path%3D{self.schema}")
         self.env = {"STARCITE_ARCHIVE_ADAPTER": "postgres", "DATABASE_URL": url, "DB_POOL_SIZE": "6"}
 
     def query(self, sql, params=()):
-        conn = psycopg2.connect(PG_URL, connect_timeout=5, options=f"-c search_path={self.schema}")
+        conn = psycopg2.connect(self.admin_url, connect_timeout=5, options=f"-c search_path={self.schema}")
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
