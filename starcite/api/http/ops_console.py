@@ -2,8 +2,9 @@
 
 Owns: `create_ops_app(node)`, the Falcon app behind the ops channel (a unix
 socket in the data directory, mode 0600: see `starcite.cluster.ops_channel`):
-`status`, `ready-nodes`, `drain`, `undrain`, and `/health/ready` for the
-wait commands. Each command becomes a message to the node's actors (through
+`status`, `ready-nodes`, `drain`, `undrain`, `backup` (a consistent copy of
+this node's data while it runs: `starcite.node.backup`), and `/health/ready`
+for the wait commands. Each command becomes a message to the node's actors (through
 `Node`). Must not: be added to the public app; whoever can open the socket
 file is an operator of this node.
 """
@@ -12,6 +13,7 @@ import falcon
 
 from starcite.api.http import errors
 from starcite.api.http.resources import HealthReadyResource, send_json
+from starcite.node.backup import backup_running
 
 
 class OpsResource:
@@ -41,6 +43,13 @@ class OpsResource:
     def on_post_undrain(self, req, resp):
         self._drain(req, resp, False)
 
+    def on_post_backup(self, req, resp):
+        """``?dest=<absolute path>``: an empty or new directory, written by the node's own user."""
+        dest = req.get_param("dest", required=True)
+        if not dest.startswith("/"):
+            raise errors.ApiError(400, "invalid_request", "dest must be an absolute path")
+        send_json(resp, falcon.HTTP_200, backup_running(self.node, dest))
+
 
 def create_ops_app(node):
     app = falcon.App(cors_enable=False)
@@ -52,4 +61,5 @@ def create_ops_app(node):
     app.add_route("/ops/agreement", resource, suffix="agreement")
     app.add_route("/ops/drain", resource, suffix="drain")
     app.add_route("/ops/undrain", resource, suffix="undrain")
+    app.add_route("/ops/backup", resource, suffix="backup")
     return app
