@@ -13,6 +13,7 @@ socket, where they become messages to the node's actors. Must not: contain node 
 
 import argparse
 import http.client
+import ipaddress
 import json
 import os
 import sys
@@ -31,10 +32,30 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def api_reach_warning(config):
+    """A cluster member whose API listens on loopback while its peer address is not: clients on
+    other hosts cannot reach it. Only a warning: a proxy on the same host may be the API's front."""
+    peer_host = config.peers.get(config.node_name, ("127.0.0.1", 0))[0]
+    if config.single_node or not _is_loopback(config.host) or _is_loopback(peer_host):
+        return None
+    return (f"starcite: warning: the API listens on {config.host}:{config.port} only, while this node's peer "
+            f"address is {peer_host}: clients on other hosts cannot reach it; set STARCITE_HOST (e.g. "
+            "0.0.0.0) unless a proxy on this host fronts the API")
+
+
 def _serve(args):
     try:
         config = load_config(args.config)
         locks = lock_data_dirs(config)  # held (and inherited by the worker) while the node runs
+        if api_reach_warning(config):
+            print(api_reach_warning(config), file=sys.stderr)
         check_data_layout(config)
         if config.archive_adapter != "local":
             # The adapter check talks to S3/Postgres from this (master) process: patch it

@@ -76,3 +76,16 @@ def test_ops_without_a_running_node_exits_2(tmp_path):
     result = subprocess.run([STARCITE, "ops", "status"], capture_output=True, text=True, timeout=30,
                             env={**os.environ, "STARCITE_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2 and "ops socket" in result.stderr
+
+
+def test_a_cluster_member_with_a_loopback_api_and_a_routable_peer_address_is_warned():
+    from starcite.cli import api_reach_warning
+    from starcite.config.settings import load_config
+    cluster = {"CLUSTER_NODES": "n1@10.0.0.1:4400,n2@10.0.0.2:4400,n3@10.0.0.3:4400", "NODE_NAME": "n1",
+               "STARCITE_CLUSTER_SECRET": "s" * 16}
+    warning = api_reach_warning(load_config(environ=cluster))
+    assert "STARCITE_HOST" in warning and "10.0.0.1" in warning and len(warning.splitlines()) == 1
+    assert api_reach_warning(load_config(environ={**cluster, "STARCITE_HOST": "0.0.0.0"})) is None
+    loopback = {**cluster, "CLUSTER_NODES": "n1@127.0.0.1:4400,n2@127.0.0.1:4401,n3@127.0.0.1:4402"}
+    assert api_reach_warning(load_config(environ=loopback)) is None  # the local cluster
+    assert api_reach_warning(load_config(environ={})) is None  # one node
