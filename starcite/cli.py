@@ -5,7 +5,8 @@ exit status 2, `backup DEST` and `restore SRC` (the running node makes the
 backup when there is one, asked over its ops socket; otherwise the command
 copies under the node's data-directory lock: `starcite.node.backup`), and
 the ops console client (`status`, `ready-nodes`,
-`drain [node]`, `undrain [node]`, `wait-ready <ms>`, `wait-drained <ms>`),
+`drain [node]`, `undrain [node]`, `wait-ready <ms>`, `wait-synced <ms>`,
+`wait-drained <ms>`),
 which finds the node it runs beside from the same config file and
 environment as `starcite serve` and sends its commands over that node's ops
 socket, where they become messages to the node's actors. Must not: contain node logic.
@@ -164,6 +165,9 @@ def _ops(args):
             code = 0 if status == 200 else 1
         elif command == "wait-ready":
             code, body = _wait(client, "/health/ready", lambda s, b: s == 200, int(args.arg or 60000))
+        elif command == "wait-synced":  # up and synced: ready, or held back only by its (sticky) drain
+            code, body = _wait(client, "/health/ready", lambda s, b: s == 200 or (
+                isinstance(b, dict) and b.get("reason") == "draining"), int(args.arg or 60000))
         else:  # wait-drained [ms] [--node N]: every visible node agrees the target is drained
             target = f"?node={urllib.parse.quote(args.node)}" if args.node else ""
             code, body = _wait(client, f"/ops/agreement{target}", lambda s, b: s == 200 and all(
@@ -205,7 +209,8 @@ def main(argv=None):
     serve = sub.add_parser("serve", help="start a node")
     serve.add_argument("--config", help="TOML config file (see conf/starcite.toml)")
     ops = sub.add_parser("ops", help="operate a running node")
-    ops.add_argument("command", choices=["status", "ready-nodes", "drain", "undrain", "wait-ready", "wait-drained"])
+    ops.add_argument("command", choices=["status", "ready-nodes", "drain", "undrain", "wait-ready", "wait-synced",
+                                         "wait-drained"])
     ops.add_argument("arg", nargs="?", help="node name (drain/undrain) or timeout in ms (wait-*)")
     ops.add_argument("--config", help="the node's TOML config file (as given to `starcite serve`)")
     ops.add_argument("--socket", help="the node's ops socket (default: from the config: <data_dir>/ops.sock)")
