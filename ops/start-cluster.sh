@@ -23,7 +23,7 @@ echo "$n" >"$STATE/size"
 waiting=()
 started=()
 for name in $(recorded_nodes); do
-  if [ -e "$STATE/$name.pid" ] && kill -0 "$(cat "$STATE/$name.pid")" 2>/dev/null; then
+  if node_running "$name"; then
     echo "$name: already running"
   else
     : >"$STATE/$name.log"

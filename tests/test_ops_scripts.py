@@ -8,14 +8,14 @@ stopped, and no node process may be left behind.
 """
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
+
+from tests.server import free_port_range, group_alive
 
 
 OPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ops")
@@ -23,44 +23,15 @@ SIZE = 3
 START_TIMEOUT_S, CHECK_TIMEOUT_S, STOP_TIMEOUT_S = 120, 60, 60
 
 
-def _free_range(count: int, avoid=()) -> int:
-    """The first of ``count`` consecutive loopback ports that are free now (below the ephemeral range)."""
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - count)
-        if any(abs(base - other) < count for other in avoid):
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    pytest.fail("no free run of loopback ports")
-
-
 def _script(name: str, env: dict, timeout: float, *args) -> subprocess.CompletedProcess:
     return subprocess.run([os.path.join(OPS_DIR, name), *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_start_test_stop_a_three_node_cluster(tmp_path):
-    api_base = _free_range(SIZE)
+    api_base = free_port_range(SIZE)
     env = {**os.environ, "STARCITE_CLUSTER_STATE": str(tmp_path / "cluster"),
-           "STARCITE_API_BASE_PORT": str(api_base), "STARCITE_PEER_BASE_PORT": str(_free_range(SIZE, [api_base])),
+           "STARCITE_API_BASE_PORT": str(api_base), "STARCITE_PEER_BASE_PORT": str(free_port_range(SIZE, [api_base])),
            "READY_TIMEOUT_S": "90"}
     pgids = []
     try:
@@ -77,7 +48,7 @@ def test_start_test_stop_a_three_node_cluster(tmp_path):
     finally:
         stopped = _script("stop-cluster.sh", env, STOP_TIMEOUT_S)
         for pgid in pgids:  # the script must have left nothing; never leave a node behind either way
-            if _group_alive(pgid):
+            if group_alive(pgid):
                 os.killpg(pgid, signal.SIGKILL)
                 pytest.fail(f"process group {pgid} still running after stop-cluster.sh")
     assert stopped.returncode == 0 and f"stopped {SIZE} node(s)" in stopped.stdout, stopped.stdout + stopped.stderr
@@ -91,7 +62,7 @@ def _drill_sigkill_one_node(env, state, pgids, urls) -> list:
     """SIGKILL n3's process group; ops/start-cluster.sh (no argument) starts n3 alone, and the cluster passes."""
     os.killpg(pgids[2], signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while _group_alive(pgids[2]) and time.monotonic() < deadline:
+    while group_alive(pgids[2]) and time.monotonic() < deadline:
         time.sleep(0.05)
     survivors = _script("test-cluster.sh", env, CHECK_TIMEOUT_S, "n1", "n2")
     assert survivors.returncode == 0, survivors.stdout + survivors.stderr
@@ -121,9 +92,9 @@ def _drill_restart_runbook(env, state, pgids) -> list:
         assert done.returncode == 0, (args, done.stdout, done.stderr)
     os.killpg(pgids[1], signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _group_alive(pgids[1]) and time.monotonic() < deadline:
+    while group_alive(pgids[1]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _group_alive(pgids[1])
+    assert not group_alive(pgids[1])
     started = _script("start-cluster.sh", env, START_TIMEOUT_S)  # the node's start, on this cluster
     assert started.returncode == 0 and "n2 up, drained" in started.stdout, started.stdout + started.stderr
     for args in (("wait-synced", "60000"), ("undrain",), ("wait-ready", "60000")):
