@@ -25,8 +25,10 @@ recorded_nodes() {
 }
 
 # Whether process group $1 has a live member (zombies, left for a reaper that has not run yet, are not).
+# (Processes come and go while /proc is read: a vanished one is skipped, and not a failure of the pipe.)
 group_alive() {
-  sed -E 's/^[0-9]+ \(.*\) //' /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '$3 == g && $1 != "Z" { f = 1 } END { exit !f }'
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed -E 's/^[0-9]+ \(.*\) //' \
+    | awk -v g="$1" '$3 == g && $1 != "Z" { f = 1 } END { exit !f }'
 }
 
 # Whether node $1's recorded process group is alive.

@@ -6,7 +6,7 @@ backup when there is one, asked over its ops socket; otherwise the command
 copies under the node's data-directory lock: `starcite.node.backup`), and
 the ops console client (`status`, `ready-nodes`,
 `drain [node]`, `undrain [node]`, `wait-ready <ms>`, `wait-synced <ms>`,
-`wait-drained <ms>`),
+`wait-drained <ms>`, `archive-pause [ms]`, `archive-resume`),
 which finds the node it runs beside from the same config file and
 environment as `starcite serve` and sends its commands over that node's ops
 socket, where they become messages to the node's actors. Must not: contain node logic.
@@ -159,8 +159,10 @@ def _ops(args):
         if command in ("status", "ready-nodes"):
             status, body = client.get(f"/ops/{command}")
             code = 0 if status == 200 else 1
-        elif command in ("drain", "undrain"):
-            target = f"?node={urllib.parse.quote(args.arg)}" if args.arg else ""
+        elif command in ("drain", "undrain", "archive-pause", "archive-resume"):
+            name, value = {"archive-pause": ("ms", args.arg or "600000"), "archive-resume": (None, None)}.get(
+                command, ("node", args.arg))
+            target = f"?{name}={urllib.parse.quote(value)}" if value else ""
             status, body = client.request("POST", f"/ops/{command}{target}")
             code = 0 if status == 200 else 1
         elif command == "wait-ready":
@@ -210,8 +212,9 @@ def main(argv=None):
     serve.add_argument("--config", help="TOML config file (see conf/starcite.toml)")
     ops = sub.add_parser("ops", help="operate a running node")
     ops.add_argument("command", choices=["status", "ready-nodes", "drain", "undrain", "wait-ready", "wait-synced",
-                                         "wait-drained"])
-    ops.add_argument("arg", nargs="?", help="node name (drain/undrain) or timeout in ms (wait-*)")
+                                         "wait-drained", "archive-pause", "archive-resume"])
+    ops.add_argument("arg", nargs="?", help="node name (drain/undrain), timeout in ms (wait-*), "
+                                            "pause in ms (archive-pause, default 600000)")
     ops.add_argument("--config", help="the node's TOML config file (as given to `starcite serve`)")
     ops.add_argument("--socket", help="the node's ops socket (default: from the config: <data_dir>/ops.sock)")
     ops.add_argument("--json", action="store_true", help="status as JSON")

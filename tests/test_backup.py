@@ -1,5 +1,7 @@
 """`starcite backup` and `starcite restore` on real processes: back up (the node running under
-appends, or stopped), lose the data directory, restore it, and find every acknowledged event."""
+appends, or stopped), lose the data directory, restore it, and find every acknowledged event; with
+the S3 and Postgres archives, the procedure of docs/operations.md: the Raft backup, then the
+archive's own (after it), both lost, the archive restored first."""
 
 import os
 import shutil
@@ -8,6 +10,7 @@ import threading
 
 import pytest
 
+from tests.archive_backends import BACKENDS
 from tests.server import STARCITE
 
 SESSIONS = ("bk-a", "bk-b", "bk-c")
@@ -101,6 +104,45 @@ def test_a_backup_restores_every_acknowledged_event(make_server, tmp_path, runni
     events = all_events(server, "bk-a")
     response = server.append("bk-a", events[-1]["producer_seq"] + 1)  # seq and the producer continue
     assert response.json()["seq"] == events[-1]["seq"] + 1, response.text
+
+
+@pytest.mark.parametrize("kind", ["s3", "postgres"])
+def test_the_procedure_for_an_external_archive_restores_every_acknowledged_event(make_server, tmp_path, kind):
+    backend = BACKENDS[kind](tmp_path)
+    try:
+        server = make_server({**ENV, **backend.env})
+        acked = {session_id: {} for session_id in SESSIONS}
+        for session_id in SESSIONS:
+            server.create(session_id, title=session_id)
+        append_some(server, acked, 1, 150)
+        server.wait_until(lambda: server.metric("starcite_archive_pending_rows") == 0, timeout=30, what="archive")
+        append_some(server, acked, 151, 20)
+        code, _out, err = starcite(server, "ops", "archive-pause", "600000")
+        assert code == 0, err
+        code, out, err = starcite(server, "backup", str(tmp_path / "backup"))  # the Raft dir, running
+        assert code == 0 and f'"archive_adapter": "{kind}"' in out, err
+        assert not os.path.exists(tmp_path / "backup" / "archive")
+        append_some(server, acked, 171, 5)  # acknowledged after the backups: not in them
+        saved = backend.backup(tmp_path)  # the archive by its own means, archiving still paused
+        code, _out, err = starcite(server, "ops", "archive-resume")
+        assert code == 0, err
+        server.wait_until(lambda: server.metric("starcite_archive_pending_rows") == 0, timeout=30, what="archive")
+        server.stop()
+        backend.lose()
+        backend.restore(saved)  # the archive first
+        lose_and_restore(server, tmp_path / "backup")
+        for session_id in SESSIONS:
+            for n in range(171, 176):
+                acked[session_id].pop(n)
+        assert_every_acked_event(server, acked)
+        # the seqs of the appends after the backups are given again, and read back as the new events
+        response = server.append("bk-a", 171, payload={"again": True})
+        assert response.json()["seq"] == 171, response.text
+        server.wait_until(lambda: server.metric("starcite_archive_pending_rows") == 0, timeout=30, what="archive")
+        server.restart()  # the hot tier is empty: seq 171 comes from the archive
+        assert all_events(server, "bk-a")[170]["payload"] == {"again": True}
+    finally:
+        backend.close()
 
 
 def test_restore_and_backup_refuse_what_would_lose_data(make_server, tmp_path):

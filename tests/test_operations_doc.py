@@ -24,7 +24,7 @@ import requests
 
 from starcite.cli import api_reach_warning
 from starcite.config.settings import load_config
-from tests.server import free_port_range
+from tests.server import free_port_range, group_alive
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -60,6 +60,7 @@ class LocalCluster:
                     if not key.startswith(("STARCITE_", "NODE_NAME", "CLUSTER_NODES", "PORT"))}
         self.env.update(STARCITE_CLUSTER_STATE=str(self.state), STARCITE_API_BASE_PORT=str(self.api_base),
                         STARCITE_PEER_BASE_PORT=str(self.peer_base), READY_TIMEOUT_S="90")
+        self.seen = set()
 
     def script(self, body: str) -> str:
         body = body.replace("ops/.cluster", str(self.state)).replace(".venv/bin/", BIN)
@@ -82,14 +83,21 @@ class LocalCluster:
                 return found
         raise AssertionError("too many pages")
 
-    def stop_everything(self):
-        """The page's own stop, then SIGKILL to any recorded node left, wherever the drill moved it."""
-        subprocess.run([str(ROOT / "ops" / "stop-cluster.sh")], env=self.env, capture_output=True, timeout=120)
-        for pidfile in list(self.state.parent.glob("cluster*/n*.pid")):
+    def note_nodes(self):
+        """Remember every node process group recorded so far (a later start rewrites the pid files)."""
+        for pidfile in self.state.parent.glob("cluster*/n*.pid"):
             try:
-                os.killpg(int(pidfile.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
+                self.seen.add(int(pidfile.read_text()))
+            except (OSError, ValueError):
                 pass
+
+    def stop_everything(self):
+        """The page's own stop, then SIGKILL to any node process group left, wherever the drill moved it."""
+        subprocess.run([str(ROOT / "ops" / "stop-cluster.sh")], env=self.env, capture_output=True, timeout=120)
+        self.note_nodes()
+        for pgid in self.seen:
+            if group_alive(pgid):
+                os.killpg(pgid, signal.SIGKILL)
 
 
 def test_every_command_block_of_operations_md_runs_in_order(tmp_path):
@@ -104,6 +112,7 @@ def test_every_command_block_of_operations_md_runs_in_order(tmp_path):
                 before_backup = cluster.sessions()
                 assert before_backup, "the drills before the backup created sessions"
             done = cluster.run(body)
+            cluster.note_nodes()
             ran.append(body.splitlines()[0])
             assert done.returncode == 0, (f"block {number} of docs/operations.md failed ({done.returncode}):\n"
                                           f"{body}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n"

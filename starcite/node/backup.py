@@ -12,10 +12,11 @@ one, which give the same result:
   restart recovers exactly). Only journals and meta files are copied then;
   snapshot files, which are never changed in place (pysyncobj writes a new
   one and renames it), are only opened, and copied from those open files
-  once the loop runs again, with the archive. The archive is copied after
-  the Raft directory: archive files are only ever added or replaced by a
-  fuller version, so the copy holds at least every event the Raft copy
-  counts as archived (and evicted from memory).
+  once the loop runs again, with the archive. Archiving is held still from
+  before the Raft copy to the end (`ArchivePauses`), so the archive copy
+  holds exactly what the Raft copy counts as archived (and evicted): no
+  less, or events would be lost, and no more, or a seq given again after a
+  restore would find an older event in the archive.
 - `backup_stopped(config, dest)`, by the command itself under the node's
   data-directory lock when no node runs.
 
@@ -44,6 +45,39 @@ SKIPPED = ("starcite.lock",)
 class BackupError(StarciteError):
     def __init__(self, message):
         super().__init__(409, "backup_refused", message)
+
+
+FLUSH_WAIT_S = 30.0  # how long a pause waits for the archive flush under way to finish
+BACKUP_PAUSE_S = 3600.0  # the longest a running backup holds archiving still
+
+
+class ArchivePauses:
+    """Named, time-bounded pauses of this node's archiving. While one holds, the node writes nothing
+    to the archive (no flush, no session record), so the archive stays a subset of the Raft state
+    a backup copies, and nothing leaves the Raft state for the archive. A pause that is not
+    released ends at its deadline (a crashed backup cannot stop archiving for good)."""
+
+    def __init__(self):
+        self.until = {}
+
+    def active(self) -> bool:
+        now = time.monotonic()
+        self.until = {name: end for name, end in self.until.items() if end > now}
+        return bool(self.until)
+
+    def hold(self, node, name: str, seconds: float) -> float:
+        """Pause under ``name`` and wait for a flush under way; the seconds left of the pause."""
+        self.until[name] = time.monotonic() + seconds
+        deadline = time.monotonic() + FLUSH_WAIT_S
+        while node.archiving and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        if node.archiving:
+            self.release(name)
+            raise BackupError(f"the archive flush under way did not finish within {FLUSH_WAIT_S:.0f} s")
+        return seconds
+
+    def release(self, name: str):
+        self.until.pop(name, None)
 
 
 def _empty_destination(dest: str) -> str:
@@ -148,6 +182,8 @@ def backup_running(node, dest: str) -> dict:
     dest = _empty_destination(dest)
     raft_dest = os.path.join(dest, "raft")
     snapshots, raft_bytes = [], 0
+    pause = f"backup-{os.getpid()}-{time.monotonic_ns()}"
+    node.archive_pauses.hold(node, pause, BACKUP_PAUSE_S)
     started = time.monotonic()
     try:
         # No gevent call from here to the end of the loop: nothing else runs on this event loop.
@@ -165,6 +201,7 @@ def backup_running(node, dest: str) -> dict:
 
         return gevent.get_hub().threadpool.apply(rest)
     finally:
+        node.archive_pauses.release(pause)
         for fh, _rel in snapshots:
             fh.close()
 
