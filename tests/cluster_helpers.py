@@ -19,10 +19,9 @@ class Cluster:
     def __init__(self, root, size=3, env=None, write_nodes=None, names=None):
         self.root = str(root)
         self.names = names or [f"n{i + 1}" for i in range(size)]
-        peer_ports = {name: free_listen_port() for name in self.names}
-        cluster_nodes = ",".join(f"{name}@127.0.0.1:{peer_ports[name]}" for name in self.names)
+        self.peer_ports = {name: free_listen_port() for name in self.names}
         shared = {
-            "CLUSTER_NODES": cluster_nodes,
+            "CLUSTER_NODES": self.cluster_nodes(),
             "STARCITE_CLUSTER_SECRET": secrets.token_hex(16),
             "STARCITE_ARCHIVE_DIR": os.path.join(self.root, "archive"),
             "STARCITE_RAFT_TIMEOUT_MS": "4000",
@@ -31,6 +30,10 @@ class Cluster:
         }
         self.nodes = {name: StarciteServer(os.path.join(self.root, name), env={**shared, "NODE_NAME": name})
                       for name in self.names}
+
+    def cluster_nodes(self, **ports) -> str:
+        """The CLUSTER_NODES value; ``name=port`` dials that node at another port (a proxy)."""
+        return ",".join(f"{name}@127.0.0.1:{ports.get(name, self.peer_ports[name])}" for name in self.names)
 
     def __iter__(self):
         return iter(self.nodes.values())

@@ -1,7 +1,7 @@
 """Test helper: minimal blocking tail clients on a raw socket, for many short tails.
 
-Owns: one open, read-the-replay, close cycle of a WebSocket tail
-(`tail_cycle`), ending in one of three ways (a close frame answered by the
+Owns: opening a WebSocket tail (`open_tail`), one open, read-the-replay,
+close cycle of one (`tail_cycle`), ending in one of three ways (a close frame answered by the
 server, a close frame without waiting, or an abrupt close with no frame), the
 same for an SSE tail (`sse_cycle`: an SSE client can only hang up). Cheaper per tail than `tests.tail_client` (no library
 handshake machinery), so tens of thousands of cycles fit in a test. Every
@@ -36,9 +36,8 @@ def server_frame(buf: bytes):
     return buf[0] & 0x0F, buf[pos:pos + size], buf[pos + size:]
 
 
-def tail_cycle(port: int, session_id: str, cursor: int, expect: int, batch_size: int = 100,
-               ending: str = CLOSE_ANSWERED, timeout: float = 10.0) -> list:
-    """Open a tail, read ``expect`` events, end it; returns their seqs."""
+def open_tail(port: int, session_id: str, cursor: int, batch_size: int = 100, timeout: float = 10.0):
+    """A WebSocket tail's socket after its 101, and the bytes read past the 101's head."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         key = base64.b64encode(os.urandom(16)).decode()
@@ -51,6 +50,17 @@ def tail_cycle(port: int, session_id: str, cursor: int, expect: int, batch_size:
         head, buf = buf.split(b"\r\n\r\n", 1)
         if b" 101 " not in head.split(b"\r\n", 1)[0]:
             raise ConnectionError(f"upgrade refused: {head[:200]!r}")
+        return sock, buf
+    except BaseException:
+        sock.close()
+        raise
+
+
+def tail_cycle(port: int, session_id: str, cursor: int, expect: int, batch_size: int = 100,
+               ending: str = CLOSE_ANSWERED, timeout: float = 10.0) -> list:
+    """Open a tail, read ``expect`` events, end it; returns their seqs."""
+    sock, buf = open_tail(port, session_id, cursor, batch_size, timeout)
+    try:
         seqs = []
         while len(seqs) < expect:
             parsed = server_frame(buf)

@@ -1,14 +1,17 @@
-"""A loopback TCP proxy a test can cut and restore: a dependency going down under a running node.
+"""A loopback TCP proxy a test can cut, restore or slow down: a dependency or a peer in trouble.
 
 Owns: `TcpProxy` (accepting on 127.0.0.1, pumping bytes both ways on daemon
-threads, resetting every connection on `cut`, pointing at a new port on
-`restore`). Must not: listen on anything but loopback, inspect or change the
-bytes it carries, or leave a thread blocked after `close`.
+threads, optionally holding every chunk for ``delay_s`` before passing it on, in
+order, like a long wire; resetting every connection on `cut`, pointing at a new
+port on `restore`). Must not: listen on anything but loopback, inspect or change
+the bytes it carries, or leave a thread blocked after `close`.
 """
 
+import queue
 import socket
 import struct
 import threading
+import time
 
 
 class TcpProxy:
@@ -19,8 +22,9 @@ class TcpProxy:
     to a new target port (a restarted server).
     """
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, delay_s=0.0):
         self.target_port = target_port
+        self.delay_s = delay_s
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
@@ -51,8 +55,9 @@ class TcpProxy:
                 continue
             with self.lock:
                 self.open.update((client, upstream))
+            pump = self._pump_delayed if self.delay_s > 0 else self._pump
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src, dst):
         try:
@@ -65,6 +70,34 @@ class TcpProxy:
             pass
         for sock in (src, dst):
             self._drop(sock)
+
+    def _pump_delayed(self, src, dst):
+        """Every chunk read from ``src`` is written to ``dst`` ``delay_s`` later, in order."""
+        line = queue.Queue()
+
+        def deliver():
+            while True:
+                item = line.get()
+                if item is None:
+                    break
+                time.sleep(max(0.0, item[0] - time.monotonic()))
+                try:
+                    dst.sendall(item[1])
+                except OSError:
+                    break
+            for sock in (src, dst):
+                self._drop(sock)
+
+        threading.Thread(target=deliver, daemon=True).start()
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                line.put((time.monotonic() + self.delay_s, data))
+        except OSError:
+            pass
+        line.put(None)
 
     def _drop(self, sock, reset=False):
         with self.lock:

@@ -125,7 +125,7 @@ def flush_session(node, session_id, archived_seq, last_seq) -> int:
     # Writes go in seq order, so the events already stored are a prefix (an earlier flush that
     # failed before its ack): the newly inserted ones are the last `inserted`.
     metrics.archive_bytes_inserted.inc(sum(sizes[len(sizes) - inserted:]) if inserted else 0)
-    record = node.get_session(session_id)
+    record = node.get_session(session_id, fresh=False)
     if record is not None:
         node.run_io(adapter.upsert_session, record)
         node.unindexed.discard(session_id)

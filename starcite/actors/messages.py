@@ -22,6 +22,7 @@ class CreateSession:
     metadata: dict
     created_at: str
     creator_principal: Any
+    request: Any  # the API request's token: a retried create recognises its own commit (`rules.same_request`)
     reply: Any
 
 

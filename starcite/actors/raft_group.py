@@ -25,9 +25,9 @@ from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
 from starcite.actors.raft_journal import DurableFileJournal
-from starcite.actors.raft_safety import SafeSyncObj
+from starcite.actors.raft_errors import NotLeader, RaftUnavailable, raft_error
+from starcite.actors.quiescence import QuiescentGroup
 from starcite.peers.raft_transport import MuxTransport
-from starcite.core.errors import StarciteError
 from starcite.core import rules
 from starcite.core.rules import GroupState, RuleError
 
@@ -39,21 +39,6 @@ sys.modules.setdefault("starcite.rules", rules)
 log = logging.getLogger("starcite.raft")
 
 FORCED_SNAPSHOT_INTERVAL_S = 1.0  # a log over its share of the cap snapshots at most this often
-
-
-class RaftUnavailable(StarciteError):
-    """The group could not commit: no leader, lost leadership, or timed out (503; retry)."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(503, code, message, {"Retry-After": "1"})
-
-
-def raft_error(reason: int) -> RaftUnavailable:
-    if reason == FAIL_REASON.MISSING_LEADER:
-        return RaftUnavailable("raft_unavailable", "No Raft leader for this session's group")
-    if reason == FAIL_REASON.QUEUE_FULL:
-        return RaftUnavailable("raft_unavailable", "Raft command queue is full")
-    return RaftUnavailable("raft_unavailable", f"Raft leadership changed before commit (reason {reason})")
 
 
 class LocalOnlyTransport(Transport):
@@ -136,8 +121,8 @@ class SessionStateMachine(SyncObjConsumer):
         self.state = GroupState()
 
     @replicated
-    def create_session(self, session_id, title, metadata, created_at, creator_principal):
-        return self.state.create_session(session_id, title, metadata, created_at, creator_principal)
+    def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None):
+        return self.state.create_session(session_id, title, metadata, created_at, creator_principal, request)
 
     @replicated
     def append_events(self, items):
@@ -158,15 +143,7 @@ class SessionStateMachine(SyncObjConsumer):
         return result
 
 
-class NotLeader(RaftUnavailable):
-    """This replica is not the group's leader; ``hint`` names the leader it knows (or None)."""
-
-    def __init__(self, group_id, hint):
-        super().__init__("raft_unavailable", f"No Raft leader for group {group_id} on this node")
-        self.hint = hint
-
-
-class RaftGroup(SafeSyncObj):
+class RaftGroup(QuiescentGroup):
     """A pysyncobj replica of one group, ticked by its own greenlet, journal fsynced per tick.
 
     ``peer_names`` are the other replicas (none: a one-node group, no transport at
@@ -246,7 +223,7 @@ class RaftGroup(SafeSyncObj):
     def _tick_loop(self):
         while self._running:
             try:
-                self.doTick(0.05)
+                self.doTick(self.tick_period(0.05))
             except Exception:
                 log.exception("raft group %s: tick failed", self.group_id)
                 gevent.sleep(0.05)
@@ -274,7 +251,9 @@ class RaftGroup(SafeSyncObj):
         before = len(self.journal)
         super()._checkCommandsToApply()
         if len(self.journal) != before:
-            # New entries: the next tick syncs and (alone) commits them at once.
+            # New entries: the next tick syncs and (alone) commits them at once, and a quiet
+            # group heartbeats again.
+            self.wake_up()
             self.wake.set()
 
     # -- batching -------------------------------------------------------------
@@ -285,6 +264,7 @@ class RaftGroup(SafeSyncObj):
             reply.set_exception(NotLeader(self.group_id, self.leader_name()))
             return
         self.pending_appends.append((item, reply))
+        self.wake_up()
         self.wake.set()
 
     def _submit_appends(self):
@@ -314,6 +294,7 @@ class RaftGroup(SafeSyncObj):
         """Hand this group's leadership to ``to`` (a node name; None: the most caught-up follower)
         at the next tick: a drain, or giving a group back to its preferred leader."""
         self._transfer_wanted = to or True
+        self.wake_up()
         self.wake.set()
 
     def _transfer_leadership(self):
@@ -355,7 +336,8 @@ class RaftGroup(SafeSyncObj):
 
     def status(self) -> dict:
         out = {"group": self.group_id, "leader": self.leader_name(), "is_leader": self.is_leader(),
-               "term": self._getTerm(), "ready": self.ready(), "commit_index": self.raftCommitIndex,
+               "term": self._getTerm(), "ready": self.ready(), "quiet": self.quiet,
+               "commit_index": self.raftCommitIndex,
                "last_applied": self.raftLastApplied, "last_index": self.journal[-1][1],
                "applied_digest": [self.digest_chain_start(), *self.applied_digest()],
                "log_entries": len(self.journal)}

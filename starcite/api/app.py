@@ -94,7 +94,7 @@ def create_app(node, config):
     errors.install(app)
     max_body = config.max_body_bytes
     authenticator = gate.authenticator
-    tails = TailResource(node, gate, config.sse_keepalive_ms, config.sse_retry_ms)
+    tails = TailResource(node, gate, config.sse_keepalive_ms, config.sse_retry_ms, config.tail_ws_ping_ms)
     node.gauge_sources.append(tails.counts)  # the edge's share of the tail gauges on /metrics
     routes = {
         "/v1/sessions": SessionsResource(node, max_body),

@@ -2,9 +2,13 @@
 
 Owns: the leader-hint cache per group, sending a command to the group's
 leader (a local call when this node leads, a peer call otherwise), retrying
-on not-leader with the new hint or on a lost link, all within one deadline
-(`STARCITE_RAFT_TIMEOUT_MS`, then 503), and choosing a replica for reads (the
-local one when there is one, else a connected remote replica).
+on not-leader with the new hint, on a lost link, or when leadership changed
+before the commit, all within one deadline (`STARCITE_RAFT_TIMEOUT_MS`, then
+503; a retried command is exactly-once: `starcite.core.rules.same_request`),
+and reads: the local replica when there is one, else a connected remote
+replica, each made fresh first (`read_barrier`: the leader's read index, then
+a wait until the serving replica has applied it), so that a read sees every
+write acknowledged before it began.
 
 It sees this node only through `starcite.node.local_replicas.LocalReplicas`
 (its replica of a group, a command or a read on it), and the cluster's drain
@@ -20,7 +24,7 @@ import time
 import gevent
 
 from starcite.actors.control import CONTROL_GROUP
-from starcite.actors.raft_group import NotLeader, RaftUnavailable
+from starcite.actors.raft_errors import NotLeader, RaftUnavailable
 from starcite.peers.link import PeerUnavailable
 from starcite.cluster.placement import replicas_for
 
@@ -61,9 +65,10 @@ class Router:
 
     # -- commands (to the leader) ---------------------------------------------
 
-    def command(self, group_id, kind, args):
-        """Run ``kind`` on the group's leader; retried on not-leader or a lost link until the deadline."""
-        deadline = time.monotonic() + self.timeout
+    def command(self, group_id, kind, args, deadline=None):
+        """Run ``kind`` on the group's leader; retried on not-leader, a lost link or a leadership
+        change before the commit, until the deadline (`STARCITE_RAFT_TIMEOUT_MS` from now by default)."""
+        deadline = deadline or time.monotonic() + self.timeout
         replicas = self.replicas(group_id)
         target = self._first_target(group_id, replicas)
         attempt = 0
@@ -85,7 +90,10 @@ class Router:
                 if outcome == "ok":
                     self.hints[group_id] = target
                     return value
-                hint = value  # ("not_leader", hint)
+                if outcome == "not_leader":
+                    hint = value
+                # "retry": the target lost its leadership before the commit; the outcome is unknown
+                # and a retry is safe (the command's request token), as below
             except NotLeader as exc:
                 hint = exc.hint
             except PeerUnavailable:
@@ -102,7 +110,8 @@ class Router:
                 continue
             self.hints.pop(group_id, None)
             gevent.sleep(min(RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
-            target = self._rotate(replicas, attempt)
+            known = self._local_leader(group_id)
+            target = known if known is not None and known != target else self._rotate(replicas, attempt)
 
     def _may_forward(self, peer, deadline):
         """A drained leader gets no routed commands while its leadership moves away (it hands
@@ -112,12 +121,15 @@ class Router:
         return (self.hub is not None and self.hub.connected(peer)
                 and deadline - time.monotonic() < self.timeout / 2)
 
-    def _first_target(self, group_id, replicas):
+    def _local_leader(self, group_id):
+        """The leader this node's own replica of the group knows, or None."""
         local = self.local.replica(group_id)
-        if local is not None:
-            leader = local.leader_name()
-            if leader is not None:
-                return leader
+        return None if local is None else local.leader_name()
+
+    def _first_target(self, group_id, replicas):
+        leader = self._local_leader(group_id)
+        if leader is not None:
+            return leader
         hint = self.hints.get(group_id)
         if hint is not None:
             return hint
@@ -129,18 +141,45 @@ class Router:
         return pool[attempt % len(pool)]
 
     def _serve_command(self, peer, group_id, kind, args):
+        """A command forwarded by ``peer``: ``("ok", value)``, ``("not_leader", hint)``, or ``("retry",
+        why)`` when leadership changed before the commit (the sender retries at the new leader; a
+        node of an earlier version reads "retry" as not-leader without a hint, and retries too)."""
         try:
-            return "ok", self.local.command(group_id, kind, args, self.timeout)
+            value = self.local.command(group_id, kind, args, self.timeout)
         except NotLeader as exc:
             return "not_leader", exc.hint
+        except RaftUnavailable as exc:
+            if exc.code == "raft_timeout":
+                raise
+            return "retry", exc.message
+        if kind == "read_index":
+            self.local.replica(group_id).hasten_commit_news()  # the reader's replica waits for that index
+        return "ok", value
 
     # -- reads (any ready replica) --------------------------------------------
 
-    def read(self, group_id, kind, args):
-        """``kind`` from the local replica, or from a connected remote replica when there is none here."""
+    def read(self, group_id, kind, args, fresh=True):
+        """``kind`` from the local replica, or from a connected remote replica when there is none here.
+
+        ``fresh``: the answer reflects every write acknowledged before this call (`read_barrier`; a
+        remote replica always makes its read fresh). Without it, whatever this replica has applied:
+        for the session list and the tails' periodic catch-up checks, which may lag."""
         if self.local.replica(group_id) is not None:
+            if fresh:
+                self.read_barrier(group_id)
             return self.local.read(group_id, kind, args)
         return self.remote(group_id, lambda peer: self.hub.call(peer, "read", (group_id, kind, args), self.timeout))
+
+    def read_barrier(self, group_id):
+        """Wait until this node's replica of the group has applied every write acknowledged before
+        this call: the leader's read index (`starcite.actors.read_index`; this replica's own when it
+        leads), then the wait to apply it. A group of one node needs neither: its replica applies a
+        write before acknowledging it. 503 when no leader confirms within the deadline."""
+        if self.hub is None:
+            return
+        deadline = time.monotonic() + self.timeout
+        index = self.command(group_id, "read_index", (), deadline)
+        self.local.replica(group_id).wait_applied(index, max(0.0, deadline - time.monotonic()))
 
     def remote(self, group_id, attempt):
         """``attempt(peer)`` on the first replica that answers (leader hint first)."""
@@ -162,4 +201,5 @@ class Router:
     def _serve_read(self, peer, group_id, kind, args):
         if self.local.replica(group_id) is None:
             raise PeerUnavailable(f"{self.name} holds no replica of group {group_id}")
+        self.read_barrier(group_id)
         return self.local.read(group_id, kind, args)

@@ -158,6 +158,20 @@ _SETTINGS = [
      "Period of the comment line an SSE tail sends so that proxies keep it open"),
     ("sse_retry_ms", "tail.sse_retry_ms", ["STARCITE_TAIL_SSE_RETRY_MS"], _int, 1000,
      "The `retry:` an SSE tail sends once: how long an EventSource waits before it reconnects"),
+    # Slow, idle and vanished clients (docs/operations.md, "Timeouts with a load balancer").
+    ("http_header_timeout_ms", "http.header_timeout_ms", ["STARCITE_HTTP_HEADER_TIMEOUT_MS"], _int, 10000,
+     "From accept (or, on a keep-alive connection, from the next request's first byte) to the end of the "
+     "request head; past it 408 if a request line was read, then close"),
+    ("http_body_timeout_ms", "http.body_timeout_ms", ["STARCITE_HTTP_BODY_TIMEOUT_MS"], _int, 30000,
+     "Longest pause while reading a request body (or writing a response); past it 408 and close"),
+    ("http_keepalive_timeout_ms", "http.keepalive_timeout_ms", ["STARCITE_HTTP_KEEPALIVE_TIMEOUT_MS"], _int, 75000,
+     "An idle keep-alive connection is closed after this; keep it longer than the load balancer's idle timeout"),
+    ("tail_ws_ping_ms", "tail.ws_ping_ms", ["STARCITE_TAIL_WS_PING_MS"], _int, 30000,
+     "A WebSocket tail is pinged after this long without a write; closed when a ping stays unanswered as long "
+     "again, or when a write makes no progress for two intervals"),
+    ("max_connections", "http.max_connections", ["STARCITE_MAX_CONNECTIONS"], _int, None,
+     "Most API connections open at once (tails included); past it 503 with Retry-After. Default: the "
+     "RLIMIT_NOFILE soft limit less a fifth (at least 256) kept for the node's own files, logged at start"),
     ("access_log", "http.access_log", ["STARCITE_ACCESS_LOG"], parse_bool, True,
      "Write one access log line per request to stdout (access_token redacted)"),
     ("log_level", "node.log_level", ["STARCITE_LOG_LEVEL"], _str, "info", "debug, info, warning, error"),
@@ -282,6 +296,12 @@ def _finish(config: Config) -> Config:
         ("auth_jwks_refetch_ms", v["auth_jwks_refetch_ms"] >= 100, "must be >= 100"),
         ("sse_keepalive_ms", v["sse_keepalive_ms"] >= 10, "must be >= 10"),
         ("sse_retry_ms", v["sse_retry_ms"] >= 0, "must be >= 0"),
+        ("http_header_timeout_ms", 10 <= v["http_header_timeout_ms"] <= 3600000, "must be 10..3600000"),
+        ("http_body_timeout_ms", 10 <= v["http_body_timeout_ms"] <= 3600000, "must be 10..3600000"),
+        ("http_keepalive_timeout_ms", 10 <= v["http_keepalive_timeout_ms"] <= 3600000, "must be 10..3600000"),
+        ("tail_ws_ping_ms", 10 <= v["tail_ws_ping_ms"] <= 3600000, "must be 10..3600000"),
+        ("max_connections", v["max_connections"] is None or 1 <= v["max_connections"] <= 10000000,
+         "must be 1..10000000"),
         ("read_cache_reclaim_fraction", 0 < v["read_cache_reclaim_fraction"] <= 1, "must be in (0, 1]"),
         ("log_level", v["log_level"].lower() in ("debug", "info", "warning", "error"),
          "must be debug, info, warning or error"),

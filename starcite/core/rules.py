@@ -133,9 +133,9 @@ class SessionState:
     """
 
     __slots__ = ("id", "title", "metadata", "created_at", "updated_at", "creator_principal",
-                 "last_seq", "archived_seq", "producers", "hot", "hot_bytes")
+                 "last_seq", "archived_seq", "producers", "hot", "hot_bytes", "create_request")
 
-    def __init__(self, session_id, title, metadata, created_at, creator_principal=None):
+    def __init__(self, session_id, title, metadata, created_at, creator_principal=None, create_request=None):
         self.id = session_id
         self.title = title
         self.metadata = metadata
@@ -144,14 +144,16 @@ class SessionState:
         self.creator_principal = creator_principal
         self.last_seq = 0
         self.archived_seq = 0
-        self.producers = {}  # producer_id -> (producer_seq, seq, fingerprint)
+        self.producers = {}  # producer_id -> (producer_seq, seq, fingerprint, request)
         self.hot = []
         self.hot_bytes = 0
+        self.create_request = create_request  # the request token of the create (see `create_session`)
 
     def __getstate__(self):
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __setstate__(self, state):
+        self.create_request = None  # absent from snapshots written before it existed
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
 
@@ -179,11 +181,18 @@ class GroupState:
 
     # -- commands ---------------------------------------------------------
 
-    def create_session(self, session_id, title, metadata, created_at, creator_principal=None):
-        """Returns ``("ok", record)`` or an error tuple."""
-        if session_id in self.sessions:
+    def create_session(self, session_id, title, metadata, created_at, creator_principal=None, request=None):
+        """Returns ``("ok", record)`` or an error tuple.
+
+        ``request`` is the token of the API request this create belongs to (`same_request`): a
+        node that retries the create after a leader change, not knowing whether its first
+        attempt committed, finds its own session and answers it as created, not 409."""
+        existing = self.sessions.get(session_id)
+        if existing is not None:
+            if same_request(existing.create_request, request):
+                return ("ok", existing.record())
             return RuleError(409, "session_exists", f"Session {session_id} already exists").as_tuple()
-        state = SessionState(session_id, title, metadata, created_at, creator_principal)
+        state = SessionState(session_id, title, metadata, created_at, creator_principal, request)
         self.sessions[session_id] = state
         return ("ok", state.record())
 
@@ -191,7 +200,14 @@ class GroupState:
         """Apply one validated append. Returns ``("ok", seq, last_seq, deduped, event_json|None)`` or an error.
 
         ``nbytes`` (the request body size) is part of the replicated command; the hot tier
-        charges the event's `hot_cost` instead, which is what it really holds."""
+        charges the event's `hot_cost` instead, which is what it really holds.
+
+        A repeat of the producer's last ``producer_seq`` with the same content is answered with
+        the original seq. ``deduped`` is True when that seq was committed by another request
+        (the client's own earlier try); a repeat carrying the same ``append["request"]`` token
+        is the node's retry of this very request across a leader change (its first attempt
+        committed, but the answer was lost), and is answered as the first attempt would have
+        been, ``deduped`` False."""
         state = self.sessions.get(session_id)
         if state is None:
             return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
@@ -201,7 +217,8 @@ class GroupState:
         digest = fingerprint(append)
         if known is not None and producer_seq == known[0]:
             if digest == known[2]:
-                return ("ok", known[1], state.last_seq, True, None)
+                own_retry = len(known) > 3 and same_request(known[3], append.get("request"))
+                return ("ok", known[1], state.last_seq, not own_retry, None)
             return RuleError(409, "producer_replay_conflict",
                              f"producer_seq {producer_seq} of producer {producer_id} was already used "
                              f"with different content").as_tuple()
@@ -231,7 +248,7 @@ class GroupState:
         event_json = encode_event(event)
         state.last_seq = seq
         state.updated_at = inserted_at
-        state.producers[producer_id] = (producer_seq, seq, digest)
+        state.producers[producer_id] = (producer_seq, seq, digest, append.get("request"))
         cost = hot_cost(event_json)
         state.hot.append((seq, event_json, cost))
         state.hot_bytes += cost
@@ -271,6 +288,13 @@ class GroupState:
     def pending(self):
         """``[(session_id, archived_seq, last_seq)]`` for sessions with unarchived events."""
         return [(s.id, s.archived_seq, s.last_seq) for s in self.sessions.values() if s.last_seq > s.archived_seq]
+
+
+def same_request(recorded, request) -> bool:
+    """Whether a command repeats one already applied for the same API request: both carry the
+    node's random token for that request (`None`, a command from a client-side retry or from
+    before tokens existed, never matches)."""
+    return request is not None and recorded == request
 
 
 def parse_result(result):

@@ -7,6 +7,8 @@ to the group's actor, with its own reply future, so no reply can reach
 another caller; `NotLeader` unless this node leads) and `read(...)` (a direct,
 non-yielding call on the replica's state: `group_actor.session_record` /
 `hot_read`, the same code the group's actor runs for GetSession / ReadHot).
+A ``read_index`` command is the leader's answer to a fresh read
+(`starcite.actors.read_index`).
 
 Must not: route, forward or retry (the router does), parse HTTP, or decide
 session rules.
@@ -17,7 +19,7 @@ from gevent.event import AsyncResult
 from starcite.actors import messages as m
 from starcite.actors.control import CONTROL_GROUP
 from starcite.actors.group_actor import hot_read, session_record
-from starcite.actors.raft_group import NotLeader
+from starcite.actors.raft_errors import NotLeader
 
 COMMANDS = {"append": m.Append, "create": m.CreateSession, "ack": m.AckArchived, "control": m.ControlCommand}
 
@@ -49,6 +51,8 @@ class LocalReplicas:
             if kind == "append":
                 self.check_backpressure()
             return self.ask(address, message(*args, AsyncResult()), timeout)
+        if kind == "read_index":  # the leader's read index, once it has confirmed it still leads
+            return self.groups[group_id].read_index(timeout)
         if not self.groups[group_id].is_leader():  # a read that must see every commit
             raise NotLeader(group_id, self.groups[group_id].leader_name())
         return self.read(group_id, kind, args)

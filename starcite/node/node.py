@@ -16,6 +16,7 @@ Must not: parse HTTP, know about auth, or decide session rules.
 
 import datetime
 import logging
+import random
 import secrets
 
 import gevent
@@ -33,6 +34,7 @@ from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.core.errors import StarciteError
 from starcite.core.rules import RuleError, parse_result
+from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
 from starcite.node.backup import ArchivePauses
 from starcite.node.local_replicas import LocalReplicas
@@ -65,6 +67,15 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+_tokens = random.Random()  # seeded from os.urandom
+
+
+def request_token() -> int:
+    """A random token naming one API request's command, so that the router's retry of it finds its
+    own earlier commit (`rules.same_request`); unique enough within one producer's one seq."""
+    return _tokens.getrandbits(63)
+
+
 class Node:
     def __init__(self, config):
         self.config = config
@@ -93,6 +104,7 @@ class Node:
                                   lambda session_id: self.group_of(session_id) in self.groups,
                                   lambda: self.stopping)
         self.gauge_sources = []  # callables returning {gauge: value}, merged into the metrics snapshot
+        self.connections = ConnectionCounts()  # the API's open connections by kind (the worker and the tails count)
         self.unindexed = set()
         self.archive_pauses = ArchivePauses()  # backups hold archiving still while they copy
         self.archiving = False  # a flush cycle is running (set by the archiver's cycle)
@@ -170,14 +182,15 @@ class Node:
     def group_of(self, session_id) -> int:
         return group_for(session_id, self.config.num_groups)
 
-    def _read(self, session_id, kind, args):
-        """A read from the local replica, else a remote one. A follower that does not know the
-        session yet (it may not have applied its creation) asks the leader; a replica still
-        replaying its journal after a restart answers 503, never a 404 it cannot vouch for."""
+    def _read(self, session_id, kind, args, fresh):
+        """A read from the local replica, else a remote one. ``fresh``: it reflects every write
+        acknowledged before it began (`Router.read_barrier`). A stale read (the list, the archiver,
+        the tails' catch-up) on a follower that does not know the session yet asks the leader; a
+        replica still replaying its journal after a restart answers 503, never a 404 it cannot vouch for."""
         group_id = self.group_of(session_id)
-        value = self.router.read(group_id, kind, args)
+        value = self.router.read(group_id, kind, args, fresh)
         group = self.groups.get(group_id)
-        if value is None and group is not None and not group.is_leader() and self.peer_hub is not None:
+        if value is None and not fresh and group is not None and not group.is_leader() and self.peer_hub is not None:
             value = self.router.command(group_id, kind, args)
         if value is None and group is not None and group.catching_up():
             # Just restarted, the replica has not applied its journal yet: "not found" would be a lie.
@@ -204,7 +217,8 @@ class Node:
 
     def create_session(self, spec: dict, creator_principal=None) -> dict:
         session_id = spec.get("id") or f"ses_{secrets.token_urlsafe(12)}"
-        args = (session_id, spec.get("title"), spec.get("metadata") or {}, now_iso(), creator_principal)
+        args = (session_id, spec.get("title"), spec.get("metadata") or {}, now_iso(), creator_principal,
+                request_token())
         record = parse_result(self.router.command(self.group_of(session_id), "create", args))[1]
         self._index_session(record)
         return record
@@ -224,11 +238,13 @@ class Node:
             self.unindexed.add(record["id"])
             return False
 
-    def get_session(self, session_id: str):
-        return self._read(session_id, "get_session", (session_id,))
+    def get_session(self, session_id: str, fresh=True):
+        """The session's record, or None. ``fresh`` (the API's reads): it reflects every write
+        acknowledged before this call; False: what the replica has applied (may lag)."""
+        return self._read(session_id, "get_session", (session_id,), fresh)
 
-    def require_session(self, session_id: str) -> dict:
-        record = self.get_session(session_id)
+    def require_session(self, session_id: str, fresh=True) -> dict:
+        record = self.get_session(session_id, fresh)
         if record is None:
             raise RuleError(404, "session_not_found", f"Session {session_id} not found")
         return record
@@ -241,7 +257,7 @@ class Node:
             raise ArchiveReadError(f"Session index unavailable: {exc}") from None
         except InvalidCursor:
             raise StarciteError(400, "invalid_cursor", "cursor is not one this service returned") from None
-        live = [self.get_session(record["id"]) or record for record in records]
+        live = [self.get_session(record["id"], fresh=False) or record for record in records]
         return live, next_cursor
 
     # -- appends --------------------------------------------------------------
@@ -278,7 +294,8 @@ class Node:
 
     def append(self, session_id: str, append: dict, nbytes: int) -> dict:
         # Backpressure is checked once, where the hot store is: on the group's leader (`LocalReplicas.command`).
-        args = (session_id, append, now_iso(), nbytes)
+        # The request token makes the router's retries across a leader change exactly-once (`rules.same_request`).
+        args = (session_id, dict(append, request=request_token()), now_iso(), nbytes)
         _ok, seq, last_seq, deduped = parse_result(self.router.command(self.group_of(session_id), "append", args))
         if not deduped:
             self.metrics.append_total.inc()
@@ -290,8 +307,10 @@ class Node:
 
     # -- reads ----------------------------------------------------------------
 
-    def read_hot(self, session_id, after_seq, limit):
-        return self._read(session_id, "read_hot", (session_id, after_seq, limit))
+    def read_hot(self, session_id, after_seq, limit, fresh=False):
+        """Hot events: ``fresh``, every one acknowledged before the call; otherwise as this node's
+        replica has applied them (a remote replica's reads are always fresh)."""
+        return self._read(session_id, "read_hot", (session_id, after_seq, limit), fresh)
 
     def _read_cold_lines(self, session_id, from_seq, to_seq):
         return self.run_io(self.cold.read_lines, session_id, from_seq, to_seq)
@@ -318,7 +337,7 @@ class Node:
             return  # nothing is written to the archive while a backup holds it
         self.tell(self.archiver, m.ArchiveTick())
         for session_id in list(self.unindexed):
-            record = self.get_session(session_id)
+            record = self.get_session(session_id, fresh=False)
             if record is None:
                 self.unindexed.discard(session_id)
             elif not self._index_session(record):

@@ -58,8 +58,8 @@ class ColdMemo:
 class SessionReads:
     """The node's reads of committed events.
 
-    ``read_hot(session_id, after_seq, limit)``: ``(archived_seq, last_seq, entries)`` or None for
-    an unknown session; ``read_cold_lines(session_id, from_seq, to_seq)``: archived ``[(seq, bytes)]``
+    ``read_hot(session_id, after_seq, limit, fresh)``: ``(archived_seq, last_seq, entries)`` or None for
+    an unknown session (``fresh``: reflecting every write acknowledged before the call); ``read_cold_lines(session_id, from_seq, to_seq)``: archived ``[(seq, bytes)]``
     (may raise `ArchiveUnavailable`); ``long_polls``: the `LongPolls` registry; ``holds_group(session_id)``:
     whether a commit on this node's replica wakes a hold; ``stopping()``: the node is stopping."""
 
@@ -73,9 +73,11 @@ class SessionReads:
         """Up to ``limit`` committed ``(seq, json)`` after ``after_seq``, cold then hot, gap-free."""
         return self.read_page(session_id, after_seq, limit)[0]
 
-    def read_page(self, session_id: str, after_seq: int, limit: int):
-        """``(events, last_seq)``: `read_events` and the session's last_seq as that read saw it."""
-        hot = self.read_hot(session_id, after_seq, limit)
+    def read_page(self, session_id: str, after_seq: int, limit: int, fresh=False):
+        """``(events, last_seq)``: `read_events` and the session's last_seq as that read saw it.
+        ``fresh``: the page holds every event acknowledged before the call (a tail's replay reads
+        without it: its open read the session fresh, and a tail never misses what comes later)."""
+        hot = self.read_hot(session_id, after_seq, limit, fresh)
         if hot is None:
             raise RuleError(404, "session_not_found", f"Session {session_id} not found")
         archived_seq, last_seq, entries = hot
@@ -116,12 +118,14 @@ class SessionReads:
         return events
 
     def events_page(self, session_id: str, after_seq: int, limit: int, wait_ms: int = 0):
-        """`read_page`, held up to ``wait_ms`` while nothing follows ``after_seq`` (long-poll).
+        """`read_page`, fresh, then held up to ``wait_ms`` while nothing follows ``after_seq`` (long-poll).
 
         A commit on this node's replica of the session's group wakes the hold at once; a
         node without a replica re-reads through the router (see `starcite.node.long_poll`)."""
+        page = self.read_page(session_id, after_seq, limit, fresh=True)
+        if page[0] or wait_ms <= 0 or self.stopping():
+            return page
+
         def read():
             return self.read_page(session_id, after_seq, limit)
-        if wait_ms <= 0 or self.stopping():
-            return read()
         return wait_for_events(self.long_polls, read, session_id, wait_ms / 1000.0, self.holds_group(session_id))

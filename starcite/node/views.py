@@ -106,6 +106,9 @@ class NodeViews:
                 "groups_led": sum(1 for group in node.groups.values() if group.is_leader()),
                 "leader_changes": sum(group.leader_changes for group in node.groups.values()),
                 **node.tails.counts(), **actor_counts(node.asys),
+                "connections": node.connections.gauges(node.long_polls.count()),
+                "connections_refused": node.connections.refused,
+                "connections_timed_out": node.connections.timed_out, "connection_cap": node.connections.cap,
                 "event_loop_watchers": getattr(gevent.get_hub().loop, "activecnt", -1),
                 "gc_collected_objects": sum(generation["collected"] for generation in gc.get_stats())}
         for source in node.gauge_sources:

@@ -1,8 +1,8 @@
 """Prometheus metrics of a node.
 
 Owns: every metric's name, type and help text, and the scrape-time collector
-that reads live gauges (pending rows, hot size, what open tails hold) from
-the node. Counters and histograms are updated by the code paths that do the
+that reads live gauges (pending rows, hot size, what open tails hold, open
+connections by kind) from the node. Counters and histograms are updated by the code paths that do the
 work; gauges that describe state are computed when scraped, so they can
 never drift.
 
@@ -76,6 +76,33 @@ class _StateCollector:
         leaders = GaugeMetricFamily("starcite_raft_groups_led", "Raft groups this node leads")
         leaders.add_metric([], snap.get("groups_led", 0))
         yield leaders
+        yield from _connection_families(snap)
+
+
+def _connection_families(snap):
+    """The API's open connections by kind, the cap, and the connections refused past it or timed out."""
+    yield _family(GaugeMetricFamily, "starcite_http_connections", "Open API connections by kind: request (from "
+                  "accept to the end of its response, head still arriving included), keepalive_idle, "
+                  "websocket_tail, sse_tail, long_poll (a held wait_ms request)", "kind", snap.get("connections", {}))
+    yield _family(GaugeMetricFamily, "starcite_http_connection_cap", "Most API connections open at once "
+                  "(STARCITE_MAX_CONNECTIONS, or its default from RLIMIT_NOFILE)", None, snap.get("connection_cap", 0))
+    yield _family(CounterMetricFamily, "starcite_http_connections_refused", "Connections answered 503 and closed "
+                  "because the node had STARCITE_MAX_CONNECTIONS open", None, snap.get("connections_refused", 0))
+    yield _family(CounterMetricFamily, "starcite_http_connections_timed_out", "Connections a timeout ended, by "
+                  "timeout: header, body, keepalive, tail_ping (a WebSocket peer answered nothing), tail_stall "
+                  "(a tail's write made no progress)", "timeout", snap.get("connections_timed_out", {}))
+
+
+def _family(kind, name, help_, label, value):
+    """A metric family of one value, or (``label`` named) of one value per label in the dict ``value``."""
+    if label is None:
+        family = kind(name, help_)
+        family.add_metric([], value)
+        return family
+    family = kind(name, help_, labels=[label])
+    for key, count in value.items():
+        family.add_metric([key], count)
+    return family
 
 
 class Metrics:

@@ -2,13 +2,16 @@
 
 Owns: `AppendClients` (threads that append continuously, each retrying the
 same ``(producer_id, producer_seq)`` on the next node after a 503, a timeout
-or a refused connection, and recording every acknowledgement) and
-`check_history` (read every session's tail from every node and check the
-acknowledged history against what the cluster holds). Must not: cause faults;
-the test does.
+or a refused connection, and recording every acknowledgement; ``strict``: any
+answer but 201 is an error, for clients that must never see one),
+`FreshReads` (threads that read sessions through random nodes and check each
+read against the appends acknowledged before it was sent) and `check_history`
+(read every session's tail from every node and check the acknowledged history
+against what the cluster holds). Must not: cause faults; the test does.
 """
 
 import itertools
+import random
 import threading
 import time
 
@@ -20,12 +23,14 @@ RETRYABLE = (503,)
 
 
 class AppendClients:
-    def __init__(self, cluster, sessions, producers_per_session=2, entry_nodes=None, pause=0.0):
+    def __init__(self, cluster, sessions, producers_per_session=2, entry_nodes=None, pause=0.0, strict=False):
         self.cluster = cluster
+        self.strict = strict
         self.sessions = sessions
         self.entry_nodes = entry_nodes or cluster.names
         self.pause = pause
         self.acks = []          # (session, producer, producer_seq, seq, payload)
+        self.highest_acked = {}  # session -> the highest seq acknowledged so far
         self.ack_times = []     # monotonic time of each ack
         self.errors = []        # unexpected answers: any of them fails the test
         self.retries = 0
@@ -64,14 +69,19 @@ class AppendClients:
                 server = self.cluster[node]
                 try:
                     response = http.post(f"{server.base}/v1/sessions/{session_id}/append", json=body, timeout=10)
-                except requests.RequestException:
+                except requests.RequestException as exc:
                     response = None
+                    if self.strict:
+                        self._error(f"{producer}#{producer_seq} via {node}: {exc}")
+                        return
                 if response is not None and response.status_code == 201:
+                    seq = response.json()["seq"]
                     with self.lock:
-                        self.acks.append((session_id, producer, producer_seq, response.json()["seq"], payload))
+                        self.acks.append((session_id, producer, producer_seq, seq, payload))
                         self.ack_times.append(time.monotonic())
+                        self.highest_acked[session_id] = max(seq, self.highest_acked.get(session_id, 0))
                     break
-                if response is not None and response.status_code not in RETRYABLE:
+                if response is not None and (self.strict or response.status_code not in RETRYABLE):
                     self._error(f"{producer}#{producer_seq} via {node}: {response.status_code} {response.text}")
                     return
                 with self.lock:
@@ -94,6 +104,82 @@ class AppendClients:
     def acked_count(self):
         with self.lock:
             return len(self.acks)
+
+    def highest(self, session_id) -> int:
+        with self.lock:
+            return self.highest_acked.get(session_id, 0)
+
+
+class FreshReads:
+    """Readers that check reads against acknowledged writes, through random nodes.
+
+    Before sending a read, a reader notes the highest seq acknowledged so far for the session;
+    the answer must reflect it: the record's ``last_seq`` at least that, or ``/events`` from just
+    before it holding it. Anything less is a violation (a stale read). A 503 or a refused
+    connection is counted apart (``unavailable``); ``strict`` readers count it as an error."""
+
+    def __init__(self, cluster, clients, sessions, nodes=None, readers=2, strict=False, seed=20261207):
+        self.cluster, self.clients, self.sessions = cluster, clients, sessions
+        self.nodes = nodes or cluster.names
+        self.strict = strict
+        self.reads = 0
+        self.unavailable = 0
+        self.violations = []
+        self.errors = []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(random.Random(seed + i),), daemon=True)
+                        for i in range(readers)]
+
+    def start(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout=30.0):
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), "a reader is stuck"
+
+    def _run(self, rng):
+        http = requests.Session()
+        while not self.stop_event.is_set():
+            session_id, name = rng.choice(self.sessions), rng.choice(self.nodes)
+            acked = self.clients.highest(session_id)
+            as_record = rng.random() < 0.5
+            path = (f"/v1/sessions/{session_id}" if as_record
+                    else f"/v1/sessions/{session_id}/events?cursor={max(0, acked - 1)}&limit=1")
+            try:
+                response = http.get(self.cluster[name].base + path, timeout=10)
+            except requests.RequestException as exc:
+                self._count_unavailable(f"GET {path} via {name}: {exc}")
+                continue
+            if response.status_code == 503:
+                self._count_unavailable(f"GET {path} via {name}: 503 {response.text}")
+                continue
+            if response.status_code != 200:
+                with self.lock:
+                    self.errors.append(f"GET {path} via {name}: {response.status_code} {response.text}")
+                continue
+            body = response.json()
+            seen = body["last_seq"] if as_record else max((e["seq"] for e in body["events"]), default=0)
+            with self.lock:
+                self.reads += 1
+                if seen < acked:
+                    self.violations.append(f"GET {path} via {name} saw {seen}, {acked} was acknowledged before")
+
+    def _count_unavailable(self, what):
+        with self.lock:
+            self.unavailable += 1
+            if self.strict:
+                self.errors.append(what)
+        time.sleep(0.02)
+
+    def summary(self) -> str:
+        return (f"{self.reads} reads, {len(self.violations)} stale, {self.unavailable} unavailable, "
+                f"{len(self.errors)} errors")
 
 
 def wait_converged(cluster, sessions, timeout=60.0):

@@ -2,7 +2,9 @@
 
 Clients append continuously through every node (retrying the same
 producer_seq elsewhere after a 503, a timeout or a refused connection) while
-the test kills and restarts nodes; then every session's tail is read from
+the test kills and restarts nodes, and readers beside them read through random
+nodes, checking each read against the appends acknowledged before it
+(`history.FreshReads`: no stale read); then every session's tail is read from
 every node and checked against every acknowledgement (`history.check_history`).
 
 `STARCITE_FAULT_CYCLES` sets the cycles of each scenario (default: 10 for
@@ -16,7 +18,7 @@ import time
 
 import pytest
 
-from tests.cluster_tests.history import AppendClients, check_history
+from tests.cluster_tests.history import AppendClients, FreshReads, check_history
 
 CYCLES = int(os.environ.get("STARCITE_FAULT_CYCLES", "0"))
 ENV = {"STARCITE_NUM_GROUPS": "4", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "300",
@@ -60,6 +62,7 @@ def run_scenario(cluster, kill_round, rounds, entry_nodes=None):
     rng = random.Random(20261201)
     sessions = sessions_over_groups(cluster)
     clients = AppendClients(cluster, sessions, entry_nodes=entry_nodes).start()
+    readers = FreshReads(cluster, clients, sessions, nodes=entry_nodes).start()
     try:
         wait_progress(clients)
         for round_no in range(rounds):
@@ -67,10 +70,14 @@ def run_scenario(cluster, kill_round, rounds, entry_nodes=None):
             wait_progress(clients)
         wait_progress(clients, more=20)
     finally:
+        readers.stop()
         clients.stop()
     checked = check_history(cluster, clients, sessions)
     assert checked >= len(clients.acks) > 0
-    print(f"{rounds} rounds: {len(clients.acks)} acks, {clients.retries} retries, {checked} events checked")
+    print(f"{rounds} rounds: {len(clients.acks)} acks, {clients.retries} retries, {checked} events checked; "
+          f"reads: {readers.summary()}")
+    assert not readers.violations, readers.violations[:5]
+    assert not readers.errors, readers.errors[:5]
     return clients
 
 

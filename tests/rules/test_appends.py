@@ -189,3 +189,47 @@ def test_refused_append_has_no_side_effect(group, bad):
     assert do_append(group, **bad)[0] == "error"
     assert dump(group) == before
     assert do_append(group, producer_seq=2, expected_seq=1)[:4] == ("ok", 2, 2, False)
+
+
+# -- the node's own retries (a request token in the command) ---------------------------
+
+
+def test_a_retried_append_that_finds_its_own_commit_is_not_deduped(group):
+    """The node retried across a leader change: the first attempt committed, its answer was lost."""
+    append = dict(rules.validate_append(body(payload={"a": 1})), request=7)
+    first = group.append_event("s1", append, T1, 10)
+    do_append(group, producer_id="other", producer_seq=1)
+    before = dump(group)
+    retry = group.append_event("s1", dict(append), "2030-01-01T00:00:00Z", 10)
+    assert retry == ("ok", first[1], 2, False, None)
+    assert dump(group) == before
+
+
+@pytest.mark.parametrize("token", [8, None], ids=["another-request", "no-token"])
+def test_a_repeat_from_another_request_is_deduped(group, token):
+    append = rules.validate_append(body(payload={"a": 1}))
+    group.append_event("s1", dict(append, request=7), T1, 10)
+    assert group.append_event("s1", dict(append, request=token), T1, 10)[3] is True
+
+
+def test_a_retried_create_that_finds_its_own_session_is_created_not_409(group):
+    assert group.create_session("s9", "T", {}, T0, None, 42) == ("ok", group.sessions["s9"].record())
+    append_many(group, 2, session_id="s9")
+    assert group.create_session("s9", "T", {}, T1, None, 42) == ("ok", group.sessions["s9"].record())
+    assert group.sessions["s9"].last_seq == 2
+    assert_error(group.create_session("s9", "T", {}, T1, None, 43), 409, "session_exists")
+    assert_error(group.create_session("s9", "T", {}, T1, None, None), 409, "session_exists")
+
+
+def test_state_pickled_before_request_tokens_loads_and_dedupes():
+    """Snapshots written before the tokens: sessions without create_request, producers as 3-tuples."""
+    group = GroupState()
+    group.create_session("s1", "T", {}, T0)
+    do_append(group, payload={"a": 1})
+    state = group.sessions["s1"]
+    state.producers = {p: known[:3] for p, known in state.producers.items()}
+    old = pickle.loads(pickle.dumps(group))
+    old.sessions["s1"].__setstate__(state.__getstate__()[:-1])  # no create_request slot
+    assert old.sessions["s1"].create_request is None
+    assert do_append(old, payload={"a": 1})[3] is True
+    assert_error(old.create_session("s1", "T", {}, T1, None, 5), 409, "session_exists")

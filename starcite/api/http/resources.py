@@ -138,8 +138,8 @@ class AppendResource:
         access.scope("session:append")
         body, nbytes = read_json(req, self.max_body)
         append = validate_append(body)
-        if access.enabled:
-            access.session(self.node.require_session(session_id))
+        if access.enabled:  # the tenant fence: a record's tenant never changes, so any replica's will do
+            access.session(self.node.require_session(session_id, fresh=False))
             append["actor"] = access.actor(append["actor"])
         send_json(resp, falcon.HTTP_201, self.node.append(session_id, append, nbytes))
 
@@ -156,8 +156,8 @@ class EventsResource:
         cursor = int_param(req, "cursor", 0, TAIL_CURSOR, "invalid_cursor")
         limit = int_param(req, "limit", 100, EVENTS_LIMIT, "invalid_limit")
         wait_ms = int_param(req, "wait_ms", 0, EVENTS_WAIT_MS, "invalid_wait_ms")
-        if access.enabled:
-            access.session(self.node.require_session(session_id))
+        if access.enabled:  # the tenant fence (the page itself is read fresh)
+            access.session(self.node.require_session(session_id, fresh=False))
         events, last_seq = self.node.reads.events_page(session_id, cursor, limit, wait_ms)
         next_cursor = events[-1][0] if events else cursor
         # The events are stored as their JSON text: spliced in, never decoded and re-encoded.

@@ -2,11 +2,14 @@
 
 Owns: `StarciteApplication` (gunicorn app that builds the `Node` and the
 Falcon app inside the worker, after gevent has patched it), `StarciteWorker`
-(serves the API through `starcite.api.server.accept_gate.GatedWSGIServer`, freezes
+(serves the API through `starcite.api.server.accept_gate.GatedWSGIServer`, with
+the config's `ConnectionLimits` and the node's `ConnectionCounts`, and logs
+the connection cap at start; freezes
 the booted node's objects out of the cyclic collector; graceful SIGTERM: stop
 accepting, close tails with a normal close, let in-flight appends finish,
 flush the archive, sync the Raft journals),
-`StarciteHandler` (upgrades a tail only after the Falcon resource has
+`StarciteHandler` (the header, body and keep-alive timeouts of
+`starcite.api.server.connection_limits.TimedHandler`; upgrades a tail only after the Falcon resource has
 validated it, so errors are plain HTTP before the upgrade, and hands an SSE
 tail its connection once the resource has sent its head; answers the
 requests pywsgi refuses before the app, such as a request line over 8 KiB
@@ -36,29 +39,15 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 from starcite.telemetry import logs
 from starcite.api.server.accept_gate import GatedWSGIServer
 from starcite.api.http.errors import error_body
-from starcite.api.server.http_headers import HEADERS_TOO_LARGE, MAX_HEADERS, MAX_LINE, read_headers
+from starcite.api.server.connection_limits import ConnectionLimits, TimedHandler
+from starcite.api.server.early_responses import EARLY_ERRORS, early_response
+from starcite.api.server.http_headers import HEADERS_TOO_LARGE, read_headers
 from starcite.cluster.ops_channel import close_ops, serve_ops
 
 
 SWITCH_INTERVAL_S = 0.0005
 
-_EARLY_ERRORS = {
-    400: ("bad_request", "Malformed HTTP request"),
-    414: ("uri_too_long", f"Request line longer than {pywsgi.MAX_REQUEST_LINE - 1} bytes"),
-    431: ("headers_too_large", f"A header line over {MAX_LINE} bytes or more than {MAX_HEADERS} headers"),
-    500: ("internal_error", "Internal server error"),
-}
-
-
-def _raw_error(status: int) -> bytes:
-    """A complete HTTP response in the API's error shape, for requests the app never saw."""
-    body = error_body(*_EARLY_ERRORS[status]).encode()
-    head = (f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\nContent-Type: application/json\r\n"
-            f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n")
-    return head.encode("latin-1") + body
-
-
-class StarciteHandler(WebSocketHandler, PyWSGIHandler):
+class StarciteHandler(TimedHandler, WebSocketHandler, PyWSGIHandler):
     """Plain WSGI for every request; the tail resource calls ``environ['starcite.upgrade']`` (a
     WebSocket and the bytes of its 101, which the tail sends) or ``environ['starcite.stream']``
     (an SSE head, then the connection is its own)."""
@@ -74,9 +63,9 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
 
     def handle_one_request(self):
         result = super().handle_one_request()
-        if isinstance(result, tuple):  # refused before the app (request line, headers): answer in JSON
+        if isinstance(result, tuple) and result[0] in ("400", "414"):  # pywsgi's refusals: answer in JSON
             status = 414 if result[0] == "414" else 431 if self._headers_too_large() else 400
-            return str(status), _raw_error(status)
+            return str(status), early_response(status)
         return result
 
     def _headers_too_large(self) -> bool:
@@ -86,7 +75,7 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
         if self.response_length:
             self.close_connection = True
             return
-        code, message = _EARLY_ERRORS[error_code]
+        code, message = EARLY_ERRORS[error_code]
         body = error_body(code, message).encode()
         try:
             self.start_response(f"{error_code} {http.HTTPStatus(error_code).phrase}",
@@ -125,6 +114,7 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
         """geventwebsocket's handshake; ``(websocket, head)``: the 101 is not written here but
         returned, and the tail sends it in front of its first frames (one write per open)."""
         self.upgrade_websocket()
+        self.count_as(None)  # the connection is the tail's from here (it counts itself)
         if not self.status or self.headers_sent:
             return self.websocket, b""
         self.held_head = bytearray()
@@ -144,6 +134,7 @@ class StarciteHandler(WebSocketHandler, PyWSGIHandler):
         """Write ``head`` (status line, headers, the first body bytes) and hand over the connection:
         a gevent socket on its fd, detached from this handler, which then writes and closes nothing."""
         self.socket.sendall(head)
+        self.count_as(None)  # the connection is the tail's from here (it counts itself)
         self.status, self.code, self.response_length = "200 OK", 200, 0  # for the access line
         self.response_headers = []
         self.headers_sent = self.streamed = self.close_connection = True
@@ -199,12 +190,20 @@ class StarciteWorker(GeventPyWSGIWorker):
         # ack to receipt p50 45 -> 37 ms at 0.5 ms.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         servers = []
+        node = self._node()
+        limits = ConnectionLimits.from_config(self.app.config)
+        connections = node.connections if node is not None else None
+        if connections is not None:
+            connections.cap = limits.max_connections
+        self.log.info("%s", limits.describe())
         for sock in self.sockets:
             sock.setblocking(1)
             environ = base_environ(self.cfg)
             environ.update({"wsgi.multithread": True, "SERVER_SOFTWARE": GUNICORN_VERSION})
             server = self.server_class(sock, application=self.wsgi, spawn=Pool(self.worker_connections),
                                        log=self.log, handler_class=self.wsgi_handler, environ=environ)
+            server.limits = limits
+            server.connections = connections or server.connections
             server.start()
             servers.append(server)
         ops_server, ops_path = self._start_ops()
@@ -212,7 +211,6 @@ class StarciteWorker(GeventPyWSGIWorker):
             self.notify()
             self.log.flush_access()
             gevent.sleep(0.1)
-        node = self._node()
         for server in servers:
             server.close()  # stop accepting
         if node is not None:
@@ -249,7 +247,7 @@ class StarciteApplication(BaseApplication):
             "backlog": 16384,
             "graceful_timeout": max(1, int(round(c.graceful_timeout))),
             "timeout": 60,
-            "keepalive": 75,
+            "keepalive": max(1, round(c.http_keepalive_timeout_ms / 1000)),  # for the record: TimedHandler keeps it
             "logger_class": "starcite.api.server.access_log.RedactingLogger",
             "accesslog": "-" if c.access_log else None,
             "errorlog": "-",

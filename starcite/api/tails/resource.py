@@ -4,8 +4,8 @@ Owns: the tail's HTTP checks before the stream starts (cursor or
 ``Last-Event-ID``, batch_size, session exists, access, the wire: a WebSocket
 upgrade, else ``Accept: text/event-stream``, else 426), the start through
 the worker's hooks (``starcite.upgrade`` for a 101, ``starcite.stream`` for
-an SSE head), the registry of open tail streams (for the metrics) and the
-SSE keep-alive tick. Each started tail is a `starcite.api.tails.stream.TailStream`.
+an SSE head), the registry of open tail streams (for the metrics and for
+`starcite.api.tails.keeper`, which sends their keep-alives and pings). Each started tail is a `starcite.api.tails.stream.TailStream`.
 
 Must not: send events or keep a tail's state (the stream does), or let any
 refusal (400, 401, 403, 404, 426) happen after the stream has started.
@@ -19,6 +19,7 @@ import gevent
 from starcite.api.http.errors import ApiError
 from starcite.api.http.resources import int_param
 from starcite.api.http.request_context import REQUEST_ID_HEADER
+from starcite.api.tails.keeper import TailKeeper, stall_seconds
 from starcite.api.tails.sse_wire import SseConn, sse_head
 from starcite.api.tails.stream import TailStream
 from starcite.api.tails.ws_wire import WebSocketConn
@@ -61,12 +62,12 @@ def _check_handshake(env):
 
 
 class TailResource:
-    def __init__(self, node, gate, sse_keepalive_ms=15000, sse_retry_ms=1000):
+    def __init__(self, node, gate, sse_keepalive_ms=15000, sse_retry_ms=1000, ws_ping_ms=30000):
         self.node, self.gate = node, gate
         self.streams = set()  # every TailStream from start to finish
-        self.sse_keepalive_s = sse_keepalive_ms / 1000.0
+        self.intervals = {"sse_tail": sse_keepalive_ms / 1000.0, "websocket_tail": ws_ping_ms / 1000.0}
         self.sse_retry_ms = sse_retry_ms
-        self.keepalive_tick = None  # one greenlet for every SSE stream, started with the first
+        self.keeper = TailKeeper(self.streams, self.intervals)  # its greenlet starts with the first tail
 
     def _checked(self, req, session_id):
         """Everything a tail request must pass before the stream starts:
@@ -110,30 +111,17 @@ class TailResource:
         if sse:
             head, chunked = sse_head(req.env.get("SERVER_PROTOCOL", "HTTP/1.1"),
                                      [(REQUEST_ID_HEADER, req.context.request_id)], self.sse_retry_ms)
-            conn = SseConn(hook(head), chunked)
-            self._keep_alive_started()
+            conn = SseConn(hook(head), chunked, stall_seconds(self.intervals["sse_tail"]))
         else:
             websocket, head = hook()
-            conn = WebSocketConn.detach(websocket)
+            conn = WebSocketConn.detach(websocket, stall_seconds(self.intervals["websocket_tail"]))
             conn.unsent = head  # the 101 goes out with the first replay frames, in one write
         req.context.upgraded = True
+        self.keeper.started()
         # The request greenlet runs the first replay, then ends: the tail lives on a detached
         # socket, driven by watchers and short-lived greenlets, so an idle tail holds no stack.
         TailStream(self.node, conn, session_id, cursor, batch_size,
                    self.gate.expires_at(access)).start(self.streams)
-
-    def _keep_alive_started(self):
-        if self.keepalive_tick is None:
-            self.keepalive_tick = gevent.spawn(self._keep_alive)
-
-    def _keep_alive(self):
-        """Every ``sse_keepalive_ms``, each idle SSE stream sends its comment line (proxies close
-        connections that stay silent); one greenlet and no timer per stream."""
-        while True:
-            gevent.sleep(self.sse_keepalive_s)
-            for stream in list(self.streams):
-                if stream.conn.keepalive is not None:
-                    stream.write_idle(stream.conn.keepalive)
 
     def counts(self) -> dict:
         """What open tail streams hold at the edge, for the metrics (0 once they are closed)."""

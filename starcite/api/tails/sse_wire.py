@@ -51,8 +51,10 @@ def sse_head(protocol: str, extra_headers, retry_ms: int) -> tuple:
 class SseConn(TailSocket):
     """An SSE tail's connection after its head is sent; inbound bytes mean nothing."""
 
-    def __init__(self, sock, chunked: bool):
-        super().__init__(sock)
+    kind = "sse_tail"
+
+    def __init__(self, sock, chunked: bool, stall_s=None):
+        super().__init__(sock, stall_s)
         self.chunked = chunked
         self.keepalive = self._body(b": keep-alive\n\n")
 

@@ -21,7 +21,7 @@ import time
 import gevent
 
 from starcite.api.tails.live_fanout import FANOUT
-from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED
+from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled
 from starcite.node.tier_reads import ArchiveReadError
 
 log = logging.getLogger("starcite.tail")
@@ -90,7 +90,7 @@ class TailStream:
     """One tail: replay from the store, then live items from its group, to one socket.
 
     No greenlet while idle: inbound bytes are read by an io watcher on the hub, the
-    token expiry is a timer, and a pump greenlet runs only while there is work
+    token expiry is a timer, keep-alives are the keeper's (`tend`), and a pump greenlet runs only while there is work
     (replaying, or items in the outbox), then exits.
     """
 
@@ -110,11 +110,17 @@ class TailStream:
         self.handle = None
         self.watchers = []
         self.registry = None
+        # For `starcite.api.tails.keeper` (monotonic times): the last inbound bytes, the last
+        # write (seen as `sent` moving, or a keep-alive), the last keep-alive that wants an answer.
+        self.heard_at = self.spoke_at = time.monotonic()
+        self.spoke_seq = cursor
+        self.pinged_at = 0.0
 
     def start(self, registry: set):
         """Open the tail in the node and start reading; ``registry`` holds the stream until it finishes."""
         self.registry = registry
         registry.add(self)
+        self.node.connections.moved(None, self.conn.kind)
         try:
             self.handle = self.node.tails.open(self.session_id, self.sent, self.outbox)
         except Exception as exc:  # e.g. no replica reachable: the 101 is sent, so close the socket
@@ -142,6 +148,9 @@ class TailStream:
     def _run(self):
         try:
             self._work()
+        except WriteStalled:  # the client stopped reading
+            self.node.connections.timed_out["tail_stall"] += 1
+            self._finish()
         except OSError:
             self._finish()  # the client went away
         except Exception:  # never leave a tail half-open: its socket, watchers and registrations go
@@ -265,8 +274,9 @@ class TailStream:
             self.handle.close()
         self.conn.close(code, reason)
         self.outbox.detach()
-        if self.registry is not None:
+        if self.registry is not None and self in self.registry:
             self.registry.discard(self)
+            self.node.connections.moved(self.conn.kind, None)
 
     # -- hub callbacks (never block) ------------------------------------------
 
@@ -281,11 +291,30 @@ class TailStream:
             self.outbox.put(("gone",))
             self.watchers[0].stop()
             return
+        self.heard_at = time.monotonic()
         for item in self.conn.inbound(data):
             self.outbox.put(item)
             if item[0] == "close":
                 self.watchers[0].stop()
                 return
+
+    def tend(self, now: float, every_s: float):
+        """The keeper's visit (hub context, never blocks): after ``every_s`` without a write, a
+        keep-alive; a peer that left one unanswered (nothing at all came back) for ``every_s``
+        is gone. A busy tail gets no keep-alive: a peer that stops reading it stalls its
+        writes, and the socket's stall timeout ends it."""
+        if self.sent != self.spoke_seq:
+            self.spoke_seq, self.spoke_at = self.sent, now
+        conn = self.conn
+        if conn.keepalive_answered and self.pinged_at > self.heard_at and now - self.pinged_at >= every_s:
+            self.node.connections.timed_out["tail_ping"] += 1
+            self.pinged_at = float("inf")  # once: the pump ends it
+            self.outbox.put(("gone",))
+            return
+        if now - self.spoke_at >= every_s and self.write_idle(conn.keepalive):
+            self.spoke_at = now
+            if conn.keepalive_answered and self.pinged_at <= self.heard_at:
+                self.pinged_at = now  # the first unanswered one counts
 
     def _arm_expiry(self, loop):
         """Close with 4001 once the token is expired by the wall clock (timers may fire early)."""

@@ -1,7 +1,9 @@
 """A tail's own handle on its connection, whatever the wire (WebSocket or SSE).
 
 Owns: `TailSocket`, the part of a tail's connection that does not depend on
-the wire: blocking sends for the pump, a non-blocking send for the hub (what
+the wire: blocking sends for the pump (each bounded by the stall timeout: a
+write that makes no progress for ``stall_s`` raises, and the pump ends the
+tail), a non-blocking send for the hub (what
 the kernel could not take waits in ``unsent``), the claim of the live
 fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is sending on the
 fd; every other write and the close wait for it), and the close. The wires (`starcite.api.tails.ws_wire`,
@@ -17,13 +19,21 @@ CLOSE_INTERNAL = 1011       # the tail failed or cannot be served (the reason sa
 CLOSE_TOKEN_EXPIRED = 4001  # the token expired
 
 
+class WriteStalled(OSError):
+    """A blocking send made no progress within the socket's stall timeout (the peer stopped reading)."""
+
+
 class TailSocket:
     """The connection of one tail after it is detached from the WSGI handler."""
 
-    keepalive = None  # bytes an idle stream sends periodically (SSE's comment line); None: nothing
+    kind = None  # what the connection counts as in the node's `ConnectionCounts`
+    keepalive = None  # bytes an idle stream sends periodically (SSE's comment, a WebSocket ping); None: nothing
+    keepalive_answered = False  # the peer must answer each keep-alive (a WebSocket pong)
 
-    def __init__(self, sock):
+    def __init__(self, sock, stall_s=None):
+        """stall_s: the longest a blocking send may wait for the kernel to take a byte (None: no limit)."""
         self.sock = sock  # a gevent socket on the detached fd
+        sock.settimeout(stall_s)  # gevent waits for room at most this long per send (socket.timeout)
         self.closed = False
         self.unsent = b""  # bytes a non-blocking send could not take yet; the pump sends them first
         self.in_flight = None  # the live fan-out job sending on this fd (its ``done`` is an Event)
@@ -72,12 +82,18 @@ class TailSocket:
         return True
 
     def send(self, data: bytes):
-        """Blocking (greenlet context): what is unsent, then ``data``, in one write."""
+        """Blocking (greenlet context): what is unsent, then ``data``, in one write. Not sendall:
+        its timeout bounds the whole write, and a long replay to a slow but steady reader is fine;
+        here each send must make progress within the socket's stall timeout."""
         self.wait_in_flight()
         if self.unsent:
             data, self.unsent = self.unsent + data, b""
-        if data:
-            self.sock.sendall(data)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[self.sock.send(view):]
+        except TimeoutError:
+            raise WriteStalled(f"no progress in {self.sock.gettimeout()} s") from None
 
     def flush(self):
         self.send(b"")

@@ -1,8 +1,8 @@
 """The WebSocket wire of a tail (RFC 6455, server side): frames out, control frames in, the socket.
 
 Owns: encoding server frames (one event per frame, or arrays of
-``batch_size``), a reader that drops inbound data frames and notices close
-and ping, and `WebSocketConn`, the `TailSocket` of a WebSocket tail after it
+``batch_size``), the ping an idle tail sends, a reader that drops inbound
+data frames and notices close and ping, and `WebSocketConn`, the `TailSocket` of a WebSocket tail after it
 is detached from the WSGI handler (close frames, pongs).
 
 Must not: know about sessions, cursors or the node.
@@ -74,19 +74,26 @@ def encode_frames(entries, batch_size) -> bytes:
                     for i in range(0, len(entries), batch_size))
 
 
-class WebSocketConn(TailSocket):
-    """A tail's connection after the 101: text frames out, control frames in."""
+_PING = frame(OP_PING, b"")
 
-    def __init__(self, sock):
-        super().__init__(sock)
+
+class WebSocketConn(TailSocket):
+    """A tail's connection after the 101: text frames out, control frames in, pings when idle."""
+
+    kind = "websocket_tail"
+    keepalive = _PING
+    keepalive_answered = True
+
+    def __init__(self, sock, stall_s=None):
+        super().__init__(sock, stall_s)
         self.frames_in = InboundFrames()
 
     @classmethod
-    def detach(cls, ws):
+    def detach(cls, ws, stall_s=None):
         """Take the connection's fd from the WSGI handler's socket object (which then
         closes nothing). Not os.dup: epoll keeps reporting on the closed twin and the
         event loop loses our readiness events."""
-        return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()))
+        return cls(gevent.socket.socket(fileno=ws.handler.socket.detach()), stall_s)
 
     def encode(self, entries, batch_size) -> bytes:
         return encode_frames(entries, batch_size)
