@@ -24,6 +24,18 @@ recorded_nodes() {
   for i in $(seq 1 "$size"); do echo "n$i"; done
 }
 
+# Whether process group $1 has a live member (zombies, left for a reaper that has not run yet, are not).
+# (Processes come and go while /proc is read: a vanished one is skipped, and not a failure of the pipe.)
+group_alive() {
+  { cat /proc/[0-9]*/stat 2>/dev/null || true; } | sed -E 's/^[0-9]+ \(.*\) //' \
+    | awk -v g="$1" '$3 == g && $1 != "Z" { f = 1 } END { exit !f }'
+}
+
+# Whether node $1's recorded process group is alive.
+node_running() {
+  [ -e "$STATE/$1.pid" ] && group_alive "$(cat "$STATE/$1.pid")"
+}
+
 # Start node $1 (n<i>) in the background as its own process group (setsid), so a stop can signal the
 # node and its workers; records its pid and API URL. Every node gets the same CLUSTER_NODES and secret.
 launch_node() {
@@ -47,8 +59,8 @@ stop_node() {
   rm -f "$STATE/$name.pid"
   kill -TERM -- "-$pid" 2>/dev/null || return 0
   deadline=$((SECONDS + ${STOP_TIMEOUT_S:-30}))
-  while kill -0 -- "-$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
-  if kill -0 -- "-$pid" 2>/dev/null; then
+  while group_alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+  if group_alive "$pid"; then
     echo "process group $pid still running after SIGTERM: SIGKILL" >&2
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi

@@ -3,7 +3,8 @@
     cluster_check.py ready TIMEOUT_S NAME=PID=URL ...   wait until every node is ready and a cluster
     cluster_check.py exercise URL ...                    create, append, tail, list across the nodes
 
-Owns: the bounded readiness wait (each node's `/health/ready` is 200, every
+Owns: the bounded readiness wait (each node's `/health/ready` is 200, or 503
+`draining` for a node an operator drained, which is up and synced; every
 node lists all the given names as write nodes, and knows a leader for each
 of its groups; a node whose process exited fails at once) and the
 cross-node exercise (create a session on the first node, append on the
@@ -76,15 +77,18 @@ def _ops_status(name: str):
         return None, None
 
 
-def _node_ready(url: str, names: list, name: str) -> bool:
-    if _call(f"{url}/health/ready")[0] != 200:
-        return False
+def _node_ready(url: str, names: list, name: str):
+    """"ready", "drained" (synced, held back only by an operator's drain), or None (not yet)."""
+    code, answer = _call(f"{url}/health/ready")
+    state = "ready" if code == 200 else "drained" if code == 503 and b'"draining"' in answer else None
+    if state is None:
+        return None
     status, body = _ops_status(name)
     if status != 200:
         return False
     if len(names) > 1 and sorted(body.get("write_nodes") or []) != sorted(names):
         raise CheckFailed(f"{url} runs with write nodes {body.get('write_nodes')}, not {names}")
-    return all(group.get("leader") for group in body.get("groups", []))
+    return state if all(group.get("leader") for group in body.get("groups", [])) else None
 
 
 def ready(timeout_s: float, nodes: list):
@@ -97,8 +101,9 @@ def ready(timeout_s: float, nodes: list):
         if not _alive(int(pid)):
             raise CheckFailed(f"{name} (pid {pid}) exited while starting")
         try:
-            if _node_ready(url, names, name):
-                print(f"{name} ready: {url}")
+            state = _node_ready(url, names, name)
+            if state:
+                print(f"{name} ready: {url}" if state == "ready" else f"{name} up, drained (ops undrain): {url}")
                 waiting.pop(0)
                 continue
         except (OSError, ValueError):  # not listening yet

@@ -23,7 +23,8 @@ step() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S)" "$1" "$2"; }
 
 for name in "${nodes[@]}"; do
   step "$name" "drain"
-  node_ops "$name" drain >/dev/null
+  node_ops "$name" drain >/dev/null || {
+    step "$name" "cannot drain it: not running? (ops/start-cluster.sh starts the missing nodes)"; exit 1; }
   node_ops "$name" wait-drained "$drain_ms" >/dev/null || { step "$name" "drain did not converge"; exit 1; }
   if [ "${LB_DRAIN_WAIT_S:-0}" != 0 ]; then
     step "$name" "drained on every node; ${LB_DRAIN_WAIT_S} s for the load balancer to take it out"

@@ -5,19 +5,24 @@ stored (object by object in the S3 layout, checking keys, ordering and chunk
 bounds; row by row for Postgres, with the operators' query), and an outage
 (`kill`) and its end (`revive`): the local directory swapped for a file, moto
 SIGKILLed and restored from its recorded requests, Postgres cut at a
-`TcpProxy`. Must not: reach into the node's process, use anything but
+`TcpProxy`; for S3 and Postgres, a backup by the store's own means
+(`backup`, `lose`, `restore`: every object copied out and put back; `pg_dump`
+and `psql`), as docs/operations.md tells an operator. Must not: reach into the node's process, use anything but
 loopback, or hold fixtures (the test module builds the backend it needs).
 """
 
 import contextlib
+import io
 import json
 import os
+import subprocess
 
 import psycopg2
 
 from starcite.adapters import chunks
 from starcite.adapters.chunks import decode_session_id
-from tests.adapters.services import PG_URL, S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.adapters.services import S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.private_postgres import server_bin_dir
 from tests.tcp_proxy import TcpProxy
 
 S3_PREFIX = "e2e/archive"
@@ -113,6 +118,20 @@ class S3Backend(ObjectStore):
         return self.moto.read_object(self.bucket, key)
 
 
+    def backup(self, tmp_path):
+        """The bucket's backup (a copy of every object): {key: bytes}."""
+        return {key: self.read(key) for key in self.keys()}
+
+    def lose(self):
+        client = self.moto.client()
+        for key in self.keys():
+            client.remove_object(self.bucket, key)
+
+    def restore(self, saved):
+        client = self.moto.client()
+        for key, data in saved.items():
+            client.put_object(self.bucket, key, io.BytesIO(data), len(data))
+
     def kill(self):
         self.moto.kill()
 
@@ -126,23 +145,23 @@ class S3Backend(ObjectStore):
 
 
 class PostgresBackend:
-    """The machine's Postgres, a schema of its own, reached through a proxy the test cuts."""
+    """The tests' Postgres, a schema of its own, reached through a proxy the test cuts."""
 
     kind = "postgres"
 
     def __init__(self, tmp_path):
-        check_postgres(PG_URL)
-        dsn = psycopg2.extensions.parse_dsn(PG_URL)
+        self.admin_url = check_postgres()
+        dsn = psycopg2.extensions.parse_dsn(self.admin_url)
         self.proxy = TcpProxy(int(dsn.get("port") or 5432))
         self.resources = contextlib.ExitStack()
         self.resources.callback(self.proxy.close)
-        self.schema = self.resources.enter_context(postgres_schema(PG_URL))
+        self.schema = self.resources.enter_context(postgres_schema(self.admin_url))
         url = (f"postgresql://{dsn.get('user', 'postgres')}@127.0.0.1:{self.proxy.port}/{dsn.get('dbname', 'test')}"
                f"?options=-csearch_path%3D{self.schema}")
         self.env = {"STARCITE_ARCHIVE_ADAPTER": "postgres", "DATABASE_URL": url, "DB_POOL_SIZE": "6"}
 
     def query(self, sql, params=()):
-        conn = psycopg2.connect(PG_URL, connect_timeout=5, options=f"-c search_path={self.schema}")
+        conn = psycopg2.connect(self.admin_url, connect_timeout=5, options=f"-c search_path={self.schema}")
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
@@ -158,6 +177,24 @@ class PostgresBackend:
             events[session_id] = [self.project(row) for row in rows]
         records = {row["id"]: row["record"] for row in self.query("SELECT id, record FROM sessions")}
         return events, records
+
+    def backup(self, tmp_path):
+        """`pg_dump` of the node's schema: the dump file."""
+        dump = str(tmp_path / "archive.sql")
+        subprocess.run([os.path.join(server_bin_dir(), "pg_dump"), "--no-owner", "-n", self.schema, "-f", dump,
+                        self.admin_url], check=True, capture_output=True, timeout=120)
+        return dump
+
+    def lose(self):
+        conn = psycopg2.connect(self.admin_url, connect_timeout=5)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {self.schema} CASCADE")
+        conn.close()
+
+    def restore(self, dump):
+        subprocess.run([os.path.join(server_bin_dir(), "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-f", dump,
+                        self.admin_url], check=True, capture_output=True, timeout=120)
 
     def kill(self):
         self.proxy.cut()

@@ -1,10 +1,11 @@
-"""Shared fixtures: real `starcite serve` processes on free loopback ports."""
+"""Shared fixtures: real `starcite serve` processes on free loopback ports; the private Postgres ends with the session."""
 
 import re
 import uuid
 
 import pytest
 
+from tests.private_postgres import stop_shared
 from tests.server import StarciteServer
 
 
@@ -42,3 +43,8 @@ def sid(request):
     """A session id unique to this test."""
     name = re.sub(r"[^A-Za-z0-9_.~-]", "_", request.node.name)[:200]  # a valid session id (`rules.SESSION_ID`)
     return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_sessionfinish(session):
+    """The private Postgres (`tests.private_postgres`) lives as long as the test session."""
+    stop_shared()

@@ -1,6 +1,7 @@
 """Test helper: run the real `starcite serve` as a subprocess on a free loopback port.
 
-Owns: starting a node with a temp data dir and an environment, waiting (bounded)
+Owns: free loopback ports (one, or a run of them for a cluster's ranges),
+starting a node with a temp data dir and an environment, waiting (bounded)
 for readiness, HTTP helpers, and stopping it (SIGTERM, then SIGKILL) so no
 process outlives a test; reading a process's RSS and its children from /proc
 (`rss_bytes`, `child_pids`: memory tests watch the worker).
@@ -8,6 +9,7 @@ process outlives a test; reading a process's RSS and its children from /proc
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -30,6 +32,27 @@ def free_listen_port() -> int:
     source ports of outgoing connections (the peer port): the bench harness's own picker."""
     from bench.procs import free_port as free_low_port
     return free_low_port()
+
+
+def free_port_range(count: int, avoid=()) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now (below the ephemeral range)."""
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - count)
+        if any(abs(base - other) < count for other in avoid):
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free run of loopback ports")
 
 
 def wait_until(predicate, timeout=10.0, what="condition"):
@@ -158,15 +181,23 @@ def rss_bytes(pid: int) -> int:
     raise ValueError(f"no VmRSS for {pid}")
 
 
-def child_pids(pid: int) -> list:
-    """Direct children of ``pid`` (from /proc)."""
-    children = []
+def _processes():
+    """``(pid, state, ppid, pgrp)`` of every process (from /proc)."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        children.append(int(entry))
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                yield int(entry), fields[0], int(fields[1]), int(fields[2])
             except (OSError, IndexError, ValueError):
                 continue
-    return children
+
+
+def child_pids(pid: int) -> list:
+    """Direct children of ``pid`` (from /proc)."""
+    return [child for child, _state, ppid, _pgrp in _processes() if ppid == pid]
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group ``pgid`` has a live member (a zombie waiting for its reaper is not)."""
+    return any(pgrp == pgid and state != "Z" for _pid, state, _ppid, pgrp in _processes())

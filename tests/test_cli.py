@@ -76,3 +76,24 @@ def test_ops_without_a_running_node_exits_2(tmp_path):
     result = subprocess.run([STARCITE, "ops", "status"], capture_output=True, text=True, timeout=30,
                             env={**os.environ, "STARCITE_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2 and "ops socket" in result.stderr
+
+
+def test_a_cluster_member_with_a_loopback_api_and_a_routable_peer_address_is_warned():
+    from starcite.cli import api_reach_warning
+    from starcite.config.settings import load_config
+    cluster = {"CLUSTER_NODES": "n1@10.0.0.1:4400,n2@10.0.0.2:4400,n3@10.0.0.3:4400", "NODE_NAME": "n1",
+               "STARCITE_CLUSTER_SECRET": "s" * 16}
+    warning = api_reach_warning(load_config(environ=cluster))
+    assert "STARCITE_HOST" in warning and "10.0.0.1" in warning and len(warning.splitlines()) == 1
+    assert api_reach_warning(load_config(environ={**cluster, "STARCITE_HOST": "0.0.0.0"})) is None
+    loopback = {**cluster, "CLUSTER_NODES": "n1@127.0.0.1:4400,n2@127.0.0.1:4401,n3@127.0.0.1:4402"}
+    assert api_reach_warning(load_config(environ=loopback)) is None  # the local cluster
+    assert api_reach_warning(load_config(environ={})) is None  # one node
+
+
+def test_data_in_a_format_this_version_does_not_know_is_refused(tmp_path):
+    raft = tmp_path / "d" / "raft"
+    raft.mkdir(parents=True)
+    (raft / "layout.json").write_text(json.dumps({"num_groups": 16, "data_format": 2}))
+    code, err = serve_error(tmp_path, {"STARCITE_DATA_DIR": str(tmp_path / "d")})
+    assert code == 2 and "data format 2" in err and "reads format 1" in err and len(err.splitlines()) == 1, err

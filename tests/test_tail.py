@@ -59,6 +59,18 @@ def test_cursor_at_or_past_the_end_waits_for_new_events(server, sid):
     tail.close()
 
 
+def test_a_cursor_past_last_seq_is_a_wait_for_the_events_after_it(server, sid):
+    """docs/api.md: a replica that has not applied the client's last seq yet must not refuse it."""
+    server.create(sid)
+    fill(server, sid, 1, 3)
+    tail = TailClient(server, sid, cursor=5)
+    page = server.request("GET", f"/v1/sessions/{sid}/events?cursor=5").json()
+    assert page == {"events": [], "next_cursor": 5, "last_seq": 3}
+    fill(server, sid, 4, 6)
+    assert tail.read_until(1) and tail.seqs() == [6]
+    tail.close()
+
+
 def test_tail_opened_during_a_burst_sees_each_seq_once_in_order(server, sid):
     server.create(sid)
     fill(server, sid, 1, 50)

@@ -54,11 +54,13 @@ class ArchiverActor(Actor):
 def _run_cycle(node, archiver):
     """One cycle in its own greenlet; `FlushDone` always follows, whatever happened."""
     stats = {}
+    node.archiving = True  # a backup waits for this to clear before it copies
     try:
         stats = flush_cycle(node)
     except Exception:
         log.exception("archive flush cycle failed")
     finally:
+        node.archiving = False
         node.tell(archiver, m.FlushDone(stats))
 
 

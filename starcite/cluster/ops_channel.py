@@ -21,7 +21,7 @@ def serve_ops(app, path, log=None):
     """Start the ops app on a fresh unix socket at ``path`` (0600); returns the started server."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
-        os.unlink(path)  # a socket left by a killed node
+        os.unlink(path)  # a socket left by a killed node (the data-dir lock proves no live node serves it)
     except FileNotFoundError:
         pass
     listener = gsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

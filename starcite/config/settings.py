@@ -378,8 +378,8 @@ def settings_table() -> str:
     """Markdown table of every setting (docs/configuration.md is this, kept in step by a test)."""
     rows = ["| env | config key | default | purpose |", "| --- | --- | --- | --- |"]
     for name, (key, envs, _parser, default, help_) in SETTINGS.items():
-        shown = "" if default is None else default
-        rows.append(f"| `{'` / `'.join(envs)}` | `{key}` | `{shown}` | {help_} |")
+        shown = "none" if default is None else f"`{_toml_value(default)}`"  # as the config file spells it
+        rows.append(f"| `{'` / `'.join(envs)}` | `{key}` | {shown} | {help_} |")
     return "\n".join(rows)
 
 

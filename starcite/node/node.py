@@ -36,6 +36,7 @@ from starcite.core.errors import StarciteError
 from starcite.core.rules import RuleError, parse_result
 from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
+from starcite.node.backup import ArchivePauses
 from starcite.node.local_replicas import LocalReplicas
 from starcite.node.long_poll import LongPolls
 from starcite.node.reads import SessionReads
@@ -105,6 +106,8 @@ class Node:
         self.gauge_sources = []  # callables returning {gauge: value}, merged into the metrics snapshot
         self.connections = ConnectionCounts()  # the API's open connections by kind (the worker and the tails count)
         self.unindexed = set()
+        self.archive_pauses = ArchivePauses()  # backups hold archiving still while they copy
+        self.archiving = False  # a flush cycle is running (set by the archiver's cycle)
         self.adapter = build_adapter(config)
         self.adapter.check()
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
@@ -221,7 +224,11 @@ class Node:
         return record
 
     def _index_session(self, record) -> bool:
-        """Upsert the session record in the archive's index; on an outage remember it for the next tick."""
+        """Upsert the session record in the archive's index; on an outage (or while a backup holds the
+        archive still) remember it for the next tick."""
+        if self.archive_pauses.active():
+            self.unindexed.add(record["id"])
+            return False
         try:
             self.run_io(self.adapter.upsert_session, record)
             self.unindexed.discard(record["id"])
@@ -326,6 +333,8 @@ class Node:
                 log.exception("timer %s failed", fn.__name__)
 
     def _archive_tick(self):
+        if self.archive_pauses.active():
+            return  # nothing is written to the archive while a backup holds it
         self.tell(self.archiver, m.ArchiveTick())
         for session_id in list(self.unindexed):
             record = self.get_session(session_id, fresh=False)
@@ -352,7 +361,8 @@ class Node:
         self.stopped = True
         self.begin_shutdown()
         with gevent.Timeout(flush_timeout, False):
-            flush_cycle(self)
+            if not self.archive_pauses.active():
+                flush_cycle(self)
         gevent.killall(self._timers, block=False)
         for group in self.groups.values():
             group.stop()

@@ -15,7 +15,7 @@ import pytest
 from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.postgres import PostgresArchiveAdapter
-from tests.adapters.services import PG_URL, MotoServer, check_postgres, postgres_schema
+from tests.adapters.services import MotoServer, check_postgres, postgres_schema
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ def s3_bucket(moto):
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    return check_postgres(PG_URL)
+    return check_postgres()
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
-"""Archive services the tests run against: a `moto_server` S3 on loopback and the machine's Postgres.
+"""Archive services the tests run against: a `moto_server` S3 on loopback and a Postgres.
 
 Owns: starting/stopping `moto_server` subprocesses (bounded waits, always
 reaped; optionally recording every request so a killed server can come back
-with its objects), and the per-test Postgres schema (created, then dropped).
+with its objects), and the per-test Postgres schema (created, then dropped)
+on `pg_url()`: `STARCITE_TEST_POSTGRES_URL` when set, else the test
+session's private server (`tests.private_postgres`, started on first use).
 Used by the adapter fixtures (conftest.py) and the end-to-end node tests.
 Must not: skip when a service is missing (Postgres unreachable fails loudly),
 use anything but loopback addresses, or wait without a bound.
@@ -23,9 +25,9 @@ import pytest
 from minio import Minio
 
 from starcite.adapters.s3 import S3ArchiveAdapter
+from tests.private_postgres import PostgresUnavailable, shared_postgres_url
 from tests.server import free_port
 
-PG_URL = os.environ.get("STARCITE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 S3_KEY, S3_SECRET = "testing", "testing"
 MOTO_START_TIMEOUT_S = 30.0
 
@@ -134,7 +136,16 @@ def _recorded_requests(text):
         requests.append(request)
 
 
-def check_postgres(url=PG_URL):
+def pg_url() -> str:
+    """The tests' Postgres (fails the test, never skips it, when there is none)."""
+    try:
+        return shared_postgres_url()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"Postgres is required for the archive tests: {exc}")
+
+
+def check_postgres(url=None):
+    url = url or pg_url()
     try:
         psycopg2.connect(url, connect_timeout=5).close()
     except psycopg2.OperationalError as exc:
@@ -143,8 +154,9 @@ def check_postgres(url=PG_URL):
 
 
 @contextlib.contextmanager
-def postgres_schema(url=PG_URL):
+def postgres_schema(url=None):
     """A fresh, uniquely named schema, dropped with everything in it on exit."""
+    url = url or pg_url()
     schema = f"t_{uuid.uuid4().hex[:16]}"
     admin = psycopg2.connect(url, connect_timeout=5)
     admin.autocommit = True

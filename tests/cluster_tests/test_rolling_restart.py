@@ -10,9 +10,9 @@ import signal
 import time
 
 from tests.cluster_tests.history import AppendClients, check_history
-from tests.server import StarciteServer
 from tests.following_tail import FollowingTail
-from tests.test_ops_scripts import _free_range, _group_alive, _script
+from tests.server import StarciteServer, free_port_range, group_alive
+from tests.test_ops_scripts import _script
 
 SIZE = 3
 
@@ -37,10 +37,10 @@ class ScriptCluster:
 
 
 def test_rolling_restart_under_load_loses_nothing(tmp_path):
-    api_base = _free_range(SIZE)
+    api_base = free_port_range(SIZE)
     state = str(tmp_path / "cluster")
     env = {**os.environ, "STARCITE_CLUSTER_STATE": state, "STARCITE_API_BASE_PORT": str(api_base),
-           "STARCITE_PEER_BASE_PORT": str(_free_range(SIZE, [api_base])), "READY_TIMEOUT_S": "90"}
+           "STARCITE_PEER_BASE_PORT": str(free_port_range(SIZE, [api_base])), "READY_TIMEOUT_S": "90"}
     pgids = []
     try:
         started = _script("start-cluster.sh", env, 150, str(SIZE))
@@ -74,5 +74,5 @@ def test_rolling_restart_under_load_loses_nothing(tmp_path):
                  if os.path.exists(os.path.join(state, f"n{i}.pid"))]
         _script("stop-cluster.sh", env, 90)
         for pgid in pgids:
-            if _group_alive(pgid):
+            if group_alive(pgid):
                 os.killpg(pgid, signal.SIGKILL)
