@@ -36,6 +36,17 @@ def server_frame(buf: bytes):
     return buf[0] & 0x0F, buf[pos:pos + size], buf[pos + size:]
 
 
+def read_head(sock) -> bytes:
+    """Bytes from ``sock`` until the end of an HTTP head (or the close)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def open_tail(port: int, session_id: str, cursor: int, batch_size: int = 100, timeout: float = 10.0):
     """A WebSocket tail's socket after its 101, and the bytes read past the 101's head."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)

@@ -11,6 +11,7 @@ import base64
 import os
 import socket
 
+from tests.raw_tail import read_head
 from tests.server import wait_until
 
 WAIT_S = 20.0
@@ -22,23 +23,13 @@ def _connect(port):
     return sock
 
 
-def _read_head(sock) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_idle_connections_do_not_keep_a_request_from_being_served(server):
     idle = [_connect(server.port) for _ in range(50)]  # far more than the gate's start slots
     try:
         sock = _connect(server.port)
         with sock:
             sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            assert _read_head(sock).startswith(b"HTTP/1.1 200")
+            assert read_head(sock).startswith(b"HTTP/1.1 200")
     finally:
         for sock in idle:
             sock.close()
@@ -56,7 +47,7 @@ def test_many_connections_at_once_are_all_served_tails_included(server, sid):
                 sock.sendall(b"GET /v1/sessions/%s/tail?cursor=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                              b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
                              % (sid.encode(), key))
-        heads = [_read_head(sock) for sock in socks]
+        heads = [read_head(sock) for sock in socks]
         assert all(head.startswith(b"HTTP/1.1 101") for head in heads[0::2])
         assert all(head.startswith(b"HTTP/1.1 200") for head in heads[1::2])
     finally:

@@ -6,6 +6,7 @@ import threading
 import pytest
 import websocket
 
+from tests.raw_tail import read_head
 from tests.tail_client import TailClient
 
 EVENT_KEYS = {"seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
@@ -130,13 +131,7 @@ def raw_upgrade(server, sid, connection="Upgrade", version="13") -> bytes:
         sock.sendall(f"GET /v1/sessions/{sid}/tail?cursor=0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                      f"Connection: {connection}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      f"Sec-WebSocket-Version: {version}\r\n\r\n".encode())
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
-    return answer
+        return read_head(sock)
 
 
 @pytest.mark.parametrize("version", ["7", "8", "12", "14", ""])

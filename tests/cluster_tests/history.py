@@ -22,22 +22,15 @@ from tests.tail_client import TailClient
 RETRYABLE = (503,)
 
 
-class AppendClients:
-    def __init__(self, cluster, sessions, producers_per_session=2, entry_nodes=None, pause=0.0, strict=False):
-        self.cluster = cluster
-        self.strict = strict
-        self.sessions = sessions
-        self.entry_nodes = entry_nodes or cluster.names
-        self.pause = pause
-        self.acks = []          # (session, producer, producer_seq, seq, payload)
-        self.highest_acked = {}  # session -> the highest seq acknowledged so far
-        self.ack_times = []     # monotonic time of each ack
-        self.errors = []        # unexpected answers: any of them fails the test
-        self.retries = 0
+class ClientThreads:
+    """Threads running ``_run(*args)`` until `stop`; ``what`` names them in a stuck-thread failure."""
+
+    what = "a client"
+
+    def _threads(self, argument_lists):
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(sid, f"{sid}-p{i}", k), daemon=True)
-                        for k, (sid, i) in enumerate(itertools.product(sessions, range(producers_per_session)))]
+        self.threads = [threading.Thread(target=self._run, args=args, daemon=True) for args in argument_lists]
 
     def start(self):
         for thread in self.threads:
@@ -49,7 +42,25 @@ class AppendClients:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.1, deadline - time.monotonic()))
-        assert not any(t.is_alive() for t in self.threads), "an append client is stuck"
+        assert not any(t.is_alive() for t in self.threads), f"{self.what} is stuck"
+
+
+class AppendClients(ClientThreads):
+    what = "an append client"
+
+    def __init__(self, cluster, sessions, producers_per_session=2, entry_nodes=None, pause=0.0, strict=False):
+        self.cluster = cluster
+        self.strict = strict
+        self.sessions = sessions
+        self.entry_nodes = entry_nodes or cluster.names
+        self.pause = pause
+        self.acks = []          # (session, producer, producer_seq, seq, payload)
+        self.highest_acked = {}  # session -> the highest seq acknowledged so far
+        self.ack_times = []     # monotonic time of each ack
+        self.errors = []        # unexpected answers: any of them fails the test
+        self.retries = 0
+        self._threads((sid, f"{sid}-p{i}", k)
+                      for k, (sid, i) in enumerate(itertools.product(sessions, range(producers_per_session))))
 
     def _run(self, session_id, producer, offset):
         http = requests.Session()
@@ -110,13 +121,15 @@ class AppendClients:
             return self.highest_acked.get(session_id, 0)
 
 
-class FreshReads:
+class FreshReads(ClientThreads):
     """Readers that check reads against acknowledged writes, through random nodes.
 
     Before sending a read, a reader notes the highest seq acknowledged so far for the session;
     the answer must reflect it: the record's ``last_seq`` at least that, or ``/events`` from just
     before it holding it. Anything less is a violation (a stale read). A 503 or a refused
     connection is counted apart (``unavailable``); ``strict`` readers count it as an error."""
+
+    what = "a reader"
 
     def __init__(self, cluster, clients, sessions, nodes=None, readers=2, strict=False, seed=20261207):
         self.cluster, self.clients, self.sessions = cluster, clients, sessions
@@ -126,22 +139,7 @@ class FreshReads:
         self.unavailable = 0
         self.violations = []
         self.errors = []
-        self.lock = threading.Lock()
-        self.stop_event = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(random.Random(seed + i),), daemon=True)
-                        for i in range(readers)]
-
-    def start(self):
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def stop(self, timeout=30.0):
-        self.stop_event.set()
-        deadline = time.monotonic() + timeout
-        for thread in self.threads:
-            thread.join(max(0.1, deadline - time.monotonic()))
-        assert not any(t.is_alive() for t in self.threads), "a reader is stuck"
+        self._threads((random.Random(seed + i),) for i in range(readers))
 
     def _run(self, rng):
         http = requests.Session()
