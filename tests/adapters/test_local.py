@@ -128,7 +128,10 @@ def test_runs_in_the_gevent_threadpool_without_blocking_the_hub(tmp_path):
         assert sum(added) == 1024, sum(added)
         assert all(r.value == events for r in readers)
         assert len(cache) == 4  # four complete chunks cached
-        assert len(ticks) > 0.5 * elapsed / 0.005, (len(ticks), elapsed)  # the hub was never held up
+        # The hub was never held up for long: a write run on the hub itself would stop the ticker for
+        # about as long as all the writes take. (Not a tick count: a busy machine slows every tick.)
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        assert len(ticks) > 2 and max(gaps) < max(0.5, elapsed / 2), (len(ticks), max(gaps), elapsed)
         assert len(pool.apply(archive.list_sessions, (10,))[0]) == 4
         print("OK")
     """)
