@@ -134,8 +134,9 @@ class SyncLedger:
 def ledger(request):
     """Records every sync call where it reaches the OS and every journal write, for one test.
 
-    Three journals wait on each flush here, so the syncer issues one syncfs; the
+    Here the three journals mostly share each flush, so the syncer issues syncfs; the
     ``fdatasync`` run takes syncfs away, as where libc lacks it (one fdatasync per file).
+    A sync by any other call (msync, say) is not credited: the test would fail, not pass.
     """
     ledger = SyncLedger()
     real_add = DurableFileJournal.add
