@@ -64,11 +64,16 @@ class FollowingTail(threading.Thread):
                 tail.close()
 
     def _take(self, tail):
+        """Record the tail's new events. A repeat (seq at or below the last one: delivered twice,
+        e.g. replayed again after a resume) and a gap are errors; a repeat is not recorded twice."""
         for event in tail.events:
-            if event["seq"] != self.last + 1:
-                self.errors.append(f"{self.kind} {self.session_id}: {self.last} then {event['seq']}")
-            if event["seq"] > self.last:
-                self.seqs.append(event["seq"])
+            seq = event["seq"]
+            if seq <= self.last:
+                self.errors.append(f"{self.kind} {self.session_id}: repeat of seq {seq} after {self.last}")
+                continue
+            if seq != self.last + 1:
+                self.errors.append(f"{self.kind} {self.session_id}: gap, {self.last} then {seq}")
+            self.seqs.append(seq)
         tail.events.clear()
 
     def stop(self, timeout=15.0):

@@ -170,7 +170,8 @@ class Register(SyncObjConsumer):
 
 
 class _SyncsBeforeTick:
-    """What RaftGroup does: the journal is synced at the start of every tick."""
+    """What RaftGroup does: the journal is synced at the start of every tick (RaftGroup itself is
+    checked by tests/raft/test_fsync_before_ack.py)."""
 
     def _onTick(self, timeToWait=0.0):
         self._SyncObj__raftLog.sync()

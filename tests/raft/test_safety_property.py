@@ -152,10 +152,14 @@ def test_the_fix_holds_where_stock_breaks(seed, tmp_path):
 @pytest.mark.parametrize("replica_class", [
     SafeReplica, pytest.param(StockReplica, marks=pytest.mark.xfail(strict=True, raises=SafetyViolation))])
 def test_an_acknowledged_entry_survives_a_follower_power_loss(replica_class, tmp_path):
-    """Fix (c) at cluster level: a follower acks, loses power before its sync, the leader dies.
+    """Fix (c) at cluster level: a follower acks, loses power at once, the leader dies.
 
-    Stock: the ack (sent before the sync) lets the leader commit and acknowledge the
-    value; the two survivors never durably held it and overwrite it.
+    The follower loses power the moment its success reply for the value is on the
+    wire, before it does anything else; the leader then commits and acknowledges
+    the value (asserted: otherwise the check at the end would hold trivially).
+    Ours: the reply leaves only after the tick's journal sync, so the value
+    survives. Stock: the reply leaves before the sync; the two survivors never
+    durably held the value and overwrite it.
     """
     clock = SimClock()
     with simulated_world(clock, seed=7):
@@ -170,9 +174,10 @@ def test_an_acknowledged_entry_survives_a_follower_power_loss(replica_class, tmp
             cluster.crash(down)
             _submit(cluster, leader, "value", acked)
             leader.doTick(0)                  # appends the entry and sends it
-            cluster.network.deliver_due()     # the follower stores it (unsynced) and may ack
-            cluster.crash(follower)           # power loss before the follower's next tick
-            leader.doTick(0)                  # commits if it was acked
+            entry_index = cluster.log(leader.selfNode.id)[-1][1]
+            _crash_once_it_acks(cluster, follower, leader.selfNode.id, entry_index)
+            leader.doTick(0)                  # commits: the follower's reply reached it
+            assert acked == ["value"], "the leader acknowledged nothing: the scenario would prove nothing"
             prefix.check(cluster)
             cluster.crash(leader.selfNode.id)
             for node_id in (follower, down):
@@ -183,3 +188,18 @@ def test_an_acknowledged_entry_survives_a_follower_power_loss(replica_class, tmp
             _check_acked_values_applied(cluster, acked)
         finally:
             cluster.stop_all()
+
+
+def _crash_once_it_acks(cluster, follower, leader_id, entry_index, max_ticks=5):
+    """Deliver and tick `follower` until its success reply covering `entry_index` is sent, then
+    cut its power at once (the reply stays on the wire and reaches the leader)."""
+    for _ in range(max_ticks):
+        cluster.network.deliver_due()
+        if any(src == follower and dst == leader_id and message["type"] == "next_node_idx"
+               and message["success"] and message["next_node_idx"] > entry_index
+               for src, dst, message in cluster.network.sent):
+            cluster.crash(follower)
+            cluster.network.deliver_due()
+            return
+        cluster.replicas[follower].doTick(0)
+    raise AssertionError(f"follower {follower} never acknowledged entry {entry_index}")
