@@ -105,6 +105,9 @@ class _InboxPoller:
                 or (transport is not None and transport.inbox))
         if not busy:
             group.wake.wait(timeout)
+        else:
+            gevent.sleep(0)  # the next tick is due at once, but the others run first (without a sync to
+            #                  wait on, e.g. raft.fsync off, a busy group would otherwise never yield)
         group.wake.clear()  # before the drain: anything queued after it re-wakes us
         if transport is not None:
             transport.drain()
