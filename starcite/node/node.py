@@ -14,9 +14,9 @@ are direct, non-yielding calls on the replica's state.
 Must not: parse HTTP, know about auth, or decide session rules.
 """
 
-import datetime
 import logging
 import secrets
+import time
 
 import gevent
 from gevent.event import AsyncResult
@@ -60,8 +60,17 @@ def _outcome(fn, args):
         return False, exc
 
 
+_iso_second = [None, ""]  # [the last whole UTC second formatted, its "YYYY-MM-DDTHH:MM:SS"]
+
+
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """The UTC time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (an event's ``inserted_at``). The whole second is
+    formatted once per second: `datetime`'s isoformat per append was ~2% of the worker at 16 clients."""
+    now = time.time()
+    second = int(now)
+    if second != _iso_second[0]:
+        _iso_second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+    return f"{_iso_second[1]}.{int((now - second) * 1e6):06d}Z"
 
 
 class Node:
@@ -245,8 +254,11 @@ class Node:
 
     def raft_log_bytes(self) -> int:
         """Raft log entries held in memory since each group's last snapshot (`DurableFileJournal.held_bytes`)."""
-        groups = list(self.groups.values()) + [self.control.group]
-        return sum(getattr(group.journal, "held_bytes", 0) for group in groups if group is not None)
+        total = 0
+        for group in (*self.groups.values(), self.control.group):
+            if group is not None:
+                total += getattr(group.journal, "held_bytes", 0)
+        return total
 
     def event_store_bytes(self) -> int:
         """What `event_store_max_bytes` counts before the read cache: hot events and the Raft log."""
