@@ -33,7 +33,7 @@ import time
 
 from bench.aio import gather_bounded
 from bench.procs import fork, free_port, raise_fd_limit, reap, receive
-from bench.results import CLUSTER_SYSTEM, Row
+from bench.results import CLUSTER_SYSTEM, GENERATOR_BUSY_FRACTION, Row
 from bench.stats import latency_summary
 from bench.targets import cluster as cluster_target
 from bench.targets import redis as redis_target
@@ -184,7 +184,7 @@ async def _produce(connect, sessions: int, seconds: float) -> dict:
     appends = int(seconds / INTERVAL_S)
     producers = await gather_bounded([connect(i) for i in range(sessions)], 60)
     acked, ack_ns, errors = [0] * sessions, array.array("q"), []
-    start = time.perf_counter_ns() + 200_000_000
+    cpu_start, start = time.process_time(), time.perf_counter_ns() + 200_000_000
     step = int(INTERVAL_S * 1e9)
 
     async def producer(i, append):
@@ -204,12 +204,12 @@ async def _produce(connect, sessions: int, seconds: float) -> dict:
 
     try:
         await gather_bounded([producer(i, append) for i, (append, _) in enumerate(producers)], seconds + 60)
-        wall_s = (time.perf_counter_ns() - start) / 1e9
+        wall_s, cpu_s = (time.perf_counter_ns() - start) / 1e9, time.process_time() - cpu_start
     finally:
         for _, close in producers:
             await close()
     return {"acked": acked, "ack_ns": ack_ns, "errors": len(errors), "first_error": errors[0] if errors else "",
-            "wall_s": wall_s}
+            "wall_s": wall_s, "cpu_s": cpu_s}
 
 
 def _expect(message, kind: str):
@@ -237,7 +237,9 @@ def _row(system, k, produced, raw, missing, cpu_s) -> Row:
     """The step's row: ``appends/s`` over the producers' wall time (below K x 20: they fell behind)."""
     figures = {"appends": sum(produced["acked"]), "errors": produced["errors"],
                "appends_per_s": round(sum(produced["acked"]) / produced["wall_s"], 1),
-               "ack_p99_ms": latency_summary(produced["ack_ns"])["p99_ms"], "tail_cpu_s": round(cpu_s, 2)}
+               "ack_p99_ms": latency_summary(produced["ack_ns"])["p99_ms"],
+               "producers_cores": round(produced["cpu_s"] / produced["wall_s"], 2),
+               "tails_cores": round(cpu_s / produced["wall_s"], 2)}
     for wire in _WIRES:
         latencies = array.array("q")
         latencies.frombytes(raw[wire])
@@ -249,7 +251,10 @@ def _row(system, k, produced, raw, missing, cpu_s) -> Row:
               *(f"{w} p99 > {TARGET_P99_MS:g} ms" for w in _WIRES
                 if figures[f"{w}_p99_ms"] is None or figures[f"{w}_p99_ms"] > TARGET_P99_MS)]
     figures["passed"] = not any(misses)
-    note = "; ".join(m for m in misses if m)
+    busy = [f"{side} process busy ({figures[key]} cores): the client may have set the pace"
+            for side, key in (("producer", "producers_cores"), ("tail", "tails_cores"))
+            if figures[key] >= GENERATOR_BUSY_FRACTION]
+    note = "; ".join(m for m in [*misses, *busy] if m)
     return Row("agents", system, k, note=note, figures=figures)
 
 
