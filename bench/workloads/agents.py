@@ -32,7 +32,7 @@ import re
 import time
 
 from bench.aio import gather_bounded
-from bench.procs import fork, free_port, raise_fd_limit, reap, receive
+from bench.procs import expect, fork, free_port, raise_fd_limit, reap, run_reporting
 from bench.results import CLUSTER_SYSTEM, GENERATOR_BUSY_FRACTION, Row
 from bench.stats import latency_summary
 from bench.targets import cluster as cluster_target
@@ -143,12 +143,7 @@ async def _hold(conn, system: str, ports: list, ids: list, timeout: float):
 
 
 def _tail_process(conn, system, ports, ids, timeout):
-    try:
-        asyncio.run(_hold(conn, system, ports, ids, timeout))
-    except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    run_reporting(conn, asyncio.run, _hold(conn, system, ports, ids, timeout))
 
 
 # -- the producers (the harness's process) -----------------------------------------------------
@@ -212,22 +207,15 @@ async def _produce(connect, sessions: int, seconds: float) -> dict:
             "wall_s": wall_s, "cpu_s": cpu_s}
 
 
-def _expect(message, kind: str):
-    if message[0] != kind:
-        raise RuntimeError(f"tail process: {message[1] if message[0] == 'error' else message}")
-    return message
-
-
 def _step(ctx, system: str, ports: list, ids: list, connect) -> Row:
     """One step of the ladder: K = len(ids) sessions, producers and their two tails each."""
     p = ctx.profile
     process, conn = fork(_tail_process, system, ports, ids, p.timeout_s)
     try:
-        _expect(receive(conn, time.monotonic() + p.timeout_s + 5, "agents tail process"), "ready")
+        expect(conn, time.monotonic() + p.timeout_s + 5, "agents tail process", "ready")
         produced = ctx.run_async(_produce(connect, len(ids), p.agents_seconds))
         conn.send(produced["acked"])
-        _, raw, missing, cpu_s = _expect(receive(conn, time.monotonic() + _DRAIN_S + 30, "agents tail process"),
-                                         "done")
+        _, raw, missing, cpu_s = expect(conn, time.monotonic() + _DRAIN_S + 30, "agents tail process", "done")
     finally:
         reap(process, conn)
     return _row(system, len(ids), produced, raw, missing, cpu_s)
