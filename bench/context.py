@@ -28,6 +28,8 @@ class Profile:
     replicated_ops: int           # timed operations per point of the 3-node rows (etcd, Starcite cluster)
     reconnect_tails: int          # tails that follow one session through a node restart
     reconnect_steady_s: float     # live with appends before the restart
+    agents_ladder: tuple          # the agents workload's K steps (sessions, each 1 producer and 2 tails)
+    agents_seconds: float         # how long each agents step appends
     concurrency: tuple = (1, 16, 64)
     sessions: int = 1000          # appends go to a random session among these
     replay_batch: int = 1000
@@ -37,10 +39,12 @@ class Profile:
 
 FULL = Profile("full", ops=20000, warmup=1000, timeout_s=300, replay_events=100_000, replay_passes=3,
                fanout_tails=1000, fanout_seconds=10, idle_tails=10_000, failover_rounds=5,
-               replicated_ops=5000, reconnect_tails=10_000, reconnect_steady_s=5)
+               replicated_ops=5000, reconnect_tails=10_000, reconnect_steady_s=5,
+               agents_ladder=(25, 50, 100, 200, 400, 800, 1600), agents_seconds=10)
 QUICK = Profile("quick", ops=2000, warmup=200, timeout_s=60, replay_events=10_000, replay_passes=2,
                 fanout_tails=100, fanout_seconds=3, idle_tails=1000, failover_rounds=1,
-                replicated_ops=300, reconnect_tails=1000, reconnect_steady_s=2)
+                replicated_ops=300, reconnect_tails=1000, reconnect_steady_s=2,
+                agents_ladder=(25, 50), agents_seconds=2)
 
 
 @dataclasses.dataclass

@@ -296,5 +296,24 @@ def receive(conn, deadline: float, what: str):
     return conn.recv()
 
 
+def expect(conn, deadline: float, what: str, kind: str):
+    """The helper's next report, which must be ``(kind, ...)``; its ``("error", why)`` or any other raised."""
+    message = receive(conn, deadline, what)
+    if message[0] != kind:
+        raise RuntimeError(f"{what}: {message[1] if message[0] == 'error' else message}")
+    return message
+
+
+def run_reporting(conn, run, coro):
+    """In a forked helper: ``run(coro)`` (`asyncio.run`, `uvloop.run`); an exception is reported over
+    ``conn`` as ``("error", why)``, and ``conn`` is closed either way."""
+    try:
+        run(coro)
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
 def _raise_exit(signum, frame):
     raise SystemExit(128 + signum)

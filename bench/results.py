@@ -29,7 +29,7 @@ RATIO_PEERS = {
 
 @dataclasses.dataclass
 class Row:
-    workload: str                 # append | replay | fanout | failover | idle | memory | reconnect
+    workload: str                 # append | replay | fanout | failover | agents | idle | memory | reconnect
     system: str                   # loadgen-ceiling, hello, redis-always, ..., starcite, starcite-3node
     clients: int = None           # concurrent clients (tails for fanout/idle)
     status: str = OK
@@ -139,6 +139,14 @@ _SECTIONS = [
       ("appends/s", _figure("appends_per_s")), ("deliveries", _figure("ops")),
       ("missing", _figure("missing")), *_LATENCY, ("send p50", _figure("send_p50_ms")),
       ("send p99", _figure("send_p99_ms"))]),
+    ("agents", "Agents (K sessions, 20 appends/s each, a WebSocket and an SSE tail each; latency from the scheduled "
+     "append to receipt; a step passes with no failed append, nothing missing, both p99 <= 50 ms)",
+     [("K", lambda r: _fmt(r.clients)), ("appends/s", _figure("appends_per_s")), ("errors", _figure("errors")),
+      ("ack p99", _figure("ack_p99_ms")), ("ws p50", _figure("ws_p50_ms")), ("ws p99", _figure("ws_p99_ms")),
+      ("sse p50", _figure("sse_p50_ms")), ("sse p99", _figure("sse_p99_ms")),
+      ("missing", lambda r: f"{_fmt(r.get('ws_missing'))}/{_fmt(r.get('sse_missing'))}"),
+      ("pass", _figure("passed", lambda v: _fmt(v and "yes" or "no"))), ("largest K", _figure("largest_k")),
+      ("client cores", lambda r: f"{_fmt(r.get('producers_cores'))}+{_fmt(r.get('tails_cores'))}")]),
     ("failover", "Failover (leader SIGKILLed under light load: seconds from the kill to the first ack on its group)",
      [("producers", lambda r: _fmt(r.clients)), ("rounds", _figure("rounds")), ("median s", _figure("median_s")),
       ("max s", _figure("max_s")), ("each s", _figure("times_s", lambda v: _fmt(v and " ".join(map(_fmt, v))))),

@@ -25,7 +25,7 @@ from bench.targets import REPO_ROOT
 from bench.targets import etcd as etcd_target
 from bench.targets import postgres as pg_target
 from bench.targets import redis as redis_target
-from bench.workloads import append, failover, fanout, idle, memory, reconnect, replay
+from bench.workloads import agents, append, failover, fanout, idle, memory, reconnect, replay
 
 RESULTS_DIR = os.path.join(REPO_ROOT, "bench", "results")
 
@@ -52,6 +52,9 @@ SPECS = [
     Spec("append", results.ETCD_SYSTEM, append.etcd),
     Spec("append", results.CLUSTER_SYSTEM, append.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),
     Spec("failover", results.CLUSTER_SYSTEM, failover.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),
+    Spec("agents", results.CLUSTER_SYSTEM, agents.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),
+    Spec("agents", "redis-always", agents.redis),
+    Spec("agents", "starcite", agents.starcite),
     Spec("replay", "redis-xread", replay.redis),
     Spec("replay", "postgres-scan", replay.postgres),
     Spec("replay", "starcite", replay.starcite),

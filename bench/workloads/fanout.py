@@ -20,7 +20,7 @@ import re
 import time
 
 from bench.aio import gather_bounded
-from bench.procs import fork, reap, receive
+from bench.procs import expect, fork, reap, run_reporting
 from bench.results import Row
 from bench.stats import Measurement, latency_summary
 from bench.targets import starcite as starcite_target
@@ -71,12 +71,7 @@ async def _hold_tails(conn, port: int, count: int, timeout: float):
 
 
 def _tail_process(conn, port, count, timeout):
-    try:
-        asyncio.run(_hold_tails(conn, port, count, timeout))
-    except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    run_reporting(conn, asyncio.run, _hold_tails(conn, port, count, timeout))
 
 
 async def _paced_appends(port: int, count: int, interval_ms: float) -> tuple:
@@ -97,12 +92,6 @@ async def _paced_appends(port: int, count: int, interval_ms: float) -> tuple:
     return acks, (clock() - started) / 1e9
 
 
-def _expect(message, kind: str):
-    if message[0] != kind:
-        raise RuntimeError(f"tail process: {message[1] if message[0] == 'error' else message}")
-    return message
-
-
 def starcite(ctx) -> list:
     p = ctx.profile
     appends = int(p.fanout_seconds * 1000 / p.fanout_interval_ms)
@@ -111,11 +100,11 @@ def starcite(ctx) -> list:
         ctx.run_async(node.create_sessions([SESSION]))
         process, conn = fork(_tail_process, node.port, p.fanout_tails, p.timeout_s)
         try:
-            _expect(receive(conn, time.monotonic() + p.timeout_s + 5, "tail process"), "ready")
+            expect(conn, time.monotonic() + p.timeout_s + 5, "tail process", "ready")
             acks, wall_s = ctx.run_async(_paced_appends(node.port, appends, p.fanout_interval_ms))
             conn.send(acks)
-            _, raw_ack, raw_send, unmatched, cpu_s = _expect(
-                receive(conn, time.monotonic() + _DRAIN_S + 30, "tail process"), "done")
+            _, raw_ack, raw_send, unmatched, cpu_s = expect(conn, time.monotonic() + _DRAIN_S + 30, "tail process",
+                                                            "done")
         finally:
             reap(process, conn)
         from_ack, from_send = array.array("q"), array.array("q")

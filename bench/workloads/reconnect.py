@@ -24,7 +24,8 @@ import os
 import threading
 import time
 
-from bench.procs import cpu_seconds, fork, machine_cpu_seconds, raise_fd_limit, reap, receive, rss_bytes, tree_cpu_seconds
+from bench.procs import (cpu_seconds, expect, fork, machine_cpu_seconds, raise_fd_limit, reap, rss_bytes, run_reporting,
+                         tree_cpu_seconds)
 from bench.results import FAILED, OK, Row
 from bench.stats import latency_summary
 from bench.targets import starcite as starcite_target
@@ -70,12 +71,7 @@ async def _produce(conn, port: int, interval_ms: float):
 
 
 def _producer_process(conn, port, interval_ms):
-    try:
-        asyncio.run(_produce(conn, port, interval_ms))
-    except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    run_reporting(conn, asyncio.run, _produce(conn, port, interval_ms))
 
 
 class _PeakRss:
@@ -98,12 +94,6 @@ class _PeakRss:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
-
-
-def _expect(message, kind: str):
-    if message[0] != kind:
-        raise RuntimeError(f"helper process: {message[1] if message[0] == 'error' else message}")
-    return message
 
 
 def _storm_figures(ready_ns, resumed, caught_up, count) -> dict:
@@ -133,7 +123,7 @@ def starcite(ctx) -> list:
         holders = [fork(hold_tails, node.port, SESSION, share, p.timeout_s) for share in shares]
         deadline = time.monotonic() + p.timeout_s
         for _process, conn in holders:
-            _expect(receive(conn, deadline, "tail holder"), "ready")
+            expect(conn, deadline, "tail holder", "ready")
         producer = fork(_producer_process, node.port, p.reconnect_interval_ms)
         ctx.log(f"reconnect starcite: {count} tails live; appends every {p.reconnect_interval_ms:.0f} ms")
         with _PeakRss(node) as rss:
@@ -149,7 +139,7 @@ def starcite(ctx) -> list:
                 conn.send(("restarted", p.timeout_s))
             resumed, caught_up = [], []
             for _process, conn in holders:
-                _, r, c = _expect(receive(conn, time.monotonic() + p.timeout_s + 10, "tail holder"), "caught_up")
+                _, r, c = expect(conn, time.monotonic() + p.timeout_s + 10, "tail holder", "caught_up")
                 resumed += r
                 caught_up += c
             machine = machine_cpu_seconds()
@@ -157,15 +147,14 @@ def starcite(ctx) -> list:
                          {k: machine[k] - cpu_at_ready[3][k] for k in machine})
             open_after = int(node.metric("starcite_tails_open"))
             producer[1].send("stop")
-            _, last_seq, append_retries, raw_acks = _expect(receive(producer[1], time.monotonic() + 30, "producer"),
-                                                            "done")
+            _, last_seq, append_retries, raw_acks = expect(producer[1], time.monotonic() + 30, "producer", "done")
             acks = array.array("q")
             acks.frombytes(raw_acks)
             totals = {"short": 0, "missed": 0, "repeated": 0, "drops": 0, "failed_attempts": 0, "refusals": {}}
             for _process, conn in holders:
                 conn.send(("final", last_seq, _FINAL_S))
             for _process, conn in holders:
-                _, figures = _expect(receive(conn, time.monotonic() + _FINAL_S + 10, "tail holder"), "done")
+                _, figures = expect(conn, time.monotonic() + _FINAL_S + 10, "tail holder", "done")
                 for key, value in figures.items():
                     if key == "refusals":
                         for status, n in value.items():

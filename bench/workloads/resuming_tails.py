@@ -26,6 +26,7 @@ import time
 
 import uvloop
 
+from bench.procs import run_reporting
 from bench.targets import starcite as starcite_target
 from bench.wire import ws
 
@@ -154,9 +155,4 @@ async def _hold(conn, port: int, session_id: str, count: int, timeout: float):
 
 def hold_tails(conn, port, session_id, count, timeout):
     """Forked holder process: ``count`` resuming tails; reports over ``conn``."""
-    try:
-        uvloop.run(_hold(conn, port, session_id, count, timeout))
-    except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+    run_reporting(conn, uvloop.run, _hold(conn, port, session_id, count, timeout))

@@ -15,6 +15,7 @@ A JSON `null` counts as absent for an optional field, and its schema says
 """
 
 import dataclasses
+import functools
 import re
 
 from starcite.core.errors import StarciteError
@@ -32,6 +33,12 @@ def _utf8_encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def _whole_match(alphabet: str):
+    """``fullmatch`` of a string made only of ``alphabet`` (compiled once per alphabet, not per check)."""
+    return re.compile(f"{alphabet}*").fullmatch
 
 
 class Shape:
@@ -56,7 +63,7 @@ class Text(Shape):
     def accepts(self, value) -> bool:
         return (isinstance(value, str) and len(value) >= self.min_length
                 and (self.max_length is None or len(value) <= self.max_length)
-                and (self.alphabet is None or re.fullmatch(f"{self.alphabet}*", value) is not None)
+                and (self.alphabet is None or _whole_match(self.alphabet)(value) is not None)
                 and (value.isascii() or _utf8_encodable(value))
                 and value not in self.refused and (not self.choices or value in self.choices))
 
@@ -148,6 +155,9 @@ class Obj(Shape):
     closed: bool = False
     code: str = "invalid_request"
 
+    def __post_init__(self):  # the field names, once (a closed object's check needs them every time)
+        object.__setattr__(self, "names", frozenset(f.name for f in self.fields))
+
     def accepts(self, value) -> bool:
         return isinstance(value, dict)
 
@@ -169,7 +179,7 @@ def check_object(value, shape: Obj, message: str, error=StarciteError, prefix: s
     if not isinstance(value, dict):
         raise error(400, shape.code, message)
     if shape.closed:
-        unknown = sorted(set(value) - {f.name for f in shape.fields})
+        unknown = sorted(set(value) - shape.names)
         if unknown:
             raise error(400, shape.code, f"unknown field {prefix + unknown[0]!r}")
     for field in shape.fields:
