@@ -33,7 +33,7 @@ def reader(adapter, archived_seq, cache=True):
     """The node's read part over a stand-in hot tier (events past ``archived_seq``) and the cold tier."""
     hot = [(seq, JSON[seq], len(JSON[seq])) for seq in range(archived_seq + 1, TOTAL + 1)]
 
-    def read_hot(_session_id, after_seq, limit):
+    def read_hot(_session_id, after_seq, limit, _fresh=False):
         entries = [entry for entry in hot if entry[0] > after_seq][:limit]
         return archived_seq, TOTAL, entries
 
