@@ -6,8 +6,9 @@ actors, the archiver, the observer, the archive adapter and read cache, the
 node's timers (archive tick, tail catch-up, cache cleanup), readiness, and
 graceful shutdown. The node is composed of named parts (see
 `starcite.node`): `reads` (`SessionReads`), `tails` (`NodeTails`), `views`
-(`NodeViews`), `long_polls` (`LongPolls`) and `local` (`LocalReplicas`, the
-only view of this node the router is handed). Every command becomes a message
+(`NodeViews`), `long_polls` (`LongPolls`), `cap` (`EventStoreCap`, the event
+store cap and backpressure) and `local` (`LocalReplicas`, the only view of
+this node the router is handed). Every command becomes a message
 with its own reply future, so no reply can reach another caller; local reads
 are direct, non-yielding calls on the replica's state.
 
@@ -37,6 +38,7 @@ from starcite.core.rules import RuleError, parse_result
 from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
 from starcite.node.backup import ArchivePauses
+from starcite.node.event_store_cap import EventStoreCap
 from starcite.node.local_replicas import LocalReplicas
 from starcite.node.long_poll import LongPolls
 from starcite.node.reads import SessionReads
@@ -54,11 +56,6 @@ from starcite.cluster.placement import group_for, replicas_for
 log = logging.getLogger("starcite.node")
 
 ARCHIVE_IO_THREADS = 4  # most thread-pool threads blocking archive I/O may hold at once
-BACKPRESSURE_RECHECK_S = 0.05  # longest a backpressure check's headroom is trusted (`Node.check_backpressure`)
-# What one append can add to the event store, at most: 8 bytes per body byte and 8 KiB. Its hot JSON
-# (a number can re-encode ~4.5x longer: "1e15" is 1000000000000000.0) with `HOT_EVENT_OVERHEAD_BYTES`,
-# and its journal record (pickle, ~2x), each with fixed fields of a few hundred bytes.
-APPEND_GROWTH_PER_BODY_BYTE, APPEND_GROWTH_FIXED = 8, 8192
 
 
 def _outcome(fn, args):
@@ -101,7 +98,7 @@ class Node:
         self.group_actors = {}   # group id -> its `RaftGroupActor` (the control group's too)
         self.views = NodeViews(self)
         self.metrics = Metrics(self.views.snapshot)
-        self.local = LocalReplicas(self.groups, self.group_actors, self.ask, self.check_backpressure)
+        self.local = LocalReplicas(self.groups, self.group_actors, self.ask, lambda: self.cap.check())
         self.router = Router(self.local, self.peer_hub, config.replace(write_node_ids=self.write_nodes),
                              self.metrics.forwarded)
         self.tails = NodeTails(self.groups, self.group_of, self.read_hot)
@@ -127,8 +124,8 @@ class Node:
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
         self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
         self.cold = ArchiveReadCache.from_config(config, self.adapter)
-        self._append_bound = APPEND_GROWTH_PER_BODY_BYTE * config.max_body_bytes + APPEND_GROWTH_FIXED
-        self._headroom, self._recheck_at = 0, 0.0  # see `check_backpressure`
+        self.cap = EventStoreCap(self.replicas, self.cold, config.event_store_max_bytes, config.max_body_bytes,
+                                 self.metrics.backpressure)
         self.asys = ActorSystem("simpleSystemBase")
         self.observer = self.asys.createActor(ObserverActor)
         self.tell(self.observer, m.ConfigureObserver(config.observer_lost_after_ms / 1000.0))
@@ -184,6 +181,11 @@ class Node:
         self.groups[group_id] = group
         self.group_actors[group_id] = address
         self.tell(address, m.StartGroup(group, group_id))
+
+    def replicas(self) -> tuple:
+        """This node's Raft groups: its session groups' replicas and the control group's."""
+        control = self.control.group
+        return (*self.groups.values(), control) if control is not None else tuple(self.groups.values())
 
     def tell(self, address, message):
         self.asys.tell(address, message)
@@ -277,53 +279,6 @@ class Node:
         return live, next_cursor
 
     # -- appends --------------------------------------------------------------
-
-    def hot_bytes(self) -> int:
-        """Hot events as held in memory: JSON plus the measured per-event overhead (`rules.hot_cost`)."""
-        return sum(group.state.hot_bytes for group in self.groups.values())
-
-    def raft_log_bytes(self) -> int:
-        """Raft log entries held in memory since each group's last snapshot (`DurableFileJournal.held_bytes`)."""
-        total = 0
-        for group in (*self.groups.values(), self.control.group):
-            if group is not None:
-                total += getattr(group.journal, "held_bytes", 0)
-        return total
-
-    def event_store_bytes(self) -> int:
-        """What `event_store_max_bytes` counts before the read cache: hot events and the Raft log."""
-        return self.hot_bytes() + self.raft_log_bytes()
-
-    def check_backpressure(self):
-        """Hot events, the Raft log held since the last snapshot, and the read cache must fit
-        `event_store_max_bytes`: the cache gives way first (least recently used chunks); only when
-        the events alone fill it are appends refused.
-
-        Summing every replica's hot bytes and log (17 groups, properties all the way down) was ~4%
-        of the worker per append at 16 clients, so a check that finds room leaves a headroom: the
-        next appends only take the most one append can add (`APPEND_GROWTH_PER_BODY_BYTE` x the body cap
-        + `APPEND_GROWTH_FIXED`) each from it, and the next exact sum comes
-        when the headroom could be used up or `BACKPRESSURE_RECHECK_S` later (whichever first:
-        follower replicas, creates and the read cache grow without passing here). Far from the cap
-        nothing changes; near it (headroom under one bound) every append sums, as before."""
-        now = time.monotonic()
-        if self._headroom >= self._append_bound and now < self._recheck_at:
-            self._headroom -= self._append_bound
-            return
-        limit = self.config.event_store_max_bytes
-        hot = self.event_store_bytes()
-        cache = self.cold.size_bytes
-        if hot + cache < limit:
-            self._headroom, self._recheck_at = limit - hot - cache - self._append_bound, now + BACKPRESSURE_RECHECK_S
-            return
-        self._headroom = 0
-        if cache:
-            self.cold.reclaim(cache if hot >= limit else hot + cache - limit)
-        if hot < limit:
-            return
-        self.metrics.backpressure.inc()
-        raise RuleError(429, "event_store_backpressure",
-                        "Hot event store is full; retry after the archiver catches up", {"Retry-After": "1"})
 
     def append(self, session_id: str, append: dict, nbytes: int) -> dict:
         # Backpressure is checked once, where the hot store is: on the group's leader (`LocalReplicas.command`).

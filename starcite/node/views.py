@@ -69,7 +69,7 @@ class NodeViews:
         out = {"node": node.name, "mode": node.mode, "ready": ready, "reason": reason,
                "write_nodes": node.write_nodes, "observer": self.observer_statuses(),
                "groups": sorted(groups, key=lambda g: g["group"]), "tails": len(node.tails.handles), "long_polls": node.long_polls.count(),
-               "hot_bytes": node.hot_bytes(), "forwarded_commands": node.router.forwarded}
+               "hot_bytes": node.cap.hot_bytes(), "forwarded_commands": node.router.forwarded}
         out["control"] = node.control.status()
         if node.peer_hub is not None:
             out["peers"] = node.peer_hub.status()
@@ -99,8 +99,8 @@ class NodeViews:
         peer_links = {} if node.peer_hub is None else {peer: node.peer_hub.connected(peer)
                                                        for peer in node.peer_hub.peers}
         snap = {"pending_rows": pending_rows, "pending_sessions": pending_sessions, "lag": lag,
-                "hot_events": hot_events, "raft_log_bytes": node.raft_log_bytes(),
-                "store_bytes": node.event_store_bytes(),
+                "hot_events": hot_events, "raft_log_bytes": node.cap.raft_log_bytes(),
+                "store_bytes": node.cap.event_store_bytes(),
                 "cache_bytes": node.cold.size_bytes, "tails": len(node.tails.handles), "long_polls": node.long_polls.count(),
                 "peer_links": peer_links,
                 "groups_led": sum(1 for group in node.groups.values() if group.is_leader()),
