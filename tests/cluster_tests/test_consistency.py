@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from starcite.cluster.placement import replicas_for
 from tests.cluster_tests.history import AppendClients, FreshReads, check_history
 from tests.cluster_tests.test_faults import leader_of, sessions_over_groups, wait_progress
 from tests.server import STARCITE
@@ -111,8 +112,8 @@ def drain_and_undrain(cluster, name, rounds=2):
 
 
 def kill_and_restart(cluster, victim, groups, rounds=2):
-    """SIGKILL ``victim`` while it leads one of ``groups``, then restart it (it takes its preferred
-    groups back once ready: more leadership transfers)."""
+    """SIGKILL ``victim`` while it leads one of ``groups``, then restart it (it takes back the groups
+    it is the preferred leader of once ready: more leadership transfers)."""
     def run():
         for _ in range(rounds):
             deadline = time.monotonic() + 30
@@ -140,7 +141,8 @@ def test_a_killed_leader_reaches_no_client_on_the_surviving_nodes(make_cluster, 
     cluster = make_cluster(size, env=ENV)
     sessions = sessions_over_groups(cluster)
     groups = sorted({cluster.group_of(sid) for sid in sessions})
-    victim = leader_of(cluster, sessions[0])
+    # the preferred leader of a group: it takes that group back after each restart
+    victim = replicas_for(cluster.group_of(sessions[0]), cluster.names, 3)[0]
     survivors = [name for name in cluster.names if name != victim]
     under_load(cluster, sessions, survivors, strict=True, during=kill_and_restart(cluster, victim, groups))
 
