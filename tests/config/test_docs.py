@@ -12,6 +12,7 @@ import tomllib
 import pytest
 
 from starcite.config import settings as cfg
+from starcite.config import settings_docs
 from starcite.config.settings import SETTINGS, Config, load_config
 from tests.config.helpers import CONF_DIR, ENV_CASES, ROOT
 
@@ -29,7 +30,7 @@ def test_config_replace_and_unknown_attribute():
 
 
 def test_settings_table_lists_every_env_var_and_key():
-    table = cfg.settings_table()
+    table = settings_docs.settings_table()
     for name, env in ENV_CASES:
         assert f"`{env}`" in table and f"`{SETTINGS[name][0]}`" in table
 
@@ -58,9 +59,9 @@ def test_default_config_file_loads_with_empty_env():
 def test_configuration_doc_table_matches_the_code():
     """docs/configuration.md's table is generated from SETTINGS; regenerate it when a setting changes."""
     doc = (ROOT / "docs" / "configuration.md").read_text()
-    assert cfg.settings_table() in doc
+    assert settings_docs.settings_table() in doc
 
 
 def test_shipped_config_file_is_generated_from_the_settings():
-    """conf/starcite.toml documents every setting; regenerate it with `starcite.config.settings.documented_toml()`."""
-    assert (CONF_DIR / "starcite.toml").read_text(encoding="utf-8") == cfg.documented_toml()
+    """conf/starcite.toml documents every setting; regenerate it with `starcite.config.settings_docs.documented_toml()`."""
+    assert (CONF_DIR / "starcite.toml").read_text(encoding="utf-8") == settings_docs.documented_toml()
