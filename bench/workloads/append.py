@@ -5,7 +5,7 @@ Systems: the load generator's own ceiling (trivial endpoint), the Falcon +
 gunicorn gevent "hello" ceiling, Redis Streams XADD (appendfsync always and
 everysec), the Postgres one-statement append, a 3-member etcd cluster (PUT
 through its JSON gateway, clients spread over the members), Starcite single
-node, and the Starcite 3-node cluster (each client on its own session through
+node (its default workers, and one worker: `starcite-1w`), and the Starcite 3-node cluster (each client on its own session through
 one member, round-robin over the members).
 
 Owns: one client factory per system and one workload function per system.
@@ -128,12 +128,15 @@ def postgres(ctx) -> list:
         return sweep(ctx, "append", "postgres", lambda _c: _pg_append(name, ids))
 
 
-def starcite_single(ctx) -> list:
+def starcite_single(ctx, workers: int = None) -> list:
+    """One node: its default workers (the cores it may use), or ``workers`` (the row ``starcite-<n>w``)."""
     ids = session_ids(ctx.profile.sessions)
-    node = starcite_target.Node(ctx.sup, ctx.work_dir).start()
+    env = {} if workers is None else {"STARCITE_WORKERS": str(workers)}
+    node = starcite_target.Node(ctx.sup, ctx.work_dir, env).start()
+    system = "starcite" if workers is None else f"starcite-{workers}w"
     try:
         ctx.run_async(node.create_sessions(ids))
-        return sweep(ctx, "append", "starcite", lambda clients: starcite_appender([node.port], ids, f"b{clients}"))
+        return sweep(ctx, "append", system, lambda clients: starcite_appender([node.port], ids, f"b{clients}"))
     finally:
         node.stop()
 

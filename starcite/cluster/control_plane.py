@@ -37,7 +37,8 @@ class ControlPlane:
         self.node = node
         self.drained = frozenset()
         self.group = None
-        self.replicas = replicas_for(CONTROL_GROUP, node.write_nodes, min(CONTROL_REPLICAS, len(node.write_nodes)))
+        self.replicas = replicas_for(CONTROL_GROUP, node.write_nodes, min(CONTROL_REPLICAS, len(node.write_nodes)),
+                                     node.config.host_of)
         if node.name in self.replicas:
             self._start_group()
         if node.peer_hub is not None:

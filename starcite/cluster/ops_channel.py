@@ -41,6 +41,8 @@ def serve_ops(app, path, log=None):
 def close_ops(server, path):
     if server is not None:
         server.stop(timeout=0.5)
+    if path is None:  # a worker that does not serve the console
+        return
     try:
         os.unlink(path)
     except OSError:

@@ -1,8 +1,7 @@
 """The ops console's client: plain HTTP/1.1 over a node's ops unix socket (stdlib only).
 
 Owns: `OpsClient` (what `starcite ops`, the ops scripts and the tests use to
-reach a node's console) and `SocketAddress` (a unix socket path too long for
-sun_path is reached through its directory's descriptor). Must not: import
+reach a node's console). Must not: import
 gevent: the CLI runs it unpatched, and `starcite serve` must not import gevent
 modules before the worker patches.
 """
@@ -12,26 +11,7 @@ import json
 import os
 import socket
 
-MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes
-
-
-class SocketAddress:
-    """A unix socket path short enough for sun_path: a long one is reached through its
-    directory's descriptor (``/proc/self/fd/N/name``), which the kernel resolves."""
-
-    def __init__(self, path):
-        self.path, self.dir_fd = os.path.abspath(path), None
-
-    def __enter__(self):
-        if len(self.path) <= MAX_SOCKET_PATH:
-            return self.path
-        self.dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_DIRECTORY)
-        return f"/proc/self/fd/{self.dir_fd}/{os.path.basename(self.path)}"
-
-    def __exit__(self, *exc):
-        if self.dir_fd is not None:
-            os.close(self.dir_fd)
-
+from starcite.peers.unix_address import SocketAddress
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout):

@@ -45,6 +45,8 @@ class Router:
         self.name = config.node_name
         self.write_nodes = config.write_node_ids
         self.replication_factor = config.replication_factor
+        self.host_of = getattr(config, "host_of", None)
+        self._replicas = {}         # group id -> its replicas (placement never changes while running)
         self.timeout = config.raft_timeout_ms / 1000.0
         self.hints = {}             # group id -> node name believed to lead it
         self.forwarded = 0
@@ -55,7 +57,11 @@ class Router:
     def replicas(self, group_id):
         if group_id == CONTROL_GROUP:
             return self.control.replicas
-        return replicas_for(group_id, self.write_nodes, self.replication_factor)
+        replicas = self._replicas.get(group_id)
+        if replicas is None:
+            replicas = self._replicas[group_id] = replicas_for(group_id, self.write_nodes, self.replication_factor,
+                                                               self.host_of)
+        return replicas
 
     def routable(self, peer) -> bool:
         """Another node may be sent routed work: linked, and not drained (liveness and drain

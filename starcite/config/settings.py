@@ -86,6 +86,9 @@ _SETTINGS = [
     ("data_dir", "node.data_dir", ["STARCITE_DATA_DIR"], _str, "./data", "Root of all node data"),
     ("raft_data_dir", "raft.data_dir", ["STARCITE_RAFT_DATA_DIR"], _str, None,
      "Raft journals and snapshots (default <data_dir>/raft)"),
+    ("workers", "node.workers", ["STARCITE_WORKERS"], _int, None,
+     "Worker processes of a lone node, each owning a disjoint share of the groups (default: the cores the "
+     "process may use; a cluster's nodes run one each for now)"),
     ("num_groups", "raft.num_groups", ["STARCITE_NUM_GROUPS"], _int, 16, "Session sharding groups"),
     ("replication_factor", "raft.replication_factor", ["STARCITE_WRITE_REPLICATION_FACTOR"], _int, 3,
      "Replicas per group (refused when larger than the number of write nodes in a cluster)"),
@@ -205,8 +208,14 @@ class Config:
 
     @property
     def peers(self) -> dict:
-        """``{name: (host, peer_port)}`` of every node in `CLUSTER_NODES` (empty for a lone node)."""
-        return parse_cluster_nodes(self.cluster_nodes)
+        """``{name: (host, peer_port)}`` of every node in `CLUSTER_NODES` (empty for a lone node); a
+        lone node's workers are members at ``("unix", socket path)`` (`starcite.config.worker_members`)."""
+        return self.values.get("member_peers") or parse_cluster_nodes(self.cluster_nodes)
+
+    def host_of(self, member: str) -> str:
+        """The host (node) a cluster member runs on: itself, or the node of a worker member
+        (`starcite.config.worker_members`). Placement never puts two replicas on one host."""
+        return self.values.get("member_hosts", {}).get(member, member)
 
     @property
     def ops_socket_path(self) -> str:
@@ -291,6 +300,7 @@ def _finish(config: Config) -> Config:
     checks = [
         ("port", 0 < v["port"] < 65536, "must be 1..65535"),
         ("num_groups", 1 <= v["num_groups"] <= 1024, "must be 1..1024"),
+        ("workers", v["workers"] is None or 1 <= v["workers"] <= 64, "must be 1..64"),
         ("replication_factor", v["replication_factor"] >= 1, "must be >= 1"),
         ("archive_adapter", v["archive_adapter"] in ("local", "s3", "postgres"), "must be local, s3 or postgres"),
         ("auth_mode", v["auth_mode"] in ("none", "jwt"), "must be none or jwt"),

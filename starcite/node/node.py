@@ -106,6 +106,9 @@ class Node:
         self.tails.remote_tails = self.remote_tails
         self.digests = DigestExchange(self, self.peer_hub) if self.peer_hub is not None else None
         self.mode = "write_node" if self.name in self.write_nodes else "router_node"
+        # The node's other worker processes (`starcite.config.worker_members`), none for one worker.
+        self.siblings = [member for member in self.write_nodes
+                         if member != self.name and config.host_of(member) == config.host_of(self.name)]
         self.draining = False
         self.stopping = False
         self.stopped = False
@@ -138,9 +141,11 @@ class Node:
         pool = gevent.get_hub().threadpool
         pool.maxsize = max(pool.maxsize, config.num_groups + 4)
         for group_id in range(config.num_groups):
-            replicas = replicas_for(group_id, self.write_nodes, config.replication_factor)
+            replicas = replicas_for(group_id, self.write_nodes, config.replication_factor, config.host_of)
             if self.name in replicas:
                 self._start_group(group_id, replicas)
+        if self.siblings:
+            self.views.serve_siblings()
         if self.peer_hub is not None:
             self.peer_hub.link_listeners.append(lambda peer, up: self.tell(self.observer, m.NodeSeen(peer, up)))
             self.peer_hub.start()

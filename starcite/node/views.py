@@ -14,6 +14,10 @@ import gevent
 from gevent.event import AsyncResult
 
 from starcite.actors import messages as m
+from starcite.core.errors import StarciteError
+from starcite.peers.link import PeerUnavailable
+
+SIBLING_TIMEOUT = 2.0  # seconds a worker waits for a sibling's readiness or metrics
 
 
 def actor_counts(asys) -> dict:
@@ -48,7 +52,22 @@ class NodeViews:
 
     def _compute_readiness(self):
         """``(ready, reason)``. A write node is ready once every local group has a leader and has
-        applied what that leader said was committed; a router once it reaches a quorum of write nodes."""
+        applied what that leader said was committed; a router once it reaches a quorum of write nodes.
+        A node of several workers is ready when every worker is."""
+        ready, reason = self.own_readiness()
+        if ready:
+            for sibling in self.node.siblings:
+                try:
+                    sibling_ready, sibling_reason = self.node.peer_hub.call(sibling, "own_readiness", (),
+                                                                            SIBLING_TIMEOUT)
+                except (PeerUnavailable, StarciteError):
+                    return False, "raft_sync"  # a worker is starting (or restarting after a crash)
+                if not sibling_ready:
+                    return False, sibling_reason
+        return ready, reason
+
+    def own_readiness(self):
+        """``(ready, reason)`` of this process alone (one worker of the node)."""
         node = self.node
         if node.draining or node.stopping:
             return False, "draining"
@@ -62,7 +81,24 @@ class NodeViews:
                 return False, "router_sync"
         return True, None
 
+    def _sibling_views(self, method):
+        """``{sibling: what it answers to method}`` (or the reason it did not) of every other worker."""
+        views = {}
+        for sibling in self.node.siblings:
+            try:
+                views[sibling] = self.node.peer_hub.call(sibling, method, (), SIBLING_TIMEOUT)
+            except (PeerUnavailable, StarciteError) as exc:
+                views[sibling] = {"error": str(exc)}
+        return views
+
     def status(self) -> dict:
+        """The ops status: this worker's, with every sibling worker's under ``workers``."""
+        out = self.own_status()
+        if self.node.siblings:
+            out["workers"] = self._sibling_views("own_status")
+        return out
+
+    def own_status(self) -> dict:
         node = self.node
         groups = [node.ask(node.group_actors[group_id], m.GroupStatus(AsyncResult())) for group_id in node.groups]
         ready, reason = self.readiness()
@@ -84,6 +120,24 @@ class NodeViews:
         """Drain or undrain ``target`` cluster-wide (a control-group command); the Observer's view after it."""
         self.node.control.set_drain(target, draining)
         return self.observer_statuses()
+
+    def metrics_text(self) -> bytes:
+        """`/metrics`: this worker's metrics with every reachable sibling's added."""
+        node = self.node
+        others = []
+        for sibling in node.siblings:
+            try:
+                others.append(node.peer_hub.call(sibling, "metric_samples", (), SIBLING_TIMEOUT))
+            except (PeerUnavailable, StarciteError):
+                continue  # a restarting worker: its counters start again from zero anyway
+        return node.metrics.render(others)
+
+    def serve_siblings(self):
+        """The calls a sibling worker makes on this one."""
+        hub = self.node.peer_hub
+        hub.methods["own_readiness"] = lambda peer: self.own_readiness()
+        hub.methods["metric_samples"] = lambda peer: self.node.metrics.samples()
+        hub.methods["own_status"] = lambda peer: self.own_status()
 
     def snapshot(self) -> dict:
         node = self.node

@@ -22,11 +22,18 @@ Security (what protects the peer port; the handshake and cipher are
   and make the node spend a handshake), and traffic analysis (frame sizes
   and timing are visible). Keep the peer port on a private network.
 
+Sibling links (a lone node's workers, `starcite.config.worker_members`): a
+member whose address is ``("unix", path)`` listens on that unix socket, mode
+0600, in the data directory. The handshake is the same; the frames after it
+are not encrypted (`PlainFrames`): they never leave the host, and the socket
+file admits only the node's own user.
+
 Must not: know Raft, sessions or HTTP; it moves tuples between named nodes.
 """
 
 import itertools
 import logging
+import os
 import pickle
 import socket
 import struct
@@ -38,6 +45,7 @@ import gevent.socket
 from gevent.server import StreamServer
 
 from starcite.peers.handshake import HandshakeFailed, handshake
+from starcite.peers.unix_address import SocketAddress
 from starcite.core.errors import StarciteError
 
 log = logging.getLogger("starcite.peer")
@@ -48,6 +56,57 @@ KEEPALIVE_INTERVAL = 0.5
 DEAD_AFTER = 3.0          # no frame from the peer for this long: the link is down
 DIAL_BACKOFF = (0.05, 1.0)
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
+
+
+class PlainFrames:
+    """The cipher of a sibling link inside one host: frames as they are."""
+
+    @staticmethod
+    def seal(data: bytes) -> bytes:
+        return data
+
+    @staticmethod
+    def open(data: bytes) -> bytes:
+        return data
+
+
+def _is_unix(address) -> bool:
+    return address[0] == "unix"
+
+
+def _listen(address):
+    if _is_unix(address):
+        path = address[1]
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        try:
+            os.unlink(path)  # a killed worker's socket file
+        except FileNotFoundError:
+            pass
+        listener = gevent.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with SocketAddress(path) as bindable:
+            listener.bind(bindable)
+        os.chmod(path, 0o600)
+    else:
+        host, port = address
+        listener = gevent.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    listener.listen(128)
+    return listener
+
+
+def _dial(address):
+    if not _is_unix(address):
+        return gevent.socket.create_connection(address, timeout=HANDSHAKE_TIMEOUT)
+    sock = gevent.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(HANDSHAKE_TIMEOUT)
+    try:
+        with SocketAddress(address[1]) as reachable:
+            sock.connect(reachable)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class PeerUnavailable(Exception):
@@ -172,12 +231,7 @@ class PeerHub:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self):
-        host, port = self.address
-        listener = gevent.socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(128)
-        self.server = StreamServer(listener, self._accept)
+        self.server = StreamServer(_listen(self.address), self._accept)
         self.server.start()
         for peer in self.peers:
             if self.name < peer:
@@ -200,7 +254,7 @@ class PeerHub:
                 gevent.sleep(0.05)
                 continue
             try:
-                sock = gevent.socket.create_connection(self.peers[peer], timeout=HANDSHAKE_TIMEOUT)
+                sock = _dial(self.peers[peer])
                 with gevent.Timeout(HANDSHAKE_TIMEOUT, HandshakeFailed("handshake timed out")):
                     name, send_cipher, recv_cipher = handshake(sock, self.secret, self.name, True, peer)
                 self._link_up(name, sock, send_cipher, recv_cipher)
@@ -217,7 +271,7 @@ class PeerHub:
             with gevent.Timeout(HANDSHAKE_TIMEOUT, HandshakeFailed("handshake timed out")):
                 name, send_cipher, recv_cipher = handshake(sock, self.secret, self.name, False, allowed)
         except (OSError, HandshakeFailed) as exc:
-            log.warning("peer connection from %s refused: %s", address[0], exc)
+            log.warning("peer connection from %s refused: %s", address[0] if address else "a sibling", exc)
             sock.close()
             return
         old = self.links.get(name)
@@ -228,7 +282,10 @@ class PeerHub:
 
     def _link_up(self, peer, sock, send_cipher, recv_cipher):
         sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if _is_unix(self.address):
+            send_cipher = recv_cipher = PlainFrames
+        else:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link = PeerLink(self, peer, sock, send_cipher, recv_cipher)
         self.links[peer] = link
         self.last_error.pop(peer, None)

@@ -9,12 +9,18 @@ never drift.
 Must not: be imported for side effects elsewhere than through `Metrics`, or
 use the global default registry (tests start several nodes per process).
 
-One gunicorn worker per node (the data plane lives in it), so a per-process
-registry is the whole node's view.
+Each worker process has its own registry. With several workers
+(`STARCITE_WORKERS`), the worker that is scraped adds its siblings' samples
+(`samples()`, fetched over the sibling links) to its own (`render(others)`):
+counters, histograms and gauges are summed, `starcite_archive_lag` (a
+largest value) takes the largest. Not prometheus-client's multiprocess mode:
+its gauges are values a process last set, and ours are read from the live
+node when scraped (they can never drift), which only the process holding
+that state can do.
 """
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -137,8 +143,52 @@ class Metrics:
                                          ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=r)
         r.register(_StateCollector(snapshot))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def samples(self) -> list:
+        """This process's metrics as plain tuples (they travel to a sibling worker):
+        ``[(name, type, help, [(sample name, ((label, value), ...), value), ...]), ...]``."""
+        return [(family.name, family.type, family.documentation,
+                 [(sample.name, tuple(sorted(sample.labels.items())), sample.value) for sample in family.samples])
+                for family in self.registry.collect()]
+
+    def render(self, others=()) -> bytes:
+        """The Prometheus text of this process, with ``others`` (siblings' `samples()`) merged in."""
+        if not others:
+            return generate_latest(self.registry)
+        merged = _MergedSamples([self.samples(), *others])
+        registry = CollectorRegistry()
+        registry.register(merged)
+        return generate_latest(registry)
+
+
+MAX_MERGED = frozenset({"starcite_archive_lag"})  # a largest value: the node's is the largest of its workers'
+
+
+class _MergedSamples:
+    """The families of several workers, each sample summed (or the largest, `MAX_MERGED`) by name and labels."""
+
+    def __init__(self, workers):
+        self.families = {}
+        for families in workers:
+            for name, kind, help_, samples in families:
+                entry = self.families.setdefault(name, (kind, help_, {}))
+                values = entry[2]
+                for sample_name, labels, value in samples:
+                    key = (sample_name, labels)
+                    if key not in values:
+                        values[key] = value
+                    elif sample_name.endswith("_created"):  # when the oldest worker's counter began
+                        values[key] = min(values[key], value)
+                    elif name in MAX_MERGED:
+                        values[key] = max(values[key], value)
+                    else:
+                        values[key] += value
+
+    def collect(self):
+        for name, (kind, help_, values) in self.families.items():
+            family = Metric(name, help_, kind)
+            for (sample_name, labels), value in values.items():
+                family.add_sample(sample_name, dict(labels), value)
+            yield family
 
 
 def metrics_table() -> str:

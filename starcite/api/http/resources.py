@@ -204,7 +204,7 @@ class MetricsResource:
     def on_get(self, req, resp):
         from prometheus_client import CONTENT_TYPE_LATEST
         resp.content_type = CONTENT_TYPE_LATEST
-        resp.data = self.node.metrics.render()
+        resp.data = self.node.views.metrics_text()
 
 
 class OpenApiResource:

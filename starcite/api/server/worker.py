@@ -17,12 +17,19 @@ requests pywsgi refuses before the app, such as a request line over 8 KiB
 logger is `starcite.api.server.access_log.RedactingLogger`; the worker flushes its
 access lines every 0.1 s and at the end.
 
-Must not: contain request logic. One worker per node by design: the data
-plane (Raft groups, hot store, actors) lives in that worker's process.
+Workers (`STARCITE_WORKERS`): the master gives each worker it forks the
+lowest free index (a SIGKILLed worker's replacement takes the index, and so
+the groups and journals, of the one it replaces) and a sibling secret chosen
+at start; each worker builds its `Node` as a member of a cluster of the
+node's workers (`starcite.config.worker_members`). Worker 0 serves the ops
+console.
+
+Must not: contain request logic.
 """
 
 import gc
 import http
+import secrets
 import sys
 import time
 
@@ -43,6 +50,7 @@ from starcite.api.server.connection_limits import ConnectionLimits, TimedHandler
 from starcite.api.server.early_responses import EARLY_ERRORS, early_response
 from starcite.api.server.http_headers import HEADERS_TOO_LARGE, read_headers
 from starcite.cluster.ops_channel import close_ops, serve_ops
+from starcite.config.worker_members import member_config, worker_count
 
 
 SWITCH_INTERVAL_S = 0.0005
@@ -183,9 +191,9 @@ class StarciteWorker(GeventPyWSGIWorker):
         return getattr(self.app, "node", None)
 
     def _start_ops(self):
-        """The ops console on its unix socket (never on the API port)."""
+        """The ops console on its unix socket (never on the API port), served by worker 0."""
         app = getattr(self.app, "ops_app", None)
-        if app is None:
+        if app is None or self.app.worker_index != 0:
             return None, None
         path = self.app.config.ops_socket_path
         return serve_ops(app, path), path
@@ -238,10 +246,24 @@ class StarciteWorker(GeventPyWSGIWorker):
         self.log.flush_access()
 
 
+def _assign_worker_index(server, worker):
+    """gunicorn's ``pre_fork`` (in the master): the lowest index no live worker has."""
+    taken = {getattr(w, "starcite_index", None) for w in server.WORKERS.values()}
+    worker.starcite_index = next(i for i in range(len(taken) + 1) if i not in taken)
+
+
+def _take_worker_index(server, worker):
+    """gunicorn's ``post_fork`` (in the new worker): the app builds that worker's node."""
+    server.app.worker_index = worker.starcite_index
+
+
 class StarciteApplication(BaseApplication):
     def __init__(self, config):
         self.config = config
         self.node = None
+        self.workers = worker_count(config)
+        self.worker_index = 0
+        self.sibling_secret = secrets.token_hex(32)  # authenticates the workers' sibling links
         super().__init__()
 
     def load_config(self):
@@ -249,7 +271,9 @@ class StarciteApplication(BaseApplication):
         logs.configure(c)  # before gunicorn builds its logger (RedactingLogger reads the format)
         settings = {
             "bind": f"{c.host}:{c.port}",
-            "workers": 1,
+            "workers": self.workers,
+            "pre_fork": _assign_worker_index,
+            "post_fork": _take_worker_index,
             "worker_class": "starcite.api.server.worker.StarciteWorker",
             "worker_connections": 100000,
             # After a restart every tail's client reconnects at once: a connection beyond the
@@ -275,7 +299,7 @@ class StarciteApplication(BaseApplication):
         from starcite.node import Node
         from starcite.api.http.ops_console import create_ops_app
         logs.log_greenlet_errors(gevent.get_hub())
-        self.node = Node(self.config)
+        self.node = Node(member_config(self.config, self.worker_index, self.workers, self.sibling_secret))
         logs.configure(self.config)  # JSON mode: take the root logger back from Thespian's ActorSystem
         self.ops_app = create_ops_app(self.node)
         return create_app(self.node, self.config)
