@@ -213,7 +213,8 @@ def test_metrics(make_server):
 
 
 def test_backpressure_429_then_recovery(make_server):
-    server = make_server({"STARCITE_EVENT_STORE_MAX_SIZE": "2KB", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "1500"})
+    # 4KB: with two workers, the worker holding "s" has half of it (the cap is the node's)
+    server = make_server({"STARCITE_EVENT_STORE_MAX_SIZE": "4KB", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "1500"})
     server.create("s")
     statuses, seq = [], 0
     for _ in range(40):

@@ -50,10 +50,9 @@ def test_every_worker_owns_groups_and_serves_any_session(make_server):
         events = server.request("GET", f"/v1/sessions/{session_id}/events").json()["events"]
         assert [event["seq"] for event in events] == [1, 2, 3]
     status = server.ops_status()
-    own = {group["group"] for group in status["groups"]}
-    (sibling,) = status["workers"].values()
-    theirs = {group["group"] for group in sibling["groups"]}
+    own, theirs = (set(groups) for groups in status["workers"].values())
     assert own and theirs and not own & theirs and own | theirs == set(range(8))
+    assert sorted(group["group"] for group in status["groups"]) == list(range(8))
     socket_dir = os.path.join(server.data_dir, "workers")
     for name in os.listdir(socket_dir):
         assert stat.S_IMODE(os.stat(os.path.join(socket_dir, name)).st_mode) == 0o600

@@ -17,6 +17,7 @@ from starcite.actors import messages as m
 from starcite.core.errors import StarciteError
 from starcite.peers.link import PeerUnavailable
 
+NODE_TOTALS = ("tails", "long_polls", "hot_bytes", "forwarded_commands")  # the ops status sums them over workers
 SIBLING_TIMEOUT = 2.0  # seconds a worker waits for a sibling's readiness or metrics
 
 
@@ -46,7 +47,10 @@ class NodeViews:
         now = time.monotonic()
         cached = self._readiness_cache
         if cached is None or cached[0] < now or cached[2] != (self.node.draining, self.node.stopping):
-            cached = (now + self.READY_TTL, self._compute_readiness(), (self.node.draining, self.node.stopping))
+            answer = self._compute_readiness()
+            # Only a ready answer is reused: a worker that was not ready a moment ago must not say so
+            # after a sibling has answered ready for the whole node.
+            cached = (now + self.READY_TTL if answer[0] else 0.0, answer, (self.node.draining, self.node.stopping))
             self._readiness_cache = cached
         return cached[1]
 
@@ -92,10 +96,21 @@ class NodeViews:
         return views
 
     def status(self) -> dict:
-        """The ops status: this worker's, with every sibling worker's under ``workers``."""
+        """The ops status of the whole node: with several workers, every worker's groups, the totals
+summed, and ``workers`` naming each worker's groups (or why it did not answer)."""
         out = self.own_status()
-        if self.node.siblings:
-            out["workers"] = self._sibling_views("own_status")
+        if not self.node.siblings:
+            return out
+        workers = self._sibling_views("own_status")
+        out["workers"] = {out["node"]: [group["group"] for group in out["groups"]]}
+        for name, view in workers.items():
+            if "error" in view:
+                out["workers"][name] = view
+                continue
+            out["workers"][name] = [group["group"] for group in view["groups"]]
+            out["groups"] = sorted(out["groups"] + view["groups"], key=lambda g: g["group"])
+            for key in NODE_TOTALS:
+                out[key] += view[key]
         return out
 
     def own_status(self) -> dict:
