@@ -190,6 +190,9 @@ def format_status(body: dict) -> str:
              "write nodes: " + ", ".join(f"{n} {s}" for n, s in body.get("observer", {}).items()),
              f"tails {body.get('tails', 0)}, hot bytes {body.get('hot_bytes', 0)}, "
              f"forwarded commands {body.get('forwarded_commands', 0)}"]
+    for worker, groups in (body.get("workers") or {}).items():
+        lines.append(f"worker {worker}: " + (f"groups {' '.join(map(str, groups))}" if isinstance(groups, list)
+                                             else f"not answering ({groups.get('error')})"))
     for peer, link in (body.get("peers") or {}).items():
         detail = f"up {link['up_seconds']}s" if link["state"] == "up" else f"down ({link.get('error') or 'never up'})"
         lines.append(f"peer {peer}: {detail}")

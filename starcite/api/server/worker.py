@@ -29,6 +29,7 @@ Must not: contain request logic.
 
 import gc
 import http
+import logging
 import secrets
 import sys
 import time
@@ -293,6 +294,10 @@ class StarciteApplication(BaseApplication):
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
+        if (c.workers or 1) > 1 and not c.single_node:
+            logging.getLogger("starcite.serve").warning(
+                "STARCITE_WORKERS=%d ignored: a cluster's node runs one worker (its workers would each need "
+                "a peer port)", c.workers)
 
     def load(self):
         from starcite.api.app import create_app
