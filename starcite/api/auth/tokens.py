@@ -13,13 +13,18 @@ request path except through the cache's rate-limited refetch on an unknown
 `kid`. It must not depend on gevent.
 
 Token kinds. A *service* token is issued by the customer's identity provider
-and verified with a JWKS key chosen by `kid`. A *principal* token is minted by
+and verified with a JWKS key chosen by `kid`. Its `sub` says who it is, as
+upstream reads it (`subject_principal`): `user:<id>` / `agent:<id>` make it
+that principal (context kind "principal": it appends as itself and cannot
+issue), `service:<id>` or a bare `sub` a service. A *principal* token is minted by
 `Authenticator.issue_principal_token`: HS256 under a key derived from
 `secret_key_base` and `principal_token_salt`, header `typ` =
 `PRINCIPAL_TYP`, fixed `iss`/`aud` of our own. The `typ` header only picks
 the verification path: a principal-path token must carry our HMAC signature
 and issuer/audience, a service-path token must carry an RSA/EC signature from
-the JWKS, so neither kind can pass as the other.
+the JWKS, so neither kind can pass as the other. A token is locked to
+sessions by `session_id` (one) and/or `session_ids` (a list); principal
+tokens locked to one session carry both.
 
 What each kind may do, and the `AuthContext` every check takes, is
 `starcite.api.auth.policy`.
