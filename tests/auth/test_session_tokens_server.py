@@ -93,9 +93,13 @@ def test_the_principal_belongs_to_the_api_keys_tenant(server, svc, sid):
 def test_bad_bodies_are_400(server, svc, sid, change):
     body = {"session_id": sid, "principal": {"type": "user", "id": "ann"}, "scopes": ["session:read"], **change}
     assert error_of(call(server, "POST", PATH, svc(), body), 400) == "invalid_request"
-    assert error_of(server.request("POST", PATH, raw="{nope", headers=bearer(svc())), 400) == "invalid_json"
+
+
+def test_missing_scopes_and_broken_json_are_400(server, svc, sid):
     missing = {"session_id": sid, "principal": {"type": "user", "id": "ann"}}
     assert error_of(call(server, "POST", PATH, svc(), missing), 400) == "invalid_request"
+    assert error_of(server.request("POST", PATH, raw="{nope", headers=bearer(svc())), 400) == "invalid_json"
+    assert error_of(call(server, "POST", PATH, svc()), 400) == "invalid_request"  # no body at all
 
 
 def test_only_a_service_token_with_auth_issue_and_the_scopes_mints(server, svc, sid):
@@ -132,6 +136,16 @@ def test_auth_off_answers_an_unsigned_token(shared_server, sid, rsa_key):
     assert jwt.get_unverified_header(token)["alg"] == "none"
     assert jwt.get_unverified_claims(token)["tenant_id"] == "initech"
     assert error_of(session_token(shared_server, None, sid, scopes=[]), 400) == "invalid_request"
+
+
+def test_a_browser_may_ask_for_a_session_token(shared_server):
+    """The SDK's token request carries `cache-control: no-store`: its preflight must allow that header."""
+    answer = shared_server.request("OPTIONS", PATH, headers={
+        "Origin": "http://app.test", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,cache-control,content-type"})
+    assert answer.status_code == 204
+    allowed = {name.lower() for name in answer.headers["Access-Control-Allow-Headers"].split(", ")}
+    assert {"authorization", "cache-control", "content-type"} <= allowed
 
 
 # ---------------------------------------------------------------- the newest TypeScript SDK
