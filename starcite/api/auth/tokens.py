@@ -309,15 +309,12 @@ class Authenticator:
         token = jwt.encode(claims, self._principal_key, algorithm=_PRINCIPAL_ALG, headers={"typ": PRINCIPAL_TYP})
         return claims, token
 
-    def ttl(self, body) -> int:
-        """A checked body's `ttl_seconds`, or the default TTL."""
-        return self.default_ttl if body.get("ttl_seconds") is None else body["ttl_seconds"]
-
     def _parse_issue(self, body):
         check_object(body, self.issue_body, "body must be a JSON object", AuthError)
         session_ids = body.get("session_ids")
         return (body["principal"], frozenset(body["scopes"]),
-                None if session_ids is None else frozenset(session_ids), self.ttl(body))
+                None if session_ids is None else frozenset(session_ids),
+                self.default_ttl if body.get("ttl_seconds") is None else body["ttl_seconds"])
 
 
 def issue_body_shape(max_ttl: int) -> Obj:
