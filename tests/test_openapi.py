@@ -1,7 +1,7 @@
 """/openapi.json is built from the validators' own shapes: unit tests of `starcite.api.http.openapi` and `starcite.core.shapes`.
 
 Owns: the document's structure in each auth mode (security and the issue
-route only in jwt mode; no /ops), every documented operation being served,
+route only in jwt mode; the session-token route in both; no /ops), every documented operation being served,
 and the property that each shape's check and its JSON Schema agree on
 arbitrary JSON values (checked with jsonschema_rs, the validator the OpenAPI
 fuzzer uses). The fuzzer itself runs in `tests/test_openapi_fuzz.py`.
@@ -14,17 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from starcite.core import rules
+from starcite.api.auth.session_tokens import session_token_body_shape
 from starcite.api.auth.tokens import issue_body_shape
 from starcite.api.http.openapi import build_spec
 from starcite.core.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
-                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics", "/openapi.json"}
+                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics", "/openapi.json",
+                "/api/v1/session-tokens"}
 ISSUE = issue_body_shape(900)
+SESSION_TOKEN = session_token_body_shape(900)
+TOKEN_ROUTES = ("/v1/", "/api/v1/")  # what asks for a bearer token in jwt mode
 
 
 def test_auth_off_document_asks_for_no_token():
-    spec = build_spec(None)
+    spec = build_spec(None, SESSION_TOKEN)
     assert set(spec["paths"]) == PUBLIC_PATHS
     assert "security" not in spec and "securitySchemes" not in spec["components"]
     for path in spec["paths"].values():
@@ -33,24 +37,26 @@ def test_auth_off_document_asks_for_no_token():
 
 
 def test_jwt_document_declares_bearer_and_the_issue_route():
-    spec = build_spec(ISSUE)
+    spec = build_spec(ISSUE, SESSION_TOKEN)
     assert set(spec["paths"]) == PUBLIC_PATHS | {"/v1/auth/issue"}
     assert spec["security"] == [{"bearer": []}, {"accessToken": []}]
     assert spec["components"]["securitySchemes"]["accessToken"] == {"type": "apiKey", "in": "query",
                                                                      "name": "access_token"}
     for name, path in spec["paths"].items():
         for operation in path.values():
-            assert (operation.get("security") == []) == (not name.startswith("/v1/")), name
-            if name.startswith("/v1/"):
+            assert (operation.get("security") == []) == (not name.startswith(TOKEN_ROUTES)), name
+            if name.startswith(TOKEN_ROUTES):
                 assert {"401", "403"} <= set(operation["responses"]), name
 
 
 def test_request_schemas_are_the_validators_shapes():
-    spec = build_spec(ISSUE)
+    spec = build_spec(ISSUE, SESSION_TOKEN)
     body = lambda path, method: spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     assert body("/v1/sessions", "post") == rules.CREATE.schema()
     assert body("/v1/sessions/{session_id}/append", "post") == rules.APPEND.schema()
     assert body("/v1/auth/issue", "post") == ISSUE.schema()
+    assert body("/api/v1/session-tokens", "post") == SESSION_TOKEN.schema()
+    assert SESSION_TOKEN.schema()["required"] == ["session_id", "principal", "scopes"]
     append = rules.APPEND.schema()
     assert append["required"] == ["type", "payload", "producer_id", "producer_seq"]
     assert append["properties"]["producer_seq"]["minimum"] == 1
@@ -65,7 +71,7 @@ def test_request_schemas_are_the_validators_shapes():
 
 
 def test_every_documented_operation_is_served(shared_server):
-    for path, operations in build_spec(None)["paths"].items():
+    for path, operations in build_spec(None, SESSION_TOKEN)["paths"].items():
         for method in operations:
             response = shared_server.request(method.upper(), path.replace("{session_id}", "no-such-session"))
             assert response.status_code not in (405, 500), (method, path, response.text)
@@ -119,7 +125,8 @@ def candidates(shape: Obj):
     return body | body | body | st.fixed_dictionaries({}, optional={**required, **optional}) | JSON
 
 
-@pytest.mark.parametrize("shape", [rules.APPEND, rules.CREATE, ISSUE], ids=["append", "create", "issue"])
+@pytest.mark.parametrize("shape", [rules.APPEND, rules.CREATE, ISSUE, SESSION_TOKEN],
+                         ids=["append", "create", "issue", "session-token"])
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_check_and_schema_agree(shape, data):

@@ -5,7 +5,7 @@ resource, and the middleware: `RequestContextMiddleware` (request id and log
 context, first), `CorsMiddleware` (starcite/api/http/cors.py: preflights are
 answered before anything else runs), `MetricsMiddleware` (request latency histogram by route
 template), `EdgesMiddleware` (starcite/api/http/edges.py) and
-`AccessMiddleware` (turns the bearer token of every `/v1` request into an
+`AccessMiddleware` (turns the bearer token of every `/v1` and `/api/v1` request into an
 `Access`). Must not: contain endpoint logic.
 """
 
@@ -15,11 +15,13 @@ import falcon
 
 from starcite.api.http import errors
 from starcite.api.auth.access import OPEN, build_gate
+from starcite.api.auth.session_tokens import SessionTokens
 from starcite.api.auth.tokens import extract_token
 from starcite.api.http.cors import CorsMiddleware, allowed_origins
 from starcite.api.http.edges import EdgesMiddleware, add_head_responders
 from starcite.api.http.openapi import build_spec
 from starcite.api.http.request_context import RequestContextMiddleware
+from starcite.api.http.session_tokens import SessionTokensResource
 from starcite.api.http.resources import (AppendResource, AuthIssueResource, EventsResource, HealthLiveResource,
                                     HealthReadyResource, MetricsResource, OpenApiResource, SessionResource,
                                     SessionsResource)
@@ -27,8 +29,12 @@ from starcite.api.tails.resource import TailResource
 from starcite.core.errors import StarciteError
 
 
+# The routes behind a bearer token: the API, and the newest TypeScript SDK's token endpoint.
+TOKEN_PREFIXES = ("v1/", "api/v1/")
+
+
 class AccessMiddleware:
-    """`/v1/*` only: health, metrics and openapi never need a token (ops is not on this app at all).
+    """`/v1/*` and `/api/v1/*` only: health, metrics and openapi never need a token (ops is not on this app at all).
 
     The token comes from `Authorization: Bearer` or the `access_token` query
     parameter (the only way a browser WebSocket can send one); a refusal is
@@ -42,12 +48,12 @@ class AccessMiddleware:
         req.context.access = OPEN
         req.context.upgraded = False
         req.context.authenticated = False
-        if req.path.lstrip("/").startswith("v1/"):  # the router ignores leading slashes: //v1/... is /v1/...
+        if req.path.lstrip("/").startswith(TOKEN_PREFIXES):  # the router ignores leading slashes: //v1/... is /v1/...
             self._authenticate(req)
 
     def process_resource(self, req, resp, resource, params):
         # Fail closed on the matched route as well, whatever the raw path looked like.
-        if (req.uri_template or "").startswith("/v1/") and not req.context.authenticated:
+        if (req.uri_template or "").lstrip("/").startswith(TOKEN_PREFIXES) and not req.context.authenticated:
             self._authenticate(req)
 
     def _authenticate(self, req):
@@ -105,6 +111,7 @@ def create_app(node, config):
     errors.install(app)
     max_body = config.max_body_bytes
     authenticator = gate.authenticator
+    session_tokens = SessionTokens(config, authenticator)
     tails = TailResource(node, gate, config.sse_keepalive_ms, config.sse_retry_ms, config.tail_ws_ping_ms)
     node.gauge_sources.append(tails.counts)  # the edge's share of the tail gauges on /metrics
     routes = {
@@ -114,10 +121,12 @@ def create_app(node, config):
         "/v1/sessions/{session_id}/tail": tails,
         "/v1/sessions/{session_id}/events": EventsResource(node),
         "/v1/auth/issue": AuthIssueResource(gate, max_body),
+        "/api/v1/session-tokens": SessionTokensResource(session_tokens, max_body),
         "/health/live": HealthLiveResource(),
         "/health/ready": HealthReadyResource(node),
         "/metrics": MetricsResource(node),
-        "/openapi.json": OpenApiResource(build_spec(authenticator.issue_body if authenticator else None)),
+        "/openapi.json": OpenApiResource(build_spec(authenticator.issue_body if authenticator else None,
+                                                    session_tokens.body)),
     }
     for template, resource in routes.items():
         app.add_route(template, add_head_responders(resource))

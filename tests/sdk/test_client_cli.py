@@ -107,22 +107,35 @@ def read_lines(fd, count, timeout=10.0) -> list:
     return buffer.decode().splitlines()
 
 
+def default_sigint():
+    """In the child before exec: SIGINT at its default disposition, whatever pytest inherited.
+
+    A command started in the background by a shell without job control (`make test &`, CI
+    runners, nohup) inherits SIGINT *ignored*; exec keeps an ignored signal ignored, and Python
+    then installs no KeyboardInterrupt handler at all, so Ctrl-C (here: SIGINT) does nothing.
+    That, not the CLI, was the flake where `tail --follow` "did not exit within 10 s": a terminal
+    user's Ctrl-C always reaches a foreground CLI with SIGINT at its default.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("transport", ["websocket", "sse"])
 def test_follow_prints_readable_lines_on_a_terminal_until_interrupted(shared_server, sid, transport):
     shared_server.create(sid)
     shared_server.append(sid, 1, producer_id="w")
     primary, secondary = pty.openpty()
     proc = subprocess.Popen([CLI, "--url", shared_server.base, "tail", sid, "--follow", "--transport", transport],
-                            stdout=secondary, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=secondary, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=default_sigint)
     os.close(secondary)
     try:
-        first = read_lines(primary, 1)
+        first = read_lines(primary, 1, timeout=30)  # printed: the handler is installed, the tail is open
         shared_server.append(sid, 2, producer_id="w")
-        lines = first + read_lines(primary, 1)
+        lines = first + read_lines(primary, 1, timeout=30)
         assert [line.split()[0] for line in lines] == ["#1", "#2"]
         assert lines[1].split()[2:] == ["message", "w/2", '{"n":2}']
         os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(10) == 130
+        assert proc.wait(30) == 130
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

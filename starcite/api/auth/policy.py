@@ -7,22 +7,24 @@ token and building its context is `starcite.api.auth.tokens`). Must not:
 read the request, the session store or the clock.
 
 What each kind may do. Scopes, not the token kind, decide every endpoint
-except `/v1/auth/issue`, which needs a service token. Seed 000 calls session
-create/list "service-only"; here a principal token may also create and list
-when the service that issued it granted `session:create` / `session:read`,
-because the issuing service chose those scopes (a service that wants
-create/list for itself alone simply does not grant them), and a principal
-that can read every session of its tenant one by one gains nothing it could
-not already see from a listing. The fences stay the same for both kinds:
-listing shows only the token's tenant (and, for a session-locked token,
-only its sessions); a session-locked token must name one of its sessions
-when it creates one (a generated id would make a session it cannot use);
-a principal's appends are recorded with `actor` = `user:<id>`/`agent:<id>`
+except `/v1/auth/issue` and `/api/v1/session-tokens`, which need a service
+token. Seed 000 calls session create/list "service-only"; here a principal
+token may also create and list when the service that issued it granted
+`session:create` / `session:read`, because the issuing service chose those
+scopes (a service that wants create/list for itself alone simply does not
+grant them), and a principal that can read every session of its tenant one
+by one gains nothing it could not already see from a listing. The fences
+stay the same for both kinds: listing shows only the token's tenant (and,
+for a session-locked token, only its sessions); a session-locked token must
+name one of its sessions when it creates one (a generated id would make a
+session it cannot use); a principal (a token minted here, or an identity
+provider's token whose `sub` is `user:<id>`/`agent:<id>`) cannot issue
+tokens, and its appends are recorded with `actor` = `user:<id>`/`agent:<id>`
 and any other requested actor is 403 `forbidden_actor`; a service token's
 appends are recorded with the requested actor (services act for others) or,
-without one, `service:<sub>`, so every event under auth says who wrote it;
-`creator_principal` records
-`{tenant_id, id, type}` with type `user`/`agent`/`service`.
+without one, `service:<id>` (the id of a `service:<id>` sub, else the whole
+sub), so every event under auth says who wrote it; `creator_principal`
+records `{tenant_id, id, type}` with type `user`/`agent`/`service`.
 
 Policy helpers take the `AuthContext` of the request. With auth disabled the
 middleware passes `NO_AUTH`, which every helper allows; `None` (no context at

@@ -13,13 +13,18 @@ request path except through the cache's rate-limited refetch on an unknown
 `kid`. It must not depend on gevent.
 
 Token kinds. A *service* token is issued by the customer's identity provider
-and verified with a JWKS key chosen by `kid`. A *principal* token is minted by
+and verified with a JWKS key chosen by `kid`. Its `sub` says who it is, as
+upstream reads it (`subject_principal`): `user:<id>` / `agent:<id>` make it
+that principal (context kind "principal": it appends as itself and cannot
+issue), `service:<id>` or a bare `sub` a service. A *principal* token is minted by
 `Authenticator.issue_principal_token`: HS256 under a key derived from
 `secret_key_base` and `principal_token_salt`, header `typ` =
 `PRINCIPAL_TYP`, fixed `iss`/`aud` of our own. The `typ` header only picks
 the verification path: a principal-path token must carry our HMAC signature
 and issuer/audience, a service-path token must carry an RSA/EC signature from
-the JWKS, so neither kind can pass as the other.
+the JWKS, so neither kind can pass as the other. A token is locked to
+sessions by `session_id` (one) and/or `session_ids` (a list); principal
+tokens locked to one session carry both.
 
 What each kind may do, and the `AuthContext` every check takes, is
 `starcite.api.auth.policy`.
@@ -46,6 +51,7 @@ PRINCIPAL_TYP = "starcite-principal+jwt"
 PRINCIPAL_ISSUER = "starcite"
 PRINCIPAL_AUDIENCE = "starcite-principal"
 _PRINCIPAL_ALG = "HS256"
+SUBJECT_PREFIXES = (*PRINCIPAL_TYPES, "service")
 
 # Accepted service-token algorithms -> (JWK kty, EC curve). python-jose has no
 # PS256/EdDSA, so those are refused like every symmetric algorithm and "none".
@@ -104,8 +110,30 @@ def _service_scopes(claims) -> frozenset:
     return frozenset((scope or "").split()) | frozenset(scopes or ())
 
 
-def _optional_sessions(value, what, error) -> frozenset | None:
-    return None if value is None else _strings(value, what, error)
+def _session_lock(claims) -> frozenset | None:
+    """The sessions a token is locked to, None for none: `session_id` (one id, the claim upstream
+    and the newest TypeScript SDK read) and/or `session_ids` (a list, what principal tokens minted
+    before `session_id` carry). Both present must name the same one session."""
+    session_id, session_ids = claims.get("session_id"), claims.get("session_ids")
+    listed = None if session_ids is None else _strings(session_ids, "claim 'session_ids'", _invalid)
+    if session_id is None:
+        return listed
+    one = frozenset({_string(session_id, "claim 'session_id'", _invalid)})
+    if listed is not None and listed != one:
+        raise _invalid("claims 'session_id' and 'session_ids' name different sessions")
+    return one
+
+
+def subject_principal(sub: str) -> tuple:
+    """(id, principal type) named by an identity provider's `sub`, as upstream reads it:
+    `user:<id>` and `agent:<id>` are that principal (type "user"/"agent"); `service:<id>` and a
+    `sub` without one of these prefixes are a service (type None; its actor is `service:<id>`)."""
+    prefix, colon, rest = sub.partition(":")
+    if not colon or prefix not in SUBJECT_PREFIXES:
+        return sub, None
+    if not rest:
+        raise _invalid(f"claim 'sub' names no id after {prefix + colon!r}")
+    return rest, None if prefix == "service" else prefix
 
 
 def _iso(epoch: int) -> str:
@@ -194,14 +222,14 @@ class Authenticator:
         except (JOSEError, TypeError, ValueError):
             raise _invalid("signing key in the JWKS is unusable") from None
         claims = self._decode(token, key_object, alg, self.issuer, self.audience)
-        session = claims.get("session_id")
+        subject, principal_type = subject_principal(_string(claims.get("sub"), "claim 'sub'", _invalid))
         return AuthContext(
-            kind="service",
+            kind="service" if principal_type is None else "principal",
             tenant_id=_string(claims.get("tenant_id"), "claim 'tenant_id'", _invalid),
-            subject=_string(claims.get("sub"), "claim 'sub'", _invalid),
-            principal_type=None,
+            subject=subject,
+            principal_type=principal_type,
             scopes=_service_scopes(claims),
-            session_ids=None if session is None else frozenset({_string(session, "claim 'session_id'", _invalid)}),
+            session_ids=_session_lock(claims),
             expires_at=int(claims["exp"]),
         )
 
@@ -231,7 +259,7 @@ class Authenticator:
             subject=_string(claims.get("sub"), "claim 'sub'", _invalid),
             principal_type=principal_type,
             scopes=scopes,
-            session_ids=_optional_sessions(claims.get("session_ids"), "claim 'session_ids'", _invalid),
+            session_ids=_session_lock(claims),
             expires_at=int(claims["exp"]),
         )
 
@@ -241,14 +269,29 @@ class Authenticator:
         Body: `{principal: {tenant_id, id, type: user|agent}, scopes: [...],
         session_ids?: [...], ttl_seconds?: 1..max}`. Unknown fields and a TTL
         above the maximum are 400 (not clamped: a client asking for more than
-        it gets should learn so). The granted scopes must be held by the
-        service token and its session lock must cover `session_ids`.
+        it gets should learn so). What may be granted is `mint_principal_token`'s.
         """
+        self.check_issuer(ctx)
+        principal, scopes, session_ids, ttl = self._parse_issue(body)
+        claims, token = self.mint_principal_token(ctx, principal, scopes, session_ids, ttl, now)
+        return {"token": token, "expires_at": _iso(claims["exp"])}
+
+    def check_issuer(self, ctx: AuthContext):
+        """Who may mint (before any body is read): a service token holding `auth:issue`, on a node
+        with `SECRET_KEY_BASE` (else 503)."""
         require_service(ctx)
         require_scope(ctx, "auth:issue")
         if self._principal_key is None:
             raise AuthError(503, "auth_unavailable", "principal tokens are disabled: SECRET_KEY_BASE is not set")
-        principal, scopes, session_ids, ttl = self._parse_issue(body)
+
+    def mint_principal_token(self, ctx: AuthContext, principal: dict, scopes: frozenset,
+                             session_ids: frozenset | None, ttl: int, now: float | None = None) -> tuple:
+        """(claims, token) of a principal token for `principal` `{tenant_id, id, type}`, after the
+        checks every way of issuing shares: the tenant is the service token's, the granted scopes
+        are held by the service token and its session lock covers `session_ids`. A token locked to
+        one session also carries it as `session_id` (the claim the newest TypeScript SDK reads),
+        next to `session_ids` (what nodes before it read: they must still see the lock)."""
+        self.check_issuer(ctx)
         require_tenant(ctx, principal["tenant_id"])
         if not scopes <= ctx.scopes:
             raise AuthError(403, "forbidden_scope",
@@ -261,8 +304,10 @@ class Authenticator:
                   "scopes": sorted(scopes), "iat": issued_at, "exp": issued_at + ttl}
         if session_ids is not None:
             claims["session_ids"] = sorted(session_ids)
+            if len(session_ids) == 1:
+                claims["session_id"] = claims["session_ids"][0]
         token = jwt.encode(claims, self._principal_key, algorithm=_PRINCIPAL_ALG, headers={"typ": PRINCIPAL_TYP})
-        return {"token": token, "expires_at": _iso(claims["exp"])}
+        return claims, token
 
     def _parse_issue(self, body):
         check_object(body, self.issue_body, "body must be a JSON object", AuthError)
@@ -274,22 +319,33 @@ class Authenticator:
 
 def issue_body_shape(max_ttl: int) -> Obj:
     """The body of `POST /v1/auth/issue`: its validator and its OpenAPI schema (see `starcite.core.shapes`)."""
-    grantable = ", ".join(sorted(PRINCIPAL_SCOPES))
     return Obj(closed=True, fields=(
-        Field("principal", _PRINCIPAL_SHAPE, "principal must be an object {tenant_id, id, type}", required=True),
-        Field("scopes", Array(Text(choices=tuple(sorted(PRINCIPAL_SCOPES))), min_items=1),
-              f"scopes must be a non-empty list of scopes grantable to a principal ({grantable})", required=True),
+        Field("principal", principal_shape(tenant_required=True),
+              "principal must be an object {tenant_id, id, type}", required=True),
+        SCOPES_FIELD,
         Field("session_ids", Array(Text(min_length=1), min_items=1),
               "session_ids must be a non-empty list of non-empty strings"),
-        Field("ttl_seconds", Integer(1, max_ttl), f"ttl_seconds must be an integer from 1 to {max_ttl}"),
+        ttl_field(max_ttl),
     ))
 
 
-_PRINCIPAL_SHAPE = Obj(closed=True, fields=(
-    Field("tenant_id", Text(min_length=1), "principal.tenant_id must be a non-empty string", required=True),
-    Field("id", Text(min_length=1), "principal.id must be a non-empty string", required=True),
-    Field("type", Text(choices=PRINCIPAL_TYPES), "principal.type must be 'user' or 'agent'", required=True),
-))
+def principal_shape(tenant_required: bool) -> Obj:
+    """`{tenant_id, id, type: user|agent}`, the principal a token is issued to."""
+    return Obj(closed=True, fields=(
+        Field("tenant_id", Text(min_length=1), "principal.tenant_id must be a non-empty string",
+              required=tenant_required),
+        Field("id", Text(min_length=1), "principal.id must be a non-empty string", required=True),
+        Field("type", Text(choices=PRINCIPAL_TYPES), "principal.type must be 'user' or 'agent'", required=True),
+    ))
+
+
+SCOPES_FIELD = Field("scopes", Array(Text(choices=tuple(sorted(PRINCIPAL_SCOPES))), min_items=1),
+                     "scopes must be a non-empty list of scopes grantable to a principal "
+                     f"({', '.join(sorted(PRINCIPAL_SCOPES))})", required=True)
+
+
+def ttl_field(max_ttl: int) -> Field:
+    return Field("ttl_seconds", Integer(1, max_ttl), f"ttl_seconds must be an integer from 1 to {max_ttl}")
 
 
 def issue_principal_token(ctx: AuthContext, body, authenticator: Authenticator, now: float | None = None) -> dict:

@@ -4,8 +4,9 @@ Owns: which origins are allowed (`allowed_origins`: `http.cors_origins`, else
 ``*`` with auth none and none with JWT, where the operator should name the
 apps' origins), the answer to a preflight (``OPTIONS`` with
 ``Access-Control-Request-Method``: 204, the methods GET/HEAD/POST/PATCH/DELETE,
-the headers `Authorization`, `Content-Type`, `Last-Event-ID` and
-`X-Request-Id`, cached for a day), before authentication (a preflight never
+the headers `Authorization`, `Cache-Control` (the TypeScript SDK's token
+request sends it), `Content-Type`, `Last-Event-ID` and `X-Request-Id`,
+cached for a day), before authentication (a preflight never
 carries a token), and ``Access-Control-Allow-Origin`` / ``Vary: Origin`` on
 every answer to an allowed origin, with the headers a client may read
 (`Retry-After`, `X-Request-Id`).
@@ -16,7 +17,7 @@ anything but a preflight itself.
 """
 
 ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE"
-ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID, X-Request-Id"
+ALLOWED_HEADERS = "Authorization, Cache-Control, Content-Type, Last-Event-ID, X-Request-Id"
 EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 PREFLIGHT_MAX_AGE_S = "86400"
 

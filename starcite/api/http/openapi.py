@@ -1,8 +1,9 @@
 """The OpenAPI 3 description served at `/openapi.json`, built for the running node.
 
-Owns: `build_spec(issue_body)`: the machine-readable contract of SPEC.md §2
+Owns: `build_spec(issue_body, session_token_body)`: the machine-readable contract of SPEC.md §2
 and §3 as this node answers it. Every request schema comes from the shapes
 the validators use (`starcite.core.rules`, the issue body of `starcite.api.auth.tokens`,
+the session-token body of `starcite.api.auth.session_tokens`,
 the list cursor of `starcite.adapters.chunks`), so a bound, a required field
 or an id rule cannot be enforced without being documented. Security, the
 401/403 answers and `POST /v1/auth/issue` are described only in jwt mode;
@@ -110,6 +111,10 @@ _SCHEMAS = {
         "last_seq": TAIL_CURSOR.schema()}},
     "IssueResult": {"type": "object", "required": ["token", "expires_at"], "properties": {
         "token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}},
+    "SessionToken": {"type": "object", "required": ["token", "expires_in"], "properties": {
+        "token": {"type": "string", "description": "A principal token locked to session_id (with auth off: an "
+                                                   "unsigned JWT, alg none, carrying the same claims)"},
+        "expires_in": {"type": "integer", "minimum": 1, "description": "Seconds until the token expires"}}},
     "Health": {"type": "object", "required": ["status"], "properties": {
         "status": {"type": "string", "enum": ["ok", "starting"]},
         "mode": {"type": "string", "enum": ["write_node", "router_node"]},
@@ -142,8 +147,9 @@ def _open(operation_id, summary, responses) -> dict:
     return {"operationId": operation_id, "summary": summary, "security": [], "responses": responses}
 
 
-def build_spec(issue_body: Obj | None) -> dict:
-    """The document for a node: `issue_body` is the issue shape in jwt mode, None with auth off."""
+def build_spec(issue_body: Obj | None, session_token_body: Obj) -> dict:
+    """The document for a node: `issue_body` is the issue shape in jwt mode, None with auth off;
+    `session_token_body` the body of `POST /api/v1/session-tokens` (served in both modes)."""
     jwt = issue_body is not None
     d = _Describer(jwt)
     paths = {
@@ -188,6 +194,13 @@ def build_spec(issue_body: Obj | None) -> dict:
                             {**_query("wait_ms", EVENTS_WAIT_MS.schema(), 0),
                              "description": "When nothing follows cursor, hold the request until an event "
                                             "commits or wait_ms passes"}]),
+        },
+        "/api/v1/session-tokens": {
+            "post": d.v1("issueSessionToken",
+                         "Mint a token for one principal on one session (the TypeScript SDK's session({identity})); "
+                         "in jwt mode the bearer is a service token with auth:issue and the principal gets its tenant",
+                         _ok(201, "SessionToken", "Token"), 400, 413, *([503] if jwt else []),
+                         requestBody=_body(session_token_body, required=True)),
         },
         "/health/live": {"get": _open("healthLive", "Liveness", _ok(200, "Health", "Alive"))},
         "/health/ready": {"get": _open("healthReady", "Readiness", {
