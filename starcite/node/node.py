@@ -107,6 +107,7 @@ class Node:
         self.digests = DigestExchange(self, self.peer_hub) if self.peer_hub is not None else None
         self.mode = "write_node" if self.name in self.write_nodes else "router_node"
         # The node's other worker processes (`starcite.config.worker_members`), none for one worker.
+        self.host_name = config.host_of(self.name)  # the node's name, also when this is one of its workers
         self.siblings = [member for member in self.write_nodes
                          if member != self.name and config.host_of(member) == config.host_of(self.name)]
         self.draining = False

@@ -17,6 +17,7 @@ from starcite.actors import messages as m
 from starcite.core.errors import StarciteError
 from starcite.peers.link import PeerUnavailable
 
+STATUS_SEVERITY = ("ready", "draining", "suspect", "lost")  # the worst of a node's workers is the node's
 NODE_TOTALS = ("tails", "long_polls", "hot_bytes", "forwarded_commands")  # the ops status sums them over workers
 SIBLING_TIMEOUT = 2.0  # seconds a worker waits for a sibling's readiness or metrics
 
@@ -101,6 +102,8 @@ summed, and ``workers`` naming each worker's groups (or why it did not answer)."
         out = self.own_status()
         if not self.node.siblings:
             return out
+        out["node"], out["worker"] = self.node.host_name, out["node"]
+        out["observer"] = self.observer_statuses()
         workers = self._sibling_views("own_status")
         out["workers"] = {out["node"]: [group["group"] for group in out["groups"]]}
         for name, view in workers.items():
@@ -129,11 +132,22 @@ summed, and ``workers`` naming each worker's groups (or why it did not answer)."
         return out
 
     def observer_statuses(self) -> dict:
-        return self.node.ask(self.node.observer, m.ObserverQuery(AsyncResult()))
+        """``{node: status}`` as the Observer sees them; a node of several workers is one entry (ready when
+        every worker is, else the worst of theirs)."""
+        by_member = self.node.ask(self.node.observer, m.ObserverQuery(AsyncResult()))
+        if not self.node.siblings:
+            return by_member
+        by_host = {}
+        for member, status in by_member.items():
+            by_host.setdefault(self.node.config.host_of(member), []).append(status)
+        return {host: max(statuses, key=STATUS_SEVERITY.index) for host, statuses in by_host.items()}
 
     def set_drain(self, target, draining):
-        """Drain or undrain ``target`` cluster-wide (a control-group command); the Observer's view after it."""
-        self.node.control.set_drain(target, draining)
+        """Drain or undrain ``target`` cluster-wide (a control-group command; every worker of a node of
+        several); the Observer's view after it."""
+        host_of = self.node.config.host_of
+        for member in [m for m in self.node.write_nodes if host_of(m) == target and m != target] or [target]:
+            self.node.control.set_drain(member, draining)
         return self.observer_statuses()
 
     def metrics_text(self) -> bytes:

@@ -63,6 +63,7 @@ FIELD_SAMPLES = {
                       (["a@h:3"], " a@h:3 , c@h:4 ", ["a@h:3", "c@h:4"])),
     "write_node_ids": ((["a", "b"], "a,b", ["a", "b"]), (["c"], " c , a ", ["c", "a"])),
     "auth_jwks_refetch_ms": ((1500, "1500", 1500), (250, "250", 250)),  # at least 100
+    "workers": ((3, "3", 3), (8, "8", 8)),  # 1..64
     "cors_origins": ((["https://a.example", "*"], "https://a.example,*", ["https://a.example", "*"]),
                      (["http://b:1"], " http://b:1 , https://c ", ["http://b:1", "https://c"])),
 }

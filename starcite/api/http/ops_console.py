@@ -32,12 +32,12 @@ class OpsResource:
                                           "statuses": statuses})
 
     def _drain(self, req, resp, draining):
-        target = req.get_param("node") or self.node.name
+        target = req.get_param("node") or self.node.host_name
         send_json(resp, falcon.HTTP_200, {"node": target, "statuses": self.node.views.set_drain(target, draining)})
 
     def on_get_agreement(self, req, resp):
         """How every reachable node's Observer sees ``node`` (default: this one), for wait-drained."""
-        target = req.get_param("node") or self.node.name
+        target = req.get_param("node") or self.node.host_name
         send_json(resp, falcon.HTTP_200, {"node": target, "views": self.node.control.agreement(target)})
 
     def on_post_drain(self, req, resp):
