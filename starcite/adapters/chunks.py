@@ -1,12 +1,13 @@
 """Logic shared by the archive adapters: chunk math, key layout, NDJSON, merge-by-seq, paging.
 
-Owns: the archive's on-disk/object layout (``events/v1/<b64 id>/<chunk_start>.ndjson``
-holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``), the one
+Owns: the archive's object layout (``events/v1/<b64 id>/<chunk_start>.ndjson``
+holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``: S3's keys, and
+the local archive's files before it kept chunks and records in a database), the one
 NDJSON and JSON encoding every adapter uses, event lines (``(seq, bytes)``: the
 event's stored JSON, passed through unchanged), the checks that refuse a torn or
 misplaced chunk, the idempotent merge of lines by seq, the opaque list cursor,
-and the page-taking loop over session records, with the session id's key encoding
-and the tenant and metadata filters it applies.
+and the page-taking loop over session records (fetched a page at a time), with the
+session id's key encoding and the tenant, metadata and predicate filters it applies.
 Must not: do any I/O, locking or caching, or know which back end is in use.
 """
 

@@ -37,6 +37,7 @@ from starcite.adapters import chunks, local_files, osthread
 from starcite.adapters.base import ArchiveAdapter, ArchiveUnavailable
 
 DB_NAME = "archive.sqlite3"
+DB_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")  # the database and SQLite's files beside it
 _BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's transaction
 _IDLE_CONNECTIONS = 8
 _LIST_MAX_SCAN = 1000  # most records a list call examines when filters reject them
@@ -253,6 +254,29 @@ class LocalArchiveAdapter(ArchiveAdapter):
 
     def close(self):
         self._close_idle()
+
+
+def copy_database(directory, dest_directory) -> int:
+    """Copy the database of the archive in ``directory`` to ``dest_directory`` as one self-contained
+    file (SQLite's online backup: a consistent snapshot even while others write, no WAL to carry
+    along). Returns its size; 0 when there is no database. A backup copies the database this way,
+    never as files: a WAL copied beside another database would corrupt it."""
+    source = os.path.join(directory, DB_NAME)
+    if not os.path.exists(source):
+        return 0
+    os.makedirs(dest_directory, exist_ok=True)
+    target = os.path.join(dest_directory, DB_NAME)
+    try:
+        with contextlib.closing(sqlite3.connect(source, timeout=_BUSY_TIMEOUT_S)) as src, \
+                contextlib.closing(sqlite3.connect(target + ".tmp")) as dst:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE").fetchall()  # the copy stands alone: no -wal
+        with open(target + ".tmp", "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(target + ".tmp", target)
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot copy the archive database {source}: {exc}") from exc
+    return os.path.getsize(target)
 
 
 @contextlib.contextmanager
