@@ -18,8 +18,9 @@ Deletion: rows are deleted with ``secure_delete`` on (their bytes zeroed in
 the pages that held them); `delete_session` then checkpoints the WAL and
 truncates it and gives freed pages back to the file system
 (``auto_vacuum = INCREMENTAL``), so a deleted session's bytes are gone from
-the files when it returns (if another process was reading at that instant
-and the checkpoint could not finish, at the next deletion's).
+the files when it returns; when other transactions (another process's
+reads and writes) keep the checkpoint from completing for a second, they go
+at the next deletion's checkpoint that completes.
 
 The directory layout before this one (a file per chunk and per record,
 `starcite.adapters.local_files`) is imported on first use and then removed.
@@ -40,6 +41,7 @@ DB_NAME = "archive.sqlite3"
 DB_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")  # the database and SQLite's files beside it
 _BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's transaction
 _IDLE_CONNECTIONS = 8
+_COMPACT_TRIES, _COMPACT_PAUSE_S = 20, 0.05  # how long a deletion's checkpoint waits for others' transactions
 _LIST_MAX_SCAN = 1000  # most records a list call examines when filters reject them
 _SCHEMA = [
     # set before the first table exists: freed pages can then be given back to the file system
@@ -65,6 +67,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
         self.path = os.path.join(self.directory, DB_NAME)
         self._lock = osthread.lock()  # guards the fields below, never held across I/O but _ready's
         self._ready_lock = osthread.lock()
+        self._compact_lock = osthread.lock()  # one checkpoint at a time in this process
         self._idle = []
         self._inode = None  # the database file this process opened (None: not opened yet)
 
@@ -148,12 +151,18 @@ class LocalArchiveAdapter(ArchiveAdapter):
             db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         self.compact()
 
-    def compact(self):
+    def compact(self) -> bool:
         """Give freed pages back to the file system and empty the WAL (its frames may hold deleted
-        bytes). Best effort: a checkpoint another process's open read holds back finishes next time."""
-        with self._connection() as db:
+        bytes). Other transactions can hold the checkpoint back: it is tried for up to
+        `_COMPACT_TRIES` x `_COMPACT_PAUSE_S`, then left to the next call. True when it completed."""
+        with self._compact_lock, self._connection() as db:
             db.execute("PRAGMA incremental_vacuum").fetchall()
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            for _attempt in range(_COMPACT_TRIES):
+                (blocked, _frames, _copied), = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                if not blocked:
+                    return True
+                osthread.sleep(_COMPACT_PAUSE_S)
+        return False
 
     # -- the database -----------------------------------------------------------
 
