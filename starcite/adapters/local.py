@@ -65,7 +65,7 @@ class LocalArchiveAdapter(ArchiveAdapter):
             raise ValueError("LocalArchiveAdapter needs a directory")
         self.directory = os.path.abspath(directory)
         self.path = os.path.join(self.directory, DB_NAME)
-        self._lock = osthread.lock()  # guards the fields below, never held across I/O but _ready's
+        self._lock = osthread.lock()  # guards the idle connections (never held across I/O)
         self._ready_lock = osthread.lock()
         self._compact_lock = osthread.lock()  # one checkpoint at a time in this process
         self._idle = []
