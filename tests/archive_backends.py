@@ -2,7 +2,7 @@
 
 Owns: for each adapter, the node's environment for it, reading back what it
 stored (object by object in the S3 layout, checking keys, ordering and chunk
-bounds; row by row for Postgres, with the operators' query), and an outage
+bounds; the local database's rows seen as those objects; row by row for Postgres, with the operators' query), and an outage
 (`kill`) and its end (`revive`): the local directory swapped for a file, moto
 SIGKILLed and restored from its recorded requests, Postgres cut at a
 `TcpProxy`; for S3 and Postgres, a backup by the store's own means
@@ -15,12 +15,14 @@ import contextlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 
 import psycopg2
 
 from starcite.adapters import chunks
 from starcite.adapters.chunks import decode_session_id
+from starcite.adapters.local import DB_NAME
 from tests.adapters.services import S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
 from tests.private_postgres import server_bin_dir
 from tests.tcp_proxy import TcpProxy
@@ -63,7 +65,8 @@ class ObjectStore:
 
 
 class LocalBackend(ObjectStore):
-    """The node's archive directory; an outage swaps the directory for a plain file."""
+    """The node's archive directory, its database read row by row as the S3 layout's keys; an outage
+    swaps the directory for a plain file."""
 
     kind = "local"
 
@@ -71,17 +74,21 @@ class LocalBackend(ObjectStore):
         self.root = str(tmp_path / "archive")
         self.env = {"STARCITE_ARCHIVE_ADAPTER": "local", "STARCITE_ARCHIVE_DIR": self.root}
 
+    def _objects(self):
+        """``{key: bytes}``: each chunk row under its chunk key, each record under its session key."""
+        uri = f"file:{os.path.join(self.root, DB_NAME)}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            objects = {chunks.chunk_key(session_id, start): bytes(data)
+                       for session_id, start, data in db.execute("SELECT session_id, start, data FROM chunks")}
+            objects.update({chunks.session_key(session_id): record.encode()
+                            for session_id, record in db.execute("SELECT id, record FROM sessions")})
+        return objects
+
     def keys(self):
-        out = []
-        for directory, _dirs, files in os.walk(self.root):
-            rel = os.path.relpath(directory, self.root)
-            out.extend(f"{rel}/{name}" for name in files if not name.startswith(".") and ".locks" not in rel)
-        return out
+        return list(self._objects())
 
     def read(self, key):
-        with open(os.path.join(self.root, key), "rb") as fh:
-            return fh.read()
-
+        return self._objects()[key]
 
     def kill(self):
         os.rename(self.root, self.root + ".offline")

@@ -96,7 +96,8 @@ def test_a_backup_restores_every_acknowledged_event(make_server, tmp_path, runni
         server.stop()
         code, out, err = starcite(server, "backup", str(backup_dir))
         assert code == 0, err
-    assert os.path.exists(backup_dir / "manifest.json") and os.path.isdir(backup_dir / "archive")
+    assert os.path.exists(backup_dir / "manifest.json")
+    assert os.listdir(backup_dir / "archive") == ["archive.sqlite3"]  # one consistent file, no WAL beside it
     server.stop()
     lose_and_restore(server, backup_dir)
     assert sorted(s["id"] for s in server.request("GET", "/v1/sessions").json()["sessions"]) == sorted(SESSIONS)

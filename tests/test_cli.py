@@ -94,6 +94,6 @@ def test_a_cluster_member_with_a_loopback_api_and_a_routable_peer_address_is_war
 def test_data_in_a_format_this_version_does_not_know_is_refused(tmp_path):
     raft = tmp_path / "d" / "raft"
     raft.mkdir(parents=True)
-    (raft / "layout.json").write_text(json.dumps({"num_groups": 16, "data_format": 2}))
+    (raft / "layout.json").write_text(json.dumps({"num_groups": 16, "data_format": 3}))
     code, err = serve_error(tmp_path, {"STARCITE_DATA_DIR": str(tmp_path / "d")})
-    assert code == 2 and "data format 2" in err and "reads format 1" in err and len(err.splitlines()) == 1, err
+    assert code == 2 and "data format 3" in err and "reads format 2" in err and len(err.splitlines()) == 1, err

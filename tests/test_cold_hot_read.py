@@ -8,13 +8,14 @@ Must not: start a node (the node's read part runs over a stand-in hot tier
 and a real cold tier) or touch anything but a temporary directory.
 """
 
+import contextlib
+import sqlite3
 import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.node.long_poll import LongPolls
@@ -78,11 +79,9 @@ def test_a_gap_in_the_archive_is_never_skipped(tmp_path):
 def test_a_damaged_chunk_answers_503_archive_read_unavailable(tmp_path, damage):
     adapter = LocalArchiveAdapter(str(tmp_path))
     adapter.write_lines(SESSION, [(seq, JSON[seq].encode()) for seq in range(1, 301)])
-    path = adapter._path(chunks.chunk_key(SESSION, 1))
-    with open(path, "rb") as fh:
-        data = fh.read()
-    with open(path, "wb") as fh:
-        fh.write(damage(data))
+    with contextlib.closing(sqlite3.connect(adapter.path)) as db, db:  # the chunk's row, damaged in place
+        (data,), = db.execute("SELECT data FROM chunks WHERE session_id = ? AND start = 1", (SESSION,)).fetchall()
+        db.execute("UPDATE chunks SET data = ? WHERE session_id = ? AND start = 1", (damage(data), SESSION))
     with pytest.raises(ArchiveReadError) as caught:
         reader(adapter, 300).read_events(SESSION, 0, 1000)
     assert caught.value.status == 503 and caught.value.code == "archive_read_unavailable"

@@ -1,12 +1,13 @@
 """Logic shared by the archive adapters: chunk math, key layout, NDJSON, merge-by-seq, paging.
 
-Owns: the archive's on-disk/object layout (``events/v1/<b64 id>/<chunk_start>.ndjson``
-holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``), the one
+Owns: the archive's object layout (``events/v1/<b64 id>/<chunk_start>.ndjson``
+holding up to `CHUNK_SIZE` events, ``sessions/v1/<b64 id>.json``: S3's keys, and
+the local archive's files before it kept chunks and records in a database), the one
 NDJSON and JSON encoding every adapter uses, event lines (``(seq, bytes)``: the
 event's stored JSON, passed through unchanged), the checks that refuse a torn or
 misplaced chunk, the idempotent merge of lines by seq, the opaque list cursor,
-and the page-taking loop over session records, with the session id's key encoding
-and the tenant and metadata filters it applies.
+and the page-taking loop over session records (fetched a page at a time), with the
+session id's key encoding and the tenant, metadata and predicate filters it applies.
 Must not: do any I/O, locking or caching, or know which back end is in use.
 """
 
@@ -272,13 +273,13 @@ def decode_cursor(cursor) -> str:
     return raw.decode("utf-8", "replace").split("\x00", 1)[0]
 
 
-def take_page(records, limit: int, tenant_id=None, metadata_filters=None, max_scan=None):
-    """One page from ``records`` (an iterable in list order, already past the cursor).
+def take_page(records, limit: int, tenant_id=None, metadata_filters=None, max_scan=None, predicate=None):
+    """One page from ``records`` (an iterable in list order, already past the position listed after).
 
-    Returns ``(page, next_cursor)``. The cursor is None only when no further
-    record matches; when ``max_scan`` records were examined without filling
-    the page, the page may be short and the cursor resumes after the last one
-    examined (so a walk still yields every match exactly once).
+    Returns ``(page, next_after_id)``. ``next_after_id`` is None only when no further record
+    matches; when ``max_scan`` records were examined without filling the page, the page may be
+    short and listing resumes after the last one examined (so a walk still yields every match
+    exactly once).
     """
     if limit < 1:
         raise ValueError("limit must be >= 1")
@@ -286,11 +287,36 @@ def take_page(records, limit: int, tenant_id=None, metadata_filters=None, max_sc
     page, scanned = [], 0
     for record in records:
         scanned += 1
-        if session_matches(record, tenant_id, filters):
+        if session_matches(record, tenant_id, filters) and (predicate is None or predicate(record)):
             if len(page) == limit:
-                return page, encode_cursor(page[-1]["id"])
+                return page, page[-1]["id"]
             page.append(record)
         if max_scan is not None and scanned >= max_scan:
-            last = page[-1]["id"] if len(page) == limit else record["id"]
-            return page, encode_cursor(last)
+            return page, (page[-1]["id"] if len(page) == limit else record["id"])
     return page, None
+
+
+def record_tenant(record: dict):
+    """The tenant a record is fenced by: its ``metadata.tenant_id`` when that is a string, else None."""
+    metadata = record.get("metadata")
+    tenant_id = metadata.get("tenant_id") if isinstance(metadata, dict) else None
+    return tenant_id if isinstance(tenant_id, str) else None
+
+
+def records_in_pages(fetch, after_id, batch: int):
+    """Every record ``fetch(after_id, batch)`` pages out (each call the next ``batch`` records in list
+    order after the id given), fetched lazily one page at a time."""
+    while True:
+        page = fetch(after_id, batch)
+        yield from page
+        if len(page) < batch:
+            return
+        after_id = page[-1]["id"]
+
+
+def latest_records(records: list) -> dict:
+    """``{id: record}`` of a batch of session records (each id checked), the last record of an id winning."""
+    latest = {}
+    for record in records:
+        latest[check_record(record)] = record
+    return latest

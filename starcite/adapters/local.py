@@ -1,39 +1,59 @@
-"""`LocalArchiveAdapter`: the archive as a directory on disk, in the S3 layout.
+"""`LocalArchiveAdapter`: the archive as one SQLite database file in a directory on disk.
 
-Owns: files under one directory — ``events/v1/<b64 id>/<chunk_start>.ndjson``
-and ``sessions/v1/<b64 id>.json`` (layout and encoding from `chunks`) — written
-atomically (temp file, fsync, rename, directory fsync) and merged by seq, plus
-an in-memory index of session records loaded lazily from disk for listing.
-Writes are serialised per session by a striped OS-thread lock and a striped
-``flock`` (so two processes sharing the directory cannot lose each other's
-events). Every call blocks its OS thread (disk I/O, fsync, real locks), so the
-adapter says ``blocking_io = True`` and the node runs it in gevent's hub
-threadpool. Must not: cache event data (that is `ArchiveReadCache`'s job), use
-gevent's (patched) locks or sleep, or talk to the network.
+Owns: ``<dir>/archive.sqlite3`` (and SQLite's ``-wal``/``-shm`` beside it):
+table ``chunks`` holds each session's events as the chunks every back end
+shares (``(session_id, chunk_start)`` -> the chunk's NDJSON, encoding and
+checks from `chunks`, merged by seq), table ``sessions`` the session records
+(``id`` -> the record's JSON, ``tenant_id`` indexed for fenced lists).
+Small sessions share database pages instead of each having its own files
+(a file and a directory cost a 4 KB block each). Every write is one
+transaction (``BEGIN IMMEDIATE``, WAL, ``synchronous=FULL``: durable when it
+returns, and a crash leaves every transaction whole or absent). Several
+processes may share the directory (the nodes of a one-host development
+cluster): SQLite's own locks serialise their writes. Every call blocks its OS
+thread (disk I/O, fsync, SQLite's busy wait), so the adapter says
+``blocking_io = True`` and the node runs it in gevent's hub threadpool.
 
-The session index is shared by every process writing the directory (the
-nodes of a one-host development cluster): each upsert appends the session's
-file name to ``.locks/index.log`` (``O_APPEND``, one short line, under the session
-lock), and a process reads the log's new lines before it lists, so a session
-indexed by another node is listed too. `get_session` falls back to disk for
-ids it has not seen.
+Deletion: rows are deleted with ``secure_delete`` on (their bytes zeroed in
+the pages that held them); `delete_session` then checkpoints the WAL and
+truncates it and gives freed pages back to the file system
+(``auto_vacuum = INCREMENTAL``), so a deleted session's bytes are gone from
+the files when it returns; when other transactions (another process's
+reads and writes) keep the checkpoint from completing for a second, they go
+at the next deletion's checkpoint that completes.
+
+The directory layout before this one (a file per chunk and per record,
+`starcite.adapters.local_files`) is imported on first use and then removed.
+
+Must not: cache event data (that is `ArchiveReadCache`'s job), use gevent's
+(patched) locks, or create a fresh, empty database where one was in use
+(a vanished database is an outage, never "no events").
 """
 
-import bisect
-import copy
-import errno
-import fcntl
+import contextlib
 import os
-import time
-import uuid
-import zlib
+import sqlite3
 
-from starcite.adapters import chunks, osthread
+from starcite.adapters import chunks, local_files, osthread
 from starcite.adapters.base import ArchiveAdapter, ArchiveUnavailable
 
-_STRIPES = 64
-_NAME_MAX = 240  # longest path component written (file systems allow 255 bytes)
-_FLOCK_TIMEOUT_S = 10.0
+DB_NAME = "archive.sqlite3"
+DB_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")  # the database and SQLite's files beside it
+_BUSY_TIMEOUT_S = 10.0  # how long a write waits for another process's transaction
+_IDLE_CONNECTIONS = 8
+_COMPACT_TRIES, _COMPACT_PAUSE_S = 20, 0.05  # how long a deletion's checkpoint waits for others' transactions
+_LIST_MAX_SCAN = 1000  # most records a list call examines when filters reject them
+_SCHEMA = [
+    # set before the first table exists: freed pages can then be given back to the file system
+    "PRAGMA auto_vacuum = INCREMENTAL",
+    "PRAGMA journal_mode = WAL",
+    """CREATE TABLE IF NOT EXISTS chunks (
+           session_id TEXT NOT NULL, start INTEGER NOT NULL, data BLOB NOT NULL,
+           PRIMARY KEY (session_id, start)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+           id TEXT PRIMARY KEY, tenant_id TEXT, record TEXT NOT NULL) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS sessions_tenant ON sessions (tenant_id, id)",
+]
 
 
 class LocalArchiveAdapter(ArchiveAdapter):
@@ -44,196 +64,192 @@ class LocalArchiveAdapter(ArchiveAdapter):
         if not directory:
             raise ValueError("LocalArchiveAdapter needs a directory")
         self.directory = os.path.abspath(directory)
-        self._locks = [osthread.lock() for _ in range(_STRIPES)]
-        self._lock_fds = [None] * _STRIPES
-        self._fd_lock = osthread.lock()
-        self._index_lock = osthread.rlock()
-        self._records = None  # id -> record, loaded lazily
-        self._sorted_ids = []
-        self._log_offset = 0  # how much of the shared index log this process has read
+        self.path = os.path.join(self.directory, DB_NAME)
+        self._lock = osthread.lock()  # guards the idle connections (never held across I/O)
+        self._ready_lock = osthread.lock()
+        self._compact_lock = osthread.lock()  # one checkpoint at a time in this process
+        self._idle = []
+        self._inode = None  # the database file this process opened (None: not opened yet)
 
     # -- events ---------------------------------------------------------------
 
     def write_lines(self, session_id, lines):
         chunks.check_lines(lines)
+        with self._transaction() as db:
+            return self._merge_lines(db, session_id, lines)
+
+    def _merge_lines(self, db, session_id, lines):
         added = 0
-        with self._session_lock(session_id):
-            for start, group in chunks.group_by_chunk(lines).items():
-                path = self._path(chunks.chunk_key(session_id, start))
-                merged, new = chunks.merge_by_seq(self._read_chunk(start, path), group)
-                if new:
-                    self._write_atomic(path, chunks.encode_chunk(merged))
-                    added += new
+        for start, group in chunks.group_by_chunk(lines).items():
+            row = db.execute("SELECT data FROM chunks WHERE session_id = ? AND start = ?",
+                             (session_id, start)).fetchone()
+            merged, new = chunks.merge_by_seq(self._decode_chunk(session_id, start, row[0] if row else b""), group)
+            if new:
+                db.execute("INSERT OR REPLACE INTO chunks (session_id, start, data) VALUES (?, ?, ?)",
+                           (session_id, start, chunks.encode_chunk(merged)))
+                added += new
         return added
 
     @chunks.clamped
     def read_lines(self, session_id, from_seq, to_seq):
-        first = chunks.chunk_start(from_seq)
+        with self._connection() as db:
+            rows = db.execute("SELECT start, data FROM chunks WHERE session_id = ? AND start BETWEEN ? AND ? "
+                              "ORDER BY start", (session_id, chunks.chunk_start(from_seq), to_seq)).fetchall()
         out = []
-        for start in self._stored_chunk_starts(session_id):
-            if first <= start <= to_seq:
-                path = self._path(chunks.chunk_key(session_id, start))
-                out.extend(chunks.in_range(self._read_chunk(start, path), from_seq, to_seq))
+        for start, data in rows:
+            out.extend(chunks.in_range(self._decode_chunk(session_id, start, data), from_seq, to_seq))
         return out
 
-    def _stored_chunk_starts(self, session_id):
+    def _decode_chunk(self, session_id, start, data):
         try:
-            names = os.listdir(self._path(chunks.session_events_dir(session_id)))
+            return chunks.decode_chunk(start, bytes(data))
+        except chunks.CorruptChunk as exc:
+            raise ArchiveUnavailable(f"local archive {self.path}: chunk {start} of {session_id!r}: {exc}") from None
+
+    # -- session records ------------------------------------------------------
+
+    def write_session_records(self, records):
+        rows = [(session_id, chunks.record_tenant(record), chunks.encode_json(record).decode())
+                for session_id, record in chunks.latest_records(records).items()]
+        if rows:
+            with self._transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO sessions (id, tenant_id, record) VALUES (?, ?, ?)", rows)
+
+    def read_session_record(self, session_id):
+        with self._connection() as db:
+            row = db.execute("SELECT record FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        return self._decode_record(session_id, row[0]) if row else None
+
+    def list_session_records(self, after_id=None, limit=100, tenant_id=None, metadata_filters=None,
+                             predicate=None):
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        where = " AND tenant_id = ?" if tenant_id is not None else ""
+
+        def fetch(position, count):
+            with self._connection() as db:
+                rows = db.execute(f"SELECT id, record FROM sessions WHERE id > ?{where} ORDER BY id LIMIT ?",
+                                  (position if position is not None else "",
+                                   *([tenant_id] if tenant_id is not None else []), count)).fetchall()
+            return [self._decode_record(session_id, record) for session_id, record in rows]
+
+        batch = limit + 1 if not metadata_filters and predicate is None else max(limit + 1, 200)
+        return chunks.take_page(chunks.records_in_pages(fetch, after_id, batch), limit, tenant_id, metadata_filters,
+                                max_scan=max(_LIST_MAX_SCAN, limit + 1), predicate=predicate)
+
+    def _decode_record(self, session_id, text):
+        try:
+            return chunks.decode_json(text)
+        except ValueError as exc:
+            raise ArchiveUnavailable(f"local archive {self.path}: record of {session_id!r}: {exc}") from None
+
+    # -- deletion ---------------------------------------------------------------
+
+    def delete_session(self, session_id):
+        with self._transaction() as db:
+            db.execute("DELETE FROM chunks WHERE session_id = ?", (session_id,))
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self.compact()
+
+    def compact(self) -> bool:
+        """Give freed pages back to the file system and empty the WAL (its frames may hold deleted
+        bytes). Other transactions can hold the checkpoint back: it is tried for up to
+        `_COMPACT_TRIES` x `_COMPACT_PAUSE_S`, then left to the next call. True when it completed."""
+        with self._compact_lock, self._connection() as db:
+            db.execute("PRAGMA incremental_vacuum").fetchall()
+            for _attempt in range(_COMPACT_TRIES):
+                (blocked, _frames, _copied), = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                if not blocked:
+                    return True
+                osthread.sleep(_COMPACT_PAUSE_S)
+        return False
+
+    # -- the database -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """A pooled connection inside a write transaction (`_writing`)."""
+        with self._connection() as db, _writing(db):
+            yield db
+
+    @contextlib.contextmanager
+    def _connection(self):
+        """A pooled connection to the database this process opened; SQLite and file errors ->
+        `ArchiveUnavailable`. A connection goes back to the pool only when its work succeeded."""
+        self._ready()
+        with self._lock:
+            db = self._idle.pop() if self._idle else None
+        try:
+            if db is None:
+                db = self._open()
+            yield db
+        except (sqlite3.Error, OSError) as exc:
+            if db is not None:
+                db.close()
+            raise ArchiveUnavailable(f"local archive {self.path}: {exc}") from exc
+        except BaseException:
+            if db is not None:
+                db.close()
+            raise
+        with self._lock:
+            if len(self._idle) < _IDLE_CONNECTIONS:
+                self._idle.append(db)
+                db = None
+        if db is not None:
+            db.close()
+
+    def _open(self):
+        db = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA secure_delete = ON")
+        return db
+
+    def _ready(self):
+        """Check the database file is the one this process opened (a directory swapped or removed
+        under it is an outage); on first use create it, its tables, and import the old layout."""
+        try:
+            inode = os.stat(self.path).st_ino
         except FileNotFoundError:
-            return []
+            inode = None
         except OSError as exc:
-            raise ArchiveUnavailable(f"local archive: cannot list events of {session_id!r}: {exc}") from exc
-        return chunks.chunk_starts_from_names(names)
-
-    # -- sessions -------------------------------------------------------------
-
-    def upsert_session(self, record):
-        session_id = chunks.check_record(record)
-        data = chunks.encode_json(record)
-        with self._session_lock(session_id):
-            self._write_atomic(self._path(chunks.session_key(session_id)), data)
-            self._index_put(chunks.decode_json(data))
-            self._log_indexed(chunks.session_key(session_id))
-
-    def get_session(self, session_id):
-        with self._index_lock:
-            record = self._index()[0].get(session_id)
-        if record is None:
-            record = self._read_session_file(session_id)
-            if record is not None:
-                record = self._index_put(record, replace=False)
-        return copy.deepcopy(record)
-
-    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
-        after = chunks.decode_cursor(cursor) if cursor is not None else None
-        with self._index_lock:
-            records, ids = self._index()
-            position = bisect.bisect_right(ids, after) if after is not None else 0
-            page, next_cursor = chunks.take_page((records[i] for i in ids[position:]), limit, tenant_id,
-                                                 metadata_filters)
-            return copy.deepcopy(page), next_cursor
-
-    def _index_log_path(self):
-        return os.path.join(self.directory, ".locks", "index.log")
-
-    def _log_indexed(self, key):
-        try:
-            fd = os.open(self._index_log_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            raise ArchiveUnavailable(f"local archive {self.path}: {exc}") from exc
+        if inode is not None and inode == self._inode:
+            return
+        if inode is None and self._inode is not None:
+            raise ArchiveUnavailable(f"local archive {self.path}: the database file is gone")
+        with self._ready_lock:
+            if self._inode is not None and inode is not None and inode != self._inode:
+                self._close_idle()  # the file was replaced (restored): open the new one
+            elif self._inode is not None:
+                return
             try:
-                os.write(fd, key.encode() + b"\n")
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise ArchiveUnavailable(f"local archive: cannot write the index log: {exc}") from exc
-
-    def _catch_up_index_log(self, records):
-        """Index the sessions other processes upserted since this one last looked."""
-        try:
-            with open(self._index_log_path(), "rb") as fh:
-                fh.seek(self._log_offset)
-                data = fh.read()
-        except OSError:
-            return  # missing, or the directory is unreachable: list what is already indexed
-        complete = data[:data.rfind(b"\n") + 1]
-        for key in set(complete.decode(errors="replace").split("\n")) - {""}:
-            session_id = chunks.session_id_from_name(key.rsplit("/", 1)[-1])
-            try:
-                record = self._read_session_file(session_id) if session_id is not None else None
-            except ArchiveUnavailable:
-                return  # unreadable now: the same lines are read again next time
-            if record is not None:
-                if session_id not in records:
-                    bisect.insort(self._sorted_ids, session_id)
-                records[session_id] = record
-        self._log_offset += len(complete)
-
-    def _index(self):
-        """``(records by id, sorted ids)``, loading them from disk on first use and then following
-        the shared index log (index lock held)."""
-        if self._records is not None:
-            self._catch_up_index_log(self._records)
-        if self._records is None:
-            try:
-                self._log_offset = os.path.getsize(self._index_log_path())
-            except OSError:
-                self._log_offset = 0
-            records = {}
-            for name in self._session_file_names():
-                session_id = chunks.session_id_from_name(name)
-                record = self._read_session_file(session_id) if session_id is not None else None
-                if record is not None:
-                    records[session_id] = record
-            self._records, self._sorted_ids = records, sorted(records)
-        return self._records, self._sorted_ids
-
-    def _session_file_names(self):
-        """Names ``<b64 id>.json`` of every stored session (split long names joined back)."""
-        root = self._path(chunks.SESSIONS_DIR)
-        names = []
-        for directory, _dirs, files in os.walk(root, onerror=_raise):
-            prefix = "".join(os.path.relpath(directory, root).split(os.sep)) if directory != root else ""
-            names.extend(prefix + name for name in files)
-        return names
-
-    def _index_put(self, record, replace=True):
-        """Index ``record``; with ``replace=False`` a record already indexed (maybe newer) wins."""
-        with self._index_lock:
-            records, ids = self._index()
-            if record["id"] not in records:
-                bisect.insort(ids, record["id"])
-            elif not replace:
-                return records[record["id"]]
-            records[record["id"]] = record
-            return record
-
-    def _read_session_file(self, session_id):
-        return _read_file(self._path(chunks.session_key(session_id)), chunks.decode_json, None)
-
-    # -- files and locks ------------------------------------------------------
-
-    def _path(self, key):
-        """Filesystem path of an archive key; a component too long for a file name is split into
-        `_NAME_MAX`-character directories (only very long session ids; listing joins them back)."""
-        parts = []
-        for part in key.split("/"):
-            while len(part) > _NAME_MAX:
-                parts.append(part[:_NAME_MAX])
-                part = part[_NAME_MAX:]
-            parts.append(part)
-        return os.path.join(self.directory, *parts)
-
-    def _read_chunk(self, start, path):
-        return _read_file(path, lambda data: chunks.decode_chunk(start, data), [])
-
-    def _write_atomic(self, path, data):
-        directory = os.path.dirname(path)
-        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
-        try:
-            os.makedirs(directory, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(directory)
-        except OSError as exc:
-            _unlink_quietly(tmp)
-            raise ArchiveUnavailable(f"local archive: cannot write {path}: {exc}") from exc
-
-    def _session_lock(self, session_id):
-        return _StripeLock(self, zlib.crc32(session_id.encode()) % _STRIPES)
-
-    def _lock_fd(self, stripe):
-        with self._fd_lock:
-            if self._lock_fds[stripe] is None:
-                directory = os.path.join(self.directory, ".locks")
+                os.makedirs(self.directory, exist_ok=True)
+                db = self._open()
                 try:
-                    os.makedirs(directory, exist_ok=True)
-                    self._lock_fds[stripe] = os.open(os.path.join(directory, f"{stripe}.lock"),
-                                                     os.O_RDWR | os.O_CREAT, 0o644)
-                except OSError as exc:
-                    raise ArchiveUnavailable(f"local archive: cannot open lock file: {exc}") from exc
-            return self._lock_fds[stripe]
+                    for statement in _SCHEMA:
+                        db.execute(statement).fetchall()
+                    local_files.import_old_layout(self.directory, lambda *batch: self._import_batch(db, *batch))
+                finally:
+                    db.close()
+                self._inode = os.stat(self.path).st_ino
+            except (sqlite3.Error, OSError) as exc:
+                raise ArchiveUnavailable(f"local archive {self.path}: cannot open: {exc}") from exc
+
+    def _import_batch(self, db, lines_by_session, records):
+        """One transaction of the old layout's import: merged events, and records the database does
+        not hold yet (a record written since is newer)."""
+        with _writing(db):
+            for session_id, lines in lines_by_session.items():
+                self._merge_lines(db, session_id, lines)
+            db.executemany("INSERT OR IGNORE INTO sessions (id, tenant_id, record) VALUES (?, ?, ?)",
+                           [(record["id"], chunks.record_tenant(record), chunks.encode_json(record).decode())
+                            for record in records])
+
+    def _close_idle(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for db in idle:
+            db.close()
 
     def check(self):
         try:
@@ -242,73 +258,45 @@ class LocalArchiveAdapter(ArchiveAdapter):
             raise ArchiveUnavailable(f"local archive: cannot create {self.directory}: {exc}") from exc
         if not os.access(self.directory, os.W_OK):
             raise ArchiveUnavailable(f"local archive: {self.directory} is not writable")
+        with self._connection():
+            pass
 
     def close(self):
-        with self._fd_lock:
-            for stripe, fd in enumerate(self._lock_fds):
-                if fd is not None:
-                    os.close(fd)
-                    self._lock_fds[stripe] = None
+        self._close_idle()
 
 
-class _StripeLock:
-    """OS-thread lock then a non-blocking-polled ``flock`` for one stripe (blocks only its thread)."""
-
-    def __init__(self, adapter, stripe):
-        self._adapter, self._stripe = adapter, stripe
-
-    def __enter__(self):
-        self._adapter._locks[self._stripe].acquire()
-        try:
-            fd = self._adapter._lock_fd(self._stripe)
-            deadline = time.monotonic() + _FLOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return self
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise ArchiveUnavailable(f"local archive: lock failed: {exc}") from exc
-                if time.monotonic() > deadline:
-                    raise ArchiveUnavailable("local archive: another process holds the session lock")
-                osthread.sleep(0.001)
-        except BaseException:
-            self._adapter._locks[self._stripe].release()
-            raise
-
-    def __exit__(self, *exc_info):
-        try:
-            fcntl.flock(self._adapter._lock_fds[self._stripe], fcntl.LOCK_UN)
-        finally:
-            self._adapter._locks[self._stripe].release()
-
-
-def _read_file(path, decode, missing):
-    """``decode(contents)`` of a file, ``missing`` when it does not exist."""
+def copy_database(directory, dest_directory) -> int:
+    """Copy the database of the archive in ``directory`` to ``dest_directory`` as one self-contained
+    file (SQLite's online backup: a consistent snapshot even while others write, no WAL to carry
+    along). Returns its size; 0 when there is no database. A backup copies the database this way,
+    never as files: a WAL copied beside another database would corrupt it."""
+    source = os.path.join(directory, DB_NAME)
+    if not os.path.exists(source):
+        return 0
+    os.makedirs(dest_directory, exist_ok=True)
+    target = os.path.join(dest_directory, DB_NAME)
     try:
-        with open(path, "rb") as fh:
-            return decode(fh.read())
-    except FileNotFoundError:
-        return missing
-    except (OSError, ValueError) as exc:
-        raise ArchiveUnavailable(f"local archive: cannot read {path}: {exc}") from exc
+        with contextlib.closing(sqlite3.connect(source, timeout=_BUSY_TIMEOUT_S)) as src, \
+                contextlib.closing(sqlite3.connect(target + ".tmp")) as dst:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode = DELETE").fetchall()  # the copy stands alone: no -wal
+        with open(target + ".tmp", "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(target + ".tmp", target)
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot copy the archive database {source}: {exc}") from exc
+    return os.path.getsize(target)
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY)
+@contextlib.contextmanager
+def _writing(db):
+    """``BEGIN IMMEDIATE`` (this writer first, or wait for another's) on ``db``, committed when the
+    block ends, rolled back when it raises."""
+    db.execute("BEGIN IMMEDIATE")
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _raise(exc):
-    if not isinstance(exc, FileNotFoundError):
-        raise ArchiveUnavailable(f"local archive: cannot list sessions: {exc}") from exc
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+        yield db
+    except BaseException:
+        if db.in_transaction:  # SQLite rolls some failures back by itself
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

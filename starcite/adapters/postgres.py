@@ -5,7 +5,8 @@ idempotently under an advisory lock on first use), writing events (batch
 ``INSERT ... ON CONFLICT DO NOTHING`` into ``events``, so operators can
 ``SELECT * FROM events WHERE session_id = $1 ORDER BY seq``) and session
 records (id-ordered cursor pages of ``sessions``, fenced by ``tenant_id`` and
-filtered on the ``metadata`` GIN index), its own bounded connection pool (opened on
+filtered on the ``metadata`` GIN index), deleting a session (both tables, one
+transaction), its own bounded connection pool (opened on
 demand, idle connections kept; psycopg2's pools keep only ``minconn`` idle
 and open those eagerly) that waits cooperatively under gevent, and mapping every database failure to
 `ArchiveUnavailable`. The URL's own libpq ``options`` are kept (a schema named
@@ -28,9 +29,8 @@ import psycopg2.extras
 
 from starcite.adapters import chunks
 from starcite.adapters.base import ArchiveAdapter, ArchiveConfigError, ArchiveUnavailable
-from starcite.adapters.postgres_rows import (INSERT_EVENTS, MIGRATIONS, SELECT_EVENTS, UPSERT_SESSION, as_jsonb,
-                                             event_row, filter_candidates, from_jsonb_or_raw, jsonb_or_raw,
-                                             line_from_row, parse_timestamp)
+from starcite.adapters.postgres_rows import (INSERT_EVENTS, MIGRATIONS, SELECT_EVENTS, UPSERT_SESSIONS, event_row,
+                                             filter_candidates, from_jsonb_or_raw, line_from_row, session_row)
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _CONNECT_TIMEOUT_S = 5
@@ -40,6 +40,7 @@ _STATEMENT_TIMEOUT_MS = 60_000
 # so a merely slow statement is cancelled by the server first
 _QUERY_TIMEOUT_S = _STATEMENT_TIMEOUT_MS / 1000 + 15
 _POOL_WAIT_S = 10.0
+_LIST_MAX_SCAN = 1000  # most rows a list call examines when a predicate filters them
 
 
 
@@ -96,28 +97,23 @@ class PostgresArchiveAdapter(ArchiveAdapter):
 
     # -- sessions -------------------------------------------------------------
 
-    def upsert_session(self, record):
-        session_id = chunks.check_record(record)
-        metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
-        tenant_id = metadata.get("tenant_id")
-        record_json, raw = jsonb_or_raw(record)
-        params = (session_id, tenant_id if isinstance(tenant_id, str) else None,
-                  as_jsonb(metadata if raw is None else {}), record_json, raw,
-                  parse_timestamp(record.get("created_at")), parse_timestamp(record.get("updated_at")))
-        self._run(lambda cur: cur.execute(UPSERT_SESSION, params))
+    def write_session_records(self, records):
+        rows = [session_row(record) for record in chunks.latest_records(records).values()]
+        if rows:
+            self._run(lambda cur: psycopg2.extras.execute_values(cur, UPSERT_SESSIONS, rows, page_size=500))
 
-    def get_session(self, session_id):
+    def read_session_record(self, session_id):
         rows = self._run(lambda cur: _fetchall(cur, "SELECT record, raw FROM sessions WHERE id = %s",
                                                (session_id,)))
         return from_jsonb_or_raw(*rows[0]) if rows else None
 
-    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
+    def list_session_records(self, after_id=None, limit=100, tenant_id=None, metadata_filters=None,
+                             predicate=None):
+        """Tenant and metadata filters run in SQL (the indexes find the rows); ``predicate`` on the
+        rows fetched, at most `_LIST_MAX_SCAN` of them per call."""
         if limit < 1:
             raise ValueError("limit must be >= 1")
-        where, params = ["TRUE"], []
-        if cursor is not None:
-            where.append("id > %s")
-            params.append(chunks.decode_cursor(cursor))
+        where, params = [], []
         if tenant_id is not None:
             where.append("tenant_id = %s")
             params.append(tenant_id)
@@ -126,12 +122,21 @@ class PostgresArchiveAdapter(ArchiveAdapter):
             # the @> terms let the GIN index find candidates; ->> keeps session_matches' exact semantics
             where.append(f"({' OR '.join(['metadata @> %s'] * len(candidates))}) AND metadata ->> %s = %s")
             params.extend([*candidates, key, str(value)])
-        sql = f"SELECT record, raw FROM sessions WHERE {' AND '.join(where)} ORDER BY id LIMIT %s"
-        rows = self._run(lambda cur: _fetchall(cur, sql, (*params, limit + 1)))
-        records = [from_jsonb_or_raw(*row) for row in rows]
-        if len(records) > limit:
-            return records[:limit], chunks.encode_cursor(records[limit - 1]["id"])
-        return records, None
+        batch = limit + 1 if predicate is None else max(limit + 1, 200)
+
+        def fetch(position, count):
+            conditions = " AND ".join(["id > %s"] * (position is not None) + where) or "TRUE"
+            sql = f"SELECT record, raw FROM sessions WHERE {conditions} ORDER BY id LIMIT %s"
+            args = ((position,) if position is not None else ()) + (*params, count)
+            return [from_jsonb_or_raw(*row) for row in self._run(lambda cur: _fetchall(cur, sql, args))]
+
+        return chunks.take_page(chunks.records_in_pages(fetch, after_id, batch), limit,
+                                max_scan=max(_LIST_MAX_SCAN, limit + 1), predicate=predicate)
+
+    def delete_session(self, session_id):
+        """The session's events and record, in one transaction."""
+        self._run(lambda cur: (cur.execute("DELETE FROM events WHERE session_id = %s", (session_id,)),
+                               cur.execute("DELETE FROM sessions WHERE id = %s", (session_id,))))
 
     # -- connections and schema ----------------------------------------------
 

@@ -68,9 +68,8 @@ INSERT_EVENTS = (f"INSERT INTO events (session_id, seq, {', '.join(k for k, _ in
                  "inserted_at, extra, raw) VALUES %s ON CONFLICT (session_id, seq) DO NOTHING RETURNING seq")
 SELECT_EVENTS = (f"SELECT seq, {', '.join(k for k, _ in _EVENT_COLUMNS)}, extra, raw FROM events "
                  "WHERE session_id = %s AND seq BETWEEN %s AND %s ORDER BY seq")
-UPSERT_SESSION = """
-    INSERT INTO sessions (id, tenant_id, metadata, record, raw, created_at, updated_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s)
+UPSERT_SESSIONS = """
+    INSERT INTO sessions (id, tenant_id, metadata, record, raw, created_at, updated_at) VALUES %s
     ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, metadata = EXCLUDED.metadata,
         record = EXCLUDED.record, raw = EXCLUDED.raw, created_at = EXCLUDED.created_at,
         updated_at = EXCLUDED.updated_at, archived_at = now()"""
@@ -113,6 +112,18 @@ def event_row(session_id, seq, line):
         extra["inserted_at"] = event["inserted_at"]
     return (session_id, seq, *columns, parse_timestamp(event.get("inserted_at")),
             as_jsonb(extra) if extra else None, raw)
+
+
+def session_row(record):
+    """The ``sessions`` row of a record (its id checked): tenant and metadata as columns for the list
+    filters (metadata holding a NUL is not filterable: jsonb cannot hold it), the record whole as
+    jsonb (or as JSON text when jsonb cannot hold it)."""
+    session_id = chunks.check_record(record)
+    metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+    metadata_json, _raw = jsonb_or_raw(metadata)  # a NUL elsewhere in the record leaves the filters working
+    record_json, raw = jsonb_or_raw(record)
+    return (session_id, chunks.record_tenant(record), metadata_json or as_jsonb({}),
+            record_json, raw, parse_timestamp(record.get("created_at")), parse_timestamp(record.get("updated_at")))
 
 
 def line_from_row(session_id, row):

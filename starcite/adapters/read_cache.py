@@ -12,6 +12,11 @@ dictionary work, because `read_events` runs wherever the adapter does (gevent's
 threadpool for the local adapter, the hub otherwise). Must not: write to the
 archive, hold its lock during archive I/O or anything that can yield, or call
 the clock's cleanup by itself (the node schedules `cleanup()`).
+
+Deletion: `delete_session` drops the session's chunks, deletes it in the
+archive, and drops them again; a read that began before a deletion finished
+caches nothing it fetched (a deletion counter, compared when storing), so no
+chunk of a deleted session outlives its deletion here.
 """
 
 import collections
@@ -36,6 +41,8 @@ class ArchiveReadCache:
         self._clock = clock
         self._lock = osthread.lock()  # read_events may run in threadpool threads (local adapter)
         self._entries = collections.OrderedDict()  # (session_id, start) -> (expires_at, bytes); LRU first
+        self._starts = {}  # session_id -> the chunk starts cached for it
+        self._deletions = 0  # deletions begun so far: a read that saw another count stores nothing
         self._bytes = 0
         self.hits = self.misses = self.evictions = 0
 
@@ -54,6 +61,7 @@ class ArchiveReadCache:
     def read_lines(self, session_id, from_seq, to_seq):
         """Same contract as `ArchiveAdapter.read_lines`, served from cached chunks where possible."""
         out, start = [], chunks.chunk_start(from_seq)
+        deletions = self._deletions
         while start <= to_seq:
             cached = self._lookup(session_id, start)
             if cached is not None:
@@ -67,7 +75,7 @@ class ArchiveReadCache:
             fetched = self.adapter.read_lines(session_id, start, chunks.chunk_end(run_end))
             for chunk, lines in chunks.group_by_chunk(fetched).items():
                 if chunks.is_complete_chunk(chunk, lines):
-                    self._store(session_id, chunk, lines)
+                    self._store(session_id, chunk, lines, deletions)
             out.extend(chunks.in_range(fetched, from_seq, to_seq))
             next_start = run_end + chunks.CHUNK_SIZE
             archive_ended = not fetched or fetched[-1][0] < chunks.chunk_end(run_end)
@@ -75,6 +83,24 @@ class ArchiveReadCache:
                 break  # nothing archived past this run, and nothing cached there either
             start = next_start
         return out
+
+    # -- deletion -----------------------------------------------------------------
+
+    def delete_session(self, session_id):
+        """`ArchiveAdapter.delete_session` through the cache: nothing of the session is served from
+        here once it returns (and nothing cached if it raises `ArchiveUnavailable` either)."""
+        self.forget(session_id)
+        try:
+            self.adapter.delete_session(session_id)
+        finally:
+            self.forget(session_id)
+
+    def forget(self, session_id) -> int:
+        """Drop every cached chunk of ``session_id`` and keep reads under way from caching any;
+        returns the bytes freed."""
+        with self._lock:
+            self._deletions += 1
+            return sum(self._drop((session_id, start)) for start in list(self._starts.get(session_id, ())))
 
     # -- memory -----------------------------------------------------------------
 
@@ -100,6 +126,7 @@ class ArchiveReadCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._starts.clear()
             self._bytes = 0
 
     # -- internals ----------------------------------------------------------------
@@ -124,7 +151,7 @@ class ArchiveReadCache:
         with self._lock:
             return (session_id, start) in self._entries
 
-    def _store(self, session_id, start, lines):
+    def _store(self, session_id, start, lines, deletions):
         data = chunks.encode_chunk(lines)
         if self.compressed:
             data = zlib.compress(data, 1)
@@ -133,11 +160,14 @@ class ArchiveReadCache:
             return
         key = (session_id, start)
         with self._lock:
+            if deletions != self._deletions:
+                return  # a session was deleted while these lines were read: maybe this one
             if key in self._entries:
                 self._drop(key)
             if self._bytes + size > self.max_bytes:
                 self._evict(max(int(self.max_bytes * self.reclaim_fraction), self._bytes + size - self.max_bytes))
             self._entries[key] = (self._clock() + self.ttl_s, data)
+            self._starts.setdefault(session_id, set()).add(start)
             self._bytes += size
 
     def _evict(self, nbytes):
@@ -150,6 +180,11 @@ class ArchiveReadCache:
 
     def _drop(self, key):
         _expires_at, data = self._entries.pop(key)
+        starts = self._starts.get(key[0])
+        if starts is not None:
+            starts.discard(key[1])
+            if not starts:
+                del self._starts[key[0]]
         size = _entry_size(key[0], data)
         self._bytes -= size
         return size

@@ -1,7 +1,8 @@
 """`S3ArchiveAdapter`: the archive in any S3-compatible object store, through minio-py.
 
 Owns: the objects under ``<prefix>/events/v1/...`` and ``<prefix>/sessions/v1/...``
-(layout and encoding from `chunks`), idempotent chunk writes by conditional PUT
+(layout and encoding from `chunks`), deleting a session (its events prefix listed
+and removed a page at a time, then its record), idempotent chunk writes by conditional PUT
 (``If-None-Match: *`` to create a chunk, ``If-Match: <etag>`` to extend one,
 re-read + merge by seq on 412), mapping every network or S3 failure to
 `ArchiveUnavailable` and a missing bucket or rejected credentials at start-up
@@ -23,6 +24,7 @@ import urllib.parse
 import certifi
 import urllib3
 from minio import Minio
+from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 from minio.helpers import check_bucket_name
 
@@ -32,6 +34,7 @@ from starcite.adapters.base import ArchiveAdapter, ArchiveConfigError, ArchiveUn
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"}
 _AUTH_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
 _LIST_MAX_SCAN = 1000
+_DELETE_PAGE = 1000  # the most keys one DeleteObjects request takes
 
 
 class S3ArchiveAdapter(ArchiveAdapter):
@@ -137,21 +140,45 @@ class S3ArchiveAdapter(ArchiveAdapter):
 
     # -- sessions -------------------------------------------------------------
 
-    def upsert_session(self, record):
-        session_id = chunks.check_record(record)
-        self._put(self._key(chunks.session_key(session_id)), chunks.encode_json(record), "application/json", {})
+    def write_session_records(self, records):
+        puts = [(self._key(chunks.session_key(session_id)), chunks.encode_json(record))
+                for session_id, record in chunks.latest_records(records).items()]
+        list(self._pool.map(lambda put: self._put(*put, "application/json", {}), puts))
 
-    def get_session(self, session_id):
+    def read_session_record(self, session_id):
         return self._get_json(self._key(chunks.session_key(session_id)))
 
-    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
-        after = chunks.decode_cursor(cursor) if cursor is not None else None
+    def list_key(self, session_id):
+        return chunks.encode_session_id(session_id)  # S3 lists object keys: the id's base64url
+
+    def list_session_records(self, after_id=None, limit=100, tenant_id=None, metadata_filters=None,
+                             predicate=None):
         objects = self._client.list_objects(
             self.bucket, prefix=self._key(chunks.SESSIONS_DIR) + "/", recursive=True,
-            start_after=self._key(chunks.session_key(after)) if after is not None else None)
+            start_after=self._key(chunks.session_key(after_id)) if after_id is not None else None)
         with self._errors("list sessions"):
             return chunks.take_page(self._records(objects, batch=min(limit + 1, 64)), limit, tenant_id,
-                                    metadata_filters, max_scan=max(_LIST_MAX_SCAN, limit + 1))
+                                    metadata_filters, max_scan=max(_LIST_MAX_SCAN, limit + 1), predicate=predicate)
+
+    def delete_session(self, session_id):
+        """Every object under the session's events prefix, then its record, removed in pages of
+        `_DELETE_PAGE` keys (one DeleteObjects request each)."""
+        prefix = self._key(chunks.session_events_dir(session_id)) + "/"
+        with self._errors(f"delete {prefix}"):
+            names = (obj.object_name for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True))
+            page = []
+            for name in names:
+                page.append(name)
+                if len(page) == _DELETE_PAGE:
+                    self._remove(page)
+                    page = []
+            self._remove(page + [self._key(chunks.session_key(session_id))])
+
+    def _remove(self, keys):
+        errors = list(self._client.remove_objects(self.bucket, (DeleteObject(key) for key in keys)))
+        if errors:  # a missing key is not an error to S3: these are real failures
+            raise ArchiveUnavailable(f"s3 {self.endpoint}/{self.bucket}: delete {errors[0].name}: "
+                                     f"{errors[0].code} {errors[0].message}")
 
     def _records(self, objects, batch):
         """Session records for listed objects, in listing order, fetched ``batch`` at a time in parallel."""

@@ -1,7 +1,8 @@
 """Backups of a node's data: `starcite backup DEST` and `starcite restore SRC`.
 
 Owns: the backup's layout (``DEST/raft/``: the Raft directory; ``DEST/archive/``:
-the local archive, with the `local` adapter only; ``DEST/manifest.json``,
+the local archive, with the `local` adapter only: its SQLite database copied by
+`starcite.adapters.local.copy_database`, one file with no WAL; ``DEST/manifest.json``,
 written last, so a backup without it is incomplete) and the two ways to take
 one, which give the same result:
 
@@ -35,6 +36,7 @@ import time
 
 import gevent
 
+from starcite.adapters import local as local_archive
 from starcite.core.errors import StarciteError
 
 MANIFEST = "manifest.json"
@@ -110,10 +112,10 @@ def _copy_file(src, dest_path) -> int:
     return os.path.getsize(dest_path)
 
 
-def _copy_tree(root: str, dest: str, skip_dirs=()) -> int:
+def _copy_tree(root: str, dest: str, skip_dirs=(), skip_names=()) -> int:
     total = 0
     for rel in _files(root):
-        if rel.split(os.sep)[0] not in skip_dirs:
+        if rel.split(os.sep)[0] not in skip_dirs and rel not in skip_names:
             total += _copy_file(os.path.join(root, rel), os.path.join(dest, rel))
     return total
 
@@ -150,10 +152,14 @@ def _finish(config, dest: str, raft_bytes: int, archive_bytes, held_ms=None) -> 
 
 
 def _archive_part(config, dest: str):
-    """Copy the local archive (its ``.locks`` are per running process, not data); None for S3/Postgres."""
+    """Copy the local archive: its database by SQLite's backup (one consistent file, whatever runs
+    meanwhile), and any file of the older layout not imported yet (its ``.locks`` are per running
+    process, not data); None for S3/Postgres."""
     if config.archive_adapter != "local" or not os.path.isdir(config.archive_dir):
         return None if config.archive_adapter != "local" else 0
-    return _copy_tree(config.archive_dir, os.path.join(dest, "archive"), skip_dirs=(".locks",))
+    target = os.path.join(dest, "archive")
+    return (_copy_tree(config.archive_dir, target, skip_dirs=(".locks",), skip_names=local_archive.DB_FILES)
+            + local_archive.copy_database(config.archive_dir, target))
 
 
 def _written(fn):

@@ -67,3 +67,16 @@ def assert_fails_fast(call, exc_type, seconds=3.0, match=None):
         call()
     elapsed = time.monotonic() - started
     assert elapsed < seconds, f"took {elapsed:.2f}s to fail"
+
+
+def walk(archive, page_size, **filters):
+    """Every record reachable by following `list_sessions` cursors, with the number of pages."""
+    seen, cursor, pages = [], None, 0
+    while True:
+        records, cursor = archive.list_sessions(page_size, cursor=cursor, **filters)
+        assert len(records) <= page_size
+        seen.extend(records)
+        pages += 1
+        assert pages < 1000, "cursor walk does not terminate"
+        if cursor is None:
+            return seen, pages

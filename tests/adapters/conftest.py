@@ -8,6 +8,7 @@ without a bound.
 """
 
 import contextlib
+import sqlite3
 
 import psycopg2
 import pytest
@@ -15,7 +16,9 @@ import pytest
 from starcite.adapters import chunks
 from starcite.adapters.local import LocalArchiveAdapter
 from starcite.adapters.postgres import PostgresArchiveAdapter
-from tests.adapters.services import MotoServer, check_postgres, postgres_schema
+from starcite.adapters.s3 import S3ArchiveAdapter
+from tests.adapters.services import S3_KEY, S3_SECRET, MotoServer, check_postgres, postgres_schema
+from tests.server import free_port
 
 
 @pytest.fixture(scope="session")
@@ -98,16 +101,49 @@ def make_adapter(request, tmp_path):
         yield make
 
 
+KINDS = ["local", "s3", "postgres"]
+
+
+@pytest.fixture(params=KINDS)
+def archive(request, make_adapter):
+    """Each adapter in turn, on fresh storage: the contract tests run against all of them."""
+    return make_adapter(request.param)
+
+
+@pytest.fixture
+def unreachable_adapter(request, tmp_path):
+    """``unreachable_adapter(kind)`` -> an adapter of that kind whose archive cannot be reached: a
+    local directory that is a file, an S3 endpoint and a Postgres port where nothing listens."""
+    built = []
+
+    def build(kind):
+        if kind == "local":
+            (tmp_path / "not-a-directory").write_bytes(b"")
+            built.append(LocalArchiveAdapter(str(tmp_path / "not-a-directory" / "archive")))
+        elif kind == "s3":
+            built.append(S3ArchiveAdapter("bucket", endpoint=f"http://127.0.0.1:{free_port()}", access_key_id=S3_KEY,
+                                          secret_access_key=S3_SECRET, timeout_s=2.0))
+        else:
+            built.append(PostgresArchiveAdapter(f"postgresql://postgres@127.0.0.1:{free_port()}/test", pool_size=2))
+        return built[-1]
+
+    yield build
+    for adapter in built:
+        adapter.close()
+
+
 @pytest.fixture
 def store_chunk_bytes(request):
     """``store_chunk_bytes(kind, adapter, session_id, start, data)``: put ``data`` where the archive keeps
     chunk ``start`` of the session, bypassing every check (a torn write, a corrupt or misplaced object).
-    Postgres has no chunks: each line of ``data`` replaces the row of seq ``start + i``."""
+    Local: the chunk's row in the database. Postgres has no chunks: each line of ``data`` replaces the row of seq ``start + i``."""
     def store(kind, adapter, session_id, start, data):
         key = chunks.chunk_key(session_id, start)
         if kind == "local":
-            with open(adapter._path(key), "wb") as fh:
-                fh.write(data)
+            adapter.write_lines(session_id, [])  # the database exists
+            with contextlib.closing(sqlite3.connect(adapter.path)) as db, db:
+                db.execute("INSERT OR REPLACE INTO chunks (session_id, start, data) VALUES (?, ?, ?)",
+                           (session_id, start, data))
         elif kind == "s3":
             adapter._put(adapter._key(key), data, "application/x-ndjson", {})
         else:

@@ -4,7 +4,8 @@ Owns: the behaviour every back end must share — ranges across chunk
 boundaries, idempotent re-writes, out-of-range reads, event lines returned
 byte for byte, torn / corrupt / misplaced chunks refused (never a wrong event), session upsert/get/list
 with tenant and metadata filters, stable cursor walks, concurrent writers,
-awkward session ids. Must not: test one back end's internals (those live in
+awkward session ids (the `archive` fixture, in conftest.py, is each adapter in turn; the session
+lifecycle, records in batches and deletion, is test_contract_lifecycle.py). Must not: test one back end's internals (those live in
 test_s3.py / test_postgres.py / test_local.py).
 """
 
@@ -12,28 +13,9 @@ import pytest
 
 from starcite.adapters import ArchiveUnavailable, chunks
 from starcite.adapters.chunks import InvalidCursor
-from tests.adapters.archive_helpers import make_event, make_events, make_session, run_threads
+from tests.adapters.archive_helpers import make_event, make_events, make_session, run_threads, walk
 
-KINDS = ["local", "s3", "postgres"]
 AWKWARD_IDS = ["日本語/セッション", "a/b/../c", "../../etc/passwd", "emoji 🚀 / space", "x" * 200, "y" * 500, "-_.~%2F?#"]
-
-
-def walk(archive, page_size, **filters):
-    """Every record reachable by following cursors, with the number of pages."""
-    seen, cursor, pages = [], None, 0
-    while True:
-        records, cursor = archive.list_sessions(page_size, cursor=cursor, **filters)
-        assert len(records) <= page_size
-        seen.extend(records)
-        pages += 1
-        assert pages < 1000, "cursor walk does not terminate"
-        if cursor is None:
-            return seen, pages
-
-
-@pytest.fixture(params=KINDS)
-def archive(request, make_adapter):
-    return make_adapter(request.param)
 
 
 class TestArchiveContract:

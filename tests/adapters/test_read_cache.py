@@ -179,3 +179,35 @@ def test_built_from_config(archive):
                                   "STARCITE_ARCHIVE_READ_CACHE_COMPRESSED": "false"})
     cache = ArchiveReadCache.from_config(config, archive)
     assert (cache.ttl_s, cache.max_bytes, cache.reclaim_fraction, cache.compressed) == (1.234, 1024**2, 0.5, False)
+
+
+def test_a_read_under_way_when_a_session_is_deleted_caches_nothing(archive):
+    archive.write_events("s", make_events(1, 600))
+    cache = ArchiveReadCache(archive)
+    inner_read = archive.read_lines
+
+    def read_then_deleted(session_id, from_seq, to_seq):
+        lines = inner_read(session_id, from_seq, to_seq)  # read before the deletion...
+        archive.inner.delete_session(session_id)
+        cache.forget(session_id)  # ...which ran while these lines were on their way back
+        return lines
+
+    archive.read_lines = read_then_deleted
+    assert cache.read_events("s", 1, 600) == make_events(1, 600)  # this read's answer stands
+    archive.read_lines = inner_read
+    assert len(cache) == 0 and cache.size_bytes == 0
+    assert cache.read_events("s", 1, 600) == []
+
+
+def test_forget_drops_one_sessions_chunks_only(archive):
+    for session_id in ("a", "b"):
+        archive.write_events(session_id, make_events(1, 512))
+    cache = ArchiveReadCache(archive)
+    cache.read_events("a", 1, 512)
+    cache.read_events("b", 1, 512)
+    size = cache.size_bytes
+    freed = cache.forget("a")
+    assert len(cache) == 2 and 0 < freed and cache.size_bytes == size - freed
+    reads = len(archive.reads)
+    assert cache.read_events("b", 1, 512) == make_events(1, 512) and len(archive.reads) == reads  # still cached
+    assert cache.forget("a") == 0 and cache.forget("never") == 0

@@ -2,7 +2,8 @@
 
 Owns: the exact object key layout, the conditional-PUT conflict path, start-up
 checks (missing bucket, bad endpoint), building from `Config`, and failing fast
-when the server is gone. Must not: repeat the shared contract (test_contract.py).
+when the server is gone, deleting a session a page of keys at a time. Must not: repeat
+the shared contract (test_contract*.py).
 """
 
 import json
@@ -13,6 +14,7 @@ import textwrap
 import pytest
 
 from starcite.adapters import build_adapter
+from starcite.adapters import s3 as s3_module
 from starcite.adapters.base import ArchiveConfigError, ArchiveUnavailable
 from starcite.adapters.chunks import encode_session_id
 from starcite.adapters.s3 import S3ArchiveAdapter
@@ -182,3 +184,17 @@ def test_tls_under_gevent_uses_gevent_ssl_even_if_urllib3_came_first():
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "OK", done.stderr[-3000:]
+
+
+def test_delete_removes_every_object_under_the_session_a_page_at_a_time(moto, s3_bucket, monkeypatch):
+    monkeypatch.setattr(s3_module, "_DELETE_PAGE", 2)  # five chunk objects: three DeleteObjects pages
+    archive = moto.adapter(s3_bucket, prefix="p")
+    try:
+        archive.write_events("gone", make_events(1, 1100))
+        archive.upsert_session(make_session("gone"))
+        archive.write_events("gone-too-not", make_events(1, 3))  # shares the id's prefix as a string only
+        archive.delete_session("gone")
+        keys = [o.object_name for o in moto.client().list_objects(s3_bucket, recursive=True)]
+        assert keys == [f"p/events/v1/{encode_session_id('gone-too-not')}/1.ndjson"]
+    finally:
+        archive.close()
