@@ -19,7 +19,9 @@ from starcite.api.http.openapi import build_spec
 from starcite.core.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
-                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics", "/openapi.json"}
+                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events",
+                "/v1/sessions/{session_id}/archive", "/v1/sessions/{session_id}/unarchive",
+                "/health/live", "/health/ready", "/metrics", "/openapi.json"}
 ISSUE = issue_body_shape(900)
 
 
@@ -50,6 +52,7 @@ def test_request_schemas_are_the_validators_shapes():
     body = lambda path, method: spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     assert body("/v1/sessions", "post") == rules.CREATE.schema()
     assert body("/v1/sessions/{session_id}/append", "post") == rules.APPEND.schema()
+    assert body("/v1/sessions/{session_id}", "patch") == rules.PATCH.schema()
     assert body("/v1/auth/issue", "post") == ISSUE.schema()
     append = rules.APPEND.schema()
     assert append["required"] == ["type", "payload", "producer_id", "producer_seq"]
@@ -119,7 +122,7 @@ def candidates(shape: Obj):
     return body | body | body | st.fixed_dictionaries({}, optional={**required, **optional}) | JSON
 
 
-@pytest.mark.parametrize("shape", [rules.APPEND, rules.CREATE, ISSUE], ids=["append", "create", "issue"])
+@pytest.mark.parametrize("shape", [rules.APPEND, rules.CREATE, rules.PATCH, ISSUE], ids=["append", "create", "patch", "issue"])
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_check_and_schema_agree(shape, data):

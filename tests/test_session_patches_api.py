@@ -75,7 +75,7 @@ def test_a_stale_expected_version_is_409_with_current_version(server, sid):
 
 
 @pytest.mark.parametrize("body, code", [
-    ({}, "invalid_session"), (None, "invalid_session"), ({"metadata": {}}, "invalid_session"),
+    ({}, "invalid_session"), (None, "invalid_session"), ({"metadata": {}}, "invalid_metadata"),
     ({"title": 1}, "invalid_session"), ({"title": "x", "expected_version": 0}, "invalid_session"),
     ({"metadata": "x"}, "invalid_metadata"), ({"title": "x", "bogus": 1}, "invalid_session"),
 ])

@@ -80,9 +80,10 @@ CREATE = Obj(closed=True, code="invalid_session", fields=(
     # token's principal (or none with auth off), never what the body claims.
     Field("creator_principal", Obj(), "creator_principal must be an object"),
 ))
-PATCH = Obj(closed=True, code="invalid_session", fields=(
-    Field("title", Text(), "title must be a string or null"),
-    Field("metadata", Obj(), "metadata must be an object", code="invalid_metadata"),
+PATCH = Obj(closed=True, code="invalid_session", any_of=("title", "metadata"),
+            any_of_message="a patch needs title or a non-empty metadata", fields=(
+    Field("title", Text(), "title must be a string or null", null_is_value=True),
+    Field("metadata", Obj(min_properties=1), "metadata must be a non-empty object", code="invalid_metadata"),
     Field("expected_version", Integer(1, SEQ_LIMIT), "expected_version must be an integer >= 1"),
 ))
 # Query parameters.
@@ -118,16 +119,14 @@ def validate_create(body) -> dict:
 
 def validate_patch(body) -> dict:
     """Check a PATCH body; return ``{title?, metadata?, expected_version}``: ``title`` only when the body
-    has it (``None`` clears it), ``metadata`` only when given and not empty (merged shallowly). A patch
-    that changes nothing (no title, no or empty metadata) is 400, as upstream has it."""
+    has it (``None`` clears it), ``metadata`` only when given (merged shallowly). A patch that changes
+    nothing (neither title nor metadata; an empty metadata) is 400, as upstream has it."""
     check_object(body, PATCH, "body must be a JSON object", RuleError)
     patch = {"expected_version": body.get("expected_version")}
     if "title" in body:
         patch["title"] = body["title"]
-    if body.get("metadata"):
+    if body.get("metadata") is not None:
         patch["metadata"] = body["metadata"]
-    if len(patch) == 1:
-        raise RuleError(400, "invalid_session", "a patch needs title or a non-empty metadata")
     return patch
 
 

@@ -37,7 +37,8 @@ def test_validate_patch_keeps_title_only_when_given_and_null_clears():
 
 @pytest.mark.parametrize("body, code", [
     ({}, "invalid_session"),
-    ({"metadata": {}}, "invalid_session"),
+    ({"metadata": {}}, "invalid_metadata"),
+    ({"metadata": None}, "invalid_session"),
     ({"expected_version": 1}, "invalid_session"),
     ({"title": 5}, "invalid_session"),
     ({"title": "x", "expected_version": 0}, "invalid_session"),
