@@ -236,6 +236,7 @@ class RaftGroup(QuiescentGroup):
             self.transport.start()
         self.journal.fsync = config.raft_fsync
         self._startup_commit = self.raftCommitIndex  # what the journal says was committed before a restart
+        self._startup_last_index = self.journal[-1][1]  # the journal's last entry at start (`replaying_journal`)
         self.journal.resident_bytes = min(self.journal.resident_bytes, self.log_budget_bytes // 4)
         self._ticker = gevent.spawn(self._tick_loop)
 
@@ -351,6 +352,11 @@ class RaftGroup(QuiescentGroup):
         """No leader known, or still applying what the journal held at start: a miss on this
         replica proves nothing yet."""
         return self._getLeader() is None or self.raftLastApplied < self._startup_commit
+
+    def replaying_journal(self) -> bool:
+        """Applying an entry the journal held at start (during an apply, `raftLastApplied` is the entry
+        before it): its effects were announced before the restart, or are being learned again."""
+        return self.raftLastApplied < self._startup_last_index
 
     def ready(self) -> bool:
         """Has a leader, and has applied everything that leader said was committed."""

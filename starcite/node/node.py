@@ -182,11 +182,10 @@ class Node:
             self.metrics.archive_trimmed.inc(count)
 
         def on_lifecycle(kind, record):
-            # Inside the apply. Not while the replica replays what it had applied before a restart
-            # (its subscribers heard those events then; the group is not even assigned while its
-            # constructor loads the journal).
+            # Inside the apply. Not for the entries the journal held at start: the node announced
+            # them before a restart (the group is not even assigned while its constructor loads them).
             group = self.groups.get(group_id)
-            if group is not None and group.raftLastApplied >= group._startup_commit:
+            if group is not None and not group.replaying_journal():
                 self.lifecycle_feed.publish(lifecycle_event(kind, record))
 
         peers = [p for p in replicas if p != self.name]
