@@ -14,6 +14,7 @@ without a bound.
 
 import pytest
 
+from tests.auth.node_helpers import list_ids
 from tests.sse_client import SseTail
 from tests.tail_client import TailClient
 
@@ -39,17 +40,8 @@ def error_of(response, status, extra=()):
 
 
 def listed_ids(server, query=""):
-    ids, cursor = [], None
-    for _ in range(100):
-        suffix = f"&cursor={cursor}" if cursor else ""
-        response = server.request("GET", f"/v1/sessions?limit=1000{query}{suffix}")
-        assert response.status_code == 200, response.text
-        page = response.json()
-        ids += [record["id"] for record in page["sessions"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return ids
-    raise AssertionError("listing did not end")
+    """Every session id listed with ``query``, walking every page (auth off: no token)."""
+    return list_ids(server, None, query)
 
 
 def test_patch_title_metadata_and_version(server, sid):

@@ -182,8 +182,7 @@ class Node:
             self.metrics.archive_trimmed.inc(count)
 
         def on_lifecycle(kind, record):
-            # Inside the apply. Not for the entries the journal held at start: the node announced
-            # them before a restart (the group is not even assigned while its constructor loads them).
+            # Inside the apply; not for entries the journal held at start (announced before a restart).
             group = self.groups.get(group_id)
             if group is not None and not group.replaying_journal():
                 self.lifecycle_feed.publish(lifecycle_event(kind, record))
@@ -255,8 +254,8 @@ class Node:
         return record
 
     def patch_session(self, session_id: str, patch: dict) -> dict:
-        """Apply a validated patch (`rules.validate_patch`) through the group's leader; the new record.
-        The request token makes the router's retry across a leader change apply it once."""
+        """A validated patch (`rules.validate_patch`) through the group's leader (its request token: the
+        router's retry applies it once); the new record."""
         args = (session_id, patch, now_iso(), request_token())
         record = parse_result(self.router.command(self.group_of(session_id), "patch", args))[1]
         self._index_session(record)  # the index's metadata filters see the patched metadata
@@ -296,10 +295,9 @@ class Node:
         return record
 
     def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None, archived="false"):
-        """A page of the session index, each record as this node's replicas know it now, with the
-        ``archived`` filter (`records.listed`) applied to those. The index is read again (for what the
-        page still lacks, so no index page is ever cut) until the page is full, the index ends, or
-        `LIST_PAGE_READS` reads: a page may then hold fewer than ``limit``, and the cursor goes on."""
+        """A page of the session index as this node's replicas know each record now, ``archived`` filtered
+        (`records.listed`); the index is read for what the page lacks until it is full, the index ends, or
+        `LIST_PAGE_READS` reads (then a page holds fewer than ``limit``, and the cursor goes on)."""
         page = []
         for _read in range(LIST_PAGE_READS):
             try:
