@@ -28,8 +28,10 @@ def test_health_and_docs(server):
     spec = server.request("GET", "/openapi.json").json()
     assert spec["openapi"].startswith("3.")
     assert set(spec["paths"]) == {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
-                                  "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics",
-                                  "/openapi.json", "/api/v1/session-tokens"}  # auth off: no /v1/auth/issue, no security
+                                  "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events",
+                                  "/v1/sessions/{session_id}/archive", "/v1/sessions/{session_id}/unarchive",
+                                  "/health/live", "/health/ready", "/metrics", "/openapi.json",
+                                  "/api/v1/session-tokens"}  # auth off: no /v1/auth/issue, no security
 
 
 def test_create_get_and_conflict(server, sid):

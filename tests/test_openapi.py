@@ -20,7 +20,9 @@ from starcite.api.http.openapi import build_spec
 from starcite.core.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
-                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events", "/health/live", "/health/ready", "/metrics", "/openapi.json",
+                "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events",
+                "/v1/sessions/{session_id}/archive", "/v1/sessions/{session_id}/unarchive",
+                "/health/live", "/health/ready", "/metrics", "/openapi.json",
                 "/api/v1/session-tokens"}
 ISSUE = issue_body_shape(900)
 SESSION_TOKEN = session_token_body_shape(900)
@@ -54,6 +56,7 @@ def test_request_schemas_are_the_validators_shapes():
     body = lambda path, method: spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
     assert body("/v1/sessions", "post") == rules.CREATE.schema()
     assert body("/v1/sessions/{session_id}/append", "post") == rules.APPEND.schema()
+    assert body("/v1/sessions/{session_id}", "patch") == rules.PATCH.schema()
     assert body("/v1/auth/issue", "post") == ISSUE.schema()
     assert body("/api/v1/session-tokens", "post") == SESSION_TOKEN.schema()
     assert SESSION_TOKEN.schema()["required"] == ["session_id", "principal", "scopes"]
@@ -125,8 +128,8 @@ def candidates(shape: Obj):
     return body | body | body | st.fixed_dictionaries({}, optional={**required, **optional}) | JSON
 
 
-@pytest.mark.parametrize("shape", [rules.APPEND, rules.CREATE, ISSUE, SESSION_TOKEN],
-                         ids=["append", "create", "issue", "session-token"])
+@pytest.mark.parametrize("shape", [rules.APPEND, rules.CREATE, rules.PATCH, ISSUE, SESSION_TOKEN],
+                         ids=["append", "create", "patch", "issue", "session-token"])
 @settings(max_examples=400, deadline=None)
 @given(data=st.data())
 def test_check_and_schema_agree(shape, data):

@@ -7,10 +7,8 @@ import pytest
 import websocket
 
 from tests.raw_tail import read_head
+from tests.rules.helpers import EVENT_KEYS
 from tests.tail_client import TailClient
-
-EVENT_KEYS = {"seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
-              "idempotency_key", "inserted_at"}
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """`RaftGroupActor`: the only way the rest of the node talks to one local Raft group.
 
-Owns: turning messages into Raft commands (create, append, ack_archived; only
+Owns: turning messages into Raft commands (create, append, patch, archive and
+unarchive, ack_archived; only
 on the leader, a follower answers `NotLeader` with its hint so the node can
 route), answering local reads from the replica's state (session, hot events,
 pending archive work, status), and the group's tail registry: the outboxes of
@@ -90,7 +91,7 @@ def leave_live(group, session_id, outbox):
 class RaftGroupActor(Actor):
     """Front door of one Raft group.
 
-    Messages: StartGroup, CreateSession, Append, AckArchived (Raft commands,
+    Messages: StartGroup, CreateSession, Append, AckArchived, SessionCommand (Raft commands,
     replied through their future once committed); GetSession, ReadHot,
     PendingArchive, GroupStatus (answered at once from local state);
     GoLive/LeaveLive (tail registry), Committed (fan-out into live tails' outboxes).
@@ -123,7 +124,8 @@ class RaftGroupActor(Actor):
     def _append(self, msg, sender):
         self.group.queue_append((msg.session_id, msg.append, msg.inserted_at, msg.nbytes), msg.reply)
 
-    def _control(self, msg, sender):
+    def _machine_command(self, msg, sender):
+        """A `ControlCommand` or a `SessionCommand`: a method of the group's state machine."""
         if self._leads(msg):
             getattr(self.group.machine, msg.method)(*msg.args, callback=_reply_from_raft(msg.reply))
 
@@ -165,6 +167,7 @@ class RaftGroupActor(Actor):
     _handlers = {
         m.StartGroup: _start, m.CreateSession: _create, m.Append: _append, m.AckArchived: _ack,
         m.GetSession: _get, m.ReadHot: _read_hot, m.PendingArchive: _pending, m.GroupStatus: _status,
-        m.GoLive: _go_live, m.LeaveLive: _leave_live, m.Committed: _committed, m.ControlCommand: _control,
+        m.GoLive: _go_live, m.LeaveLive: _leave_live, m.Committed: _committed, m.ControlCommand: _machine_command,
+        m.SessionCommand: _machine_command,
         ActorExitRequest: _exit,
     }

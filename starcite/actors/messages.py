@@ -130,6 +130,15 @@ class StartArchiver:
 
 
 @dataclass(slots=True)
+class SessionCommand:
+    """A Raft command of a session group (``method`` of `SessionStateMachine`: ``patch_session``,
+    ``set_archived``), on its leader."""
+    method: str
+    args: tuple
+    reply: Any
+
+
+@dataclass(slots=True)
 class ControlCommand:
     """A Raft command of the control group (``method`` of `ControlStateMachine`), on its leader."""
     method: str

@@ -116,16 +116,40 @@ class _InboxPoller:
 class SessionStateMachine(SyncObjConsumer):
     """The replicated state of one group. Every method below is a Raft command."""
 
-    def __init__(self, on_committed, on_trimmed):
-        # Set before SyncObjConsumer.__init__: hooks are local, never replicated.
+    def __init__(self, on_committed, on_trimmed, on_lifecycle=None):
+        # Set before SyncObjConsumer.__init__: hooks are local, never replicated. ``on_lifecycle(kind,
+        # record)`` hears each session created, patched, archived or unarchived as this replica applies it.
         self.on_committed = on_committed
         self.on_trimmed = on_trimmed
+        self.on_lifecycle = on_lifecycle
         super().__init__()
         self.state = GroupState()
 
+    def _lifecycle(self, kind, record):
+        if self.on_lifecycle is not None:
+            self.on_lifecycle(kind, record)
+
     @replicated
     def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None):
-        return self.state.create_session(session_id, title, metadata, created_at, creator_principal, request)
+        known = session_id in self.state.sessions
+        result = self.state.create_session(session_id, title, metadata, created_at, creator_principal, request)
+        if result[0] == "ok" and not known:
+            self._lifecycle("session.created", result[1])
+        return result
+
+    @replicated
+    def patch_session(self, session_id, patch, updated_at, request=None):
+        result = self.state.patch_session(session_id, patch, updated_at, request)
+        if result[0] == "ok" and result[2]:
+            self._lifecycle("session.updated", result[1])
+        return result
+
+    @replicated
+    def set_archived(self, session_id, archived, updated_at):
+        result = self.state.set_archived(session_id, archived, updated_at)
+        if result[0] == "ok" and result[2]:
+            self._lifecycle("session.archived" if archived else "session.unarchived", result[1])
+        return result
 
     @replicated
     def append_events(self, items):
@@ -156,7 +180,7 @@ class RaftGroup(QuiescentGroup):
     """
 
     def __init__(self, group_id, self_name, peer_names, data_dir, config, on_committed=None, on_trimmed=None,
-                 raft_hub=None, machine=None):
+                 raft_hub=None, machine=None, on_lifecycle=None):
         # Every attribute is set before SyncObj.__init__, which marks the ones present
         # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
@@ -164,7 +188,7 @@ class RaftGroup(QuiescentGroup):
         # session id -> {outbox: None} of the live tails fed by this replica: written only by
         # RaftGroupActor, read by the commit hook (is anyone listening?) and the metrics.
         self.live_tails = {}
-        self.machine = machine or SessionStateMachine(on_committed, on_trimmed)
+        self.machine = machine or SessionStateMachine(on_committed, on_trimmed, on_lifecycle)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
         self.leader_changes = 0
         self._last_leader = None
@@ -212,6 +236,7 @@ class RaftGroup(QuiescentGroup):
             self.transport.start()
         self.journal.fsync = config.raft_fsync
         self._startup_commit = self.raftCommitIndex  # what the journal says was committed before a restart
+        self._startup_last_index = self.journal[-1][1]  # the journal's last entry at start (`replaying_journal`)
         self.journal.resident_bytes = min(self.journal.resident_bytes, self.log_budget_bytes // 4)
         self._ticker = gevent.spawn(self._tick_loop)
 
@@ -327,6 +352,11 @@ class RaftGroup(QuiescentGroup):
         """No leader known, or still applying what the journal held at start: a miss on this
         replica proves nothing yet."""
         return self._getLeader() is None or self.raftLastApplied < self._startup_commit
+
+    def replaying_journal(self) -> bool:
+        """Applying an entry the journal held at start (during an apply, `raftLastApplied` is the entry
+        before it): its effects were announced before the restart, or are being learned again."""
+        return self.raftLastApplied < self._startup_last_index
 
     def ready(self) -> bool:
         """Has a leader, and has applied everything that leader said was committed."""

@@ -22,7 +22,7 @@ from starcite.api.http.edges import EdgesMiddleware, add_head_responders
 from starcite.api.http.openapi import build_spec
 from starcite.api.http.request_context import RequestContextMiddleware
 from starcite.api.http.session_tokens import SessionTokensResource
-from starcite.api.http.resources import (AppendResource, AuthIssueResource, EventsResource, HealthLiveResource,
+from starcite.api.http.resources import (AppendResource, ArchiveResource, AuthIssueResource, EventsResource, HealthLiveResource,
                                     HealthReadyResource, MetricsResource, OpenApiResource, SessionResource,
                                     SessionsResource)
 from starcite.api.tails.resource import TailResource
@@ -116,7 +116,9 @@ def create_app(node, config):
     node.gauge_sources.append(tails.counts)  # the edge's share of the tail gauges on /metrics
     routes = {
         "/v1/sessions": SessionsResource(node, max_body),
-        "/v1/sessions/{session_id}": SessionResource(node),
+        "/v1/sessions/{session_id}": SessionResource(node, max_body),
+        "/v1/sessions/{session_id}/archive": ArchiveResource(node, True),
+        "/v1/sessions/{session_id}/unarchive": ArchiveResource(node, False),
         "/v1/sessions/{session_id}/append": AppendResource(node, max_body),
         "/v1/sessions/{session_id}/tail": tails,
         "/v1/sessions/{session_id}/events": EventsResource(node),

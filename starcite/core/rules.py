@@ -1,7 +1,8 @@
-"""The session rules: validation, seq assignment, producer dedupe, expected_seq, archive progress.
+"""The session rules: validation, seq assignment, producer dedupe, expected_seq, archive progress, patches.
 
-Owns: every decision about what an append, a create or an archive ack does to
-a group's state, and the shapes of session records and events. It is pure:
+Owns: every decision about what an append, a create, a patch, an archive or
+unarchive, or an archive ack does to a group's state, and the shapes of
+session records and events (`event_json_of`: the one renderer of an event). It is pure:
 no I/O, no clock, no actors, no Raft. The Raft state machine calls it with
 commands that already carry their timestamps, so every replica computes the
 same result from the same log.
@@ -14,6 +15,7 @@ import hashlib
 import json
 
 from starcite.core.errors import StarciteError
+from starcite.core.records import encode_event, render_event, tenant_of
 from starcite.core.shapes import Either, Field, Integer, Obj, Text, check_object
 
 SEQ_LIMIT = 2**63 - 1
@@ -74,6 +76,15 @@ CREATE = Obj(closed=True, code="invalid_session", fields=(
     Field("id", SESSION_ID, f"id must be {SESSION_ID_RULE}"),
     Field("title", Text(), "title must be a string"),
     Field("metadata", Obj(), "metadata must be an object", code="invalid_metadata"),
+    # Sent by the newest TypeScript SDK; accepted and ignored, as upstream does: the creator is the
+    # token's principal (or none with auth off), never what the body claims.
+    Field("creator_principal", Obj(), "creator_principal must be an object"),
+))
+PATCH = Obj(closed=True, code="invalid_session", any_of=("title", "metadata"),
+            any_of_message="a patch needs title or a non-empty metadata", fields=(
+    Field("title", Text(), "title must be a string or null", null_is_value=True),
+    Field("metadata", Obj(min_properties=1), "metadata must be a non-empty object", code="invalid_metadata"),
+    Field("expected_version", Integer(1, SEQ_LIMIT), "expected_version must be an integer >= 1"),
 ))
 # Query parameters.
 LIST_LIMIT = Integer(1, 1000)
@@ -106,9 +117,17 @@ def validate_create(body) -> dict:
     return {"id": body.get("id"), "title": body.get("title"), "metadata": body.get("metadata") or {}}
 
 
-def encode_event(event: dict) -> str:
-    """The one JSON encoding of an event: stored in the hot tier, sent on tails."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+def validate_patch(body) -> dict:
+    """Check a PATCH body; return ``{title?, metadata?, expected_version}``: ``title`` only when the body
+    has it (``None`` clears it), ``metadata`` only when given (merged shallowly). A patch that changes
+    nothing (neither title nor metadata; an empty metadata) is 400, as upstream has it."""
+    check_object(body, PATCH, "body must be a JSON object", RuleError)
+    patch = {"expected_version": body.get("expected_version")}
+    if "title" in body:
+        patch["title"] = body["title"]
+    if body.get("metadata") is not None:
+        patch["metadata"] = body["metadata"]
+    return patch
 
 
 def hot_cost(event_json: str) -> int:
@@ -133,7 +152,8 @@ class SessionState:
     """
 
     __slots__ = ("id", "title", "metadata", "created_at", "updated_at", "creator_principal",
-                 "last_seq", "archived_seq", "producers", "hot", "hot_bytes", "create_request")
+                 "last_seq", "archived_seq", "producers", "hot", "hot_bytes", "create_request",
+                 "version", "archived", "patch_request")
 
     def __init__(self, session_id, title, metadata, created_at, creator_principal=None, create_request=None):
         self.id = session_id
@@ -148,18 +168,27 @@ class SessionState:
         self.hot = []
         self.hot_bytes = 0
         self.create_request = create_request  # the request token of the create (see `create_session`)
+        self.version = 1          # +1 per patch (`patch_session`)
+        self.archived = False     # hidden from the default listing (`set_archived`)
+        self.patch_request = None  # the request token of the last patch (see `patch_session`)
 
     def __getstate__(self):
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __setstate__(self, state):
-        self.create_request = None  # absent from snapshots written before it existed
+        # Slots absent from snapshots written before they existed (the state is a prefix of the slots).
+        self.create_request = self.patch_request = None
+        self.version, self.archived = 1, False
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
 
     def record(self) -> dict:
         rec = {"id": self.id, "title": self.title, "metadata": self.metadata, "last_seq": self.last_seq,
-               "created_at": self.created_at, "updated_at": self.updated_at}
+               "created_at": self.created_at, "updated_at": self.updated_at, "version": self.version,
+               "archived": self.archived}
+        tenant_id = tenant_of(self.metadata)
+        if tenant_id is not None:
+            rec["tenant_id"] = tenant_id
         if self.creator_principal is not None:
             rec["creator_principal"] = self.creator_principal
         return rec
@@ -232,20 +261,7 @@ class GroupState:
             return RuleError(409, "expected_seq_conflict",
                              f"Expected seq {expected_seq}, current seq is {state.last_seq}").as_tuple()
         seq = state.last_seq + 1
-        event = {
-            "seq": seq,
-            "type": append["type"],
-            "payload": append["payload"],
-            "actor": append.get("actor"),
-            "producer_id": producer_id,
-            "producer_seq": producer_seq,
-            "source": append.get("source"),
-            "metadata": append.get("metadata") or {},
-            "refs": append.get("refs") or {},
-            "idempotency_key": append.get("idempotency_key"),
-            "inserted_at": inserted_at,
-        }
-        event_json = encode_event(event)
+        event_json = encode_event(render_event(seq, append, inserted_at))
         state.last_seq = seq
         state.updated_at = inserted_at
         state.producers[producer_id] = (producer_seq, seq, digest, append.get("request"))
@@ -258,6 +274,49 @@ class GroupState:
     def append_events(self, items):
         """Apply ``[(session_id, append, inserted_at, nbytes), ...]`` in order; one result each."""
         return [self.append_event(*item) for item in items]
+
+    def patch_session(self, session_id, patch: dict, updated_at: str, request=None):
+        """Apply one validated patch (`validate_patch`). Returns ``("ok", record, applied)`` or an error.
+
+        ``title`` (when present) replaces the title, ``None`` clears it; ``metadata`` is merged
+        shallowly; the version goes up by one. An ``expected_version`` other than the current one is
+        409 ``expected_version_conflict`` with ``current_version``. A session's tenant
+        (``metadata.tenant_id``) never changes: the tenant fence reads any replica's record. A repeat
+        carrying the same ``request`` token is the node's retry of this very patch (`same_request`):
+        answered with the record, ``applied`` False, and not applied twice."""
+        state = self.sessions.get(session_id)
+        if state is None:
+            return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
+        if same_request(state.patch_request, request):
+            return ("ok", state.record(), False)
+        expected = patch.get("expected_version")
+        if expected is not None and expected != state.version:
+            return RuleError(409, "expected_version_conflict",
+                             f"Expected version {expected}, current version is {state.version}",
+                             extra={"current_version": state.version}).as_tuple()
+        metadata = patch.get("metadata")
+        if metadata is not None and "tenant_id" in metadata and metadata["tenant_id"] != state.metadata.get("tenant_id"):
+            return RuleError(400, "invalid_metadata", "metadata.tenant_id of a session cannot change").as_tuple()
+        if "title" in patch:
+            state.title = patch["title"]
+        if metadata is not None:
+            state.metadata = {**state.metadata, **metadata}
+        state.version += 1
+        state.updated_at = updated_at
+        state.patch_request = request
+        return ("ok", state.record(), True)
+
+    def set_archived(self, session_id, archived: bool, updated_at: str):
+        """Archive or unarchive a session. Returns ``("ok", record, changed)`` or 404. Idempotent:
+        archiving an archived session changes nothing. The version is not bumped (it counts patches)."""
+        state = self.sessions.get(session_id)
+        if state is None:
+            return RuleError(404, "session_not_found", f"Session {session_id} not found").as_tuple()
+        changed = state.archived != bool(archived)
+        if changed:
+            state.archived = bool(archived)
+            state.updated_at = updated_at
+        return ("ok", state.record(), changed)
 
     def ack_archived(self, session_id, upto_seq: int):
         """Record that events up to ``upto_seq`` are archived and evict them from the hot tier.

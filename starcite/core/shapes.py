@@ -10,7 +10,8 @@ error type.
 
 Must not: know which request a shape belongs to (`starcite.core.rules` and
 `starcite.api.auth.tokens` define those), or accept anything its schema refuses.
-A JSON `null` counts as absent for an optional field, and its schema says
+A JSON `null` counts as absent for an optional field (unless the field says
+`null_is_value`: PATCH's title, where null clears it), and its schema says
 `nullable`.
 """
 
@@ -145,24 +146,37 @@ class Field:
     message: str
     code: str | None = None  # None: the enclosing object's code
     required: bool = False
+    null_is_value: bool = False  # a JSON null is a value (not "absent"): present, and never checked by `shape`
 
 
 @dataclasses.dataclass(frozen=True)
 class Obj(Shape):
-    """A JSON object. With `fields`, each is checked (see `check_object`); `closed` refuses other keys."""
+    """A JSON object. With `fields`, each is checked (see `check_object`); `closed` refuses other keys;
+    `min_properties` refuses smaller objects; `any_of` names fields of which at least one must be present
+    (`Field.present`), with `any_of_message` as the refusal."""
 
     fields: tuple = ()
     closed: bool = False
     code: str = "invalid_request"
+    min_properties: int = 0
+    any_of: tuple = ()
+    any_of_message: str = ""
 
     def __post_init__(self):  # the field names, once (a closed object's check needs them every time)
         object.__setattr__(self, "names", frozenset(f.name for f in self.fields))
 
     def accepts(self, value) -> bool:
-        return isinstance(value, dict)
+        return isinstance(value, dict) and len(value) >= self.min_properties
 
     def schema(self) -> dict:
         schema = {"type": "object"}
+        if self.min_properties:
+            schema["minProperties"] = self.min_properties
+        if self.any_of:
+            by_name = {f.name: f for f in self.fields}
+            schema["anyOf"] = [{"required": [name]} if by_name[name].null_is_value
+                               else {"required": [name], "properties": {name: by_name[name].shape.schema()}}
+                               for name in self.any_of]
         if self.fields:
             schema["properties"] = {f.name: {**f.shape.schema(), **({} if f.required else {"nullable": True})}
                                     for f in self.fields}
@@ -172,6 +186,11 @@ class Obj(Shape):
         if self.closed:
             schema["additionalProperties"] = False
         return schema
+
+
+def present(field: Field, value: dict) -> bool:
+    """Whether ``value`` gives ``field``: a non-null member, or a null one where null is a value."""
+    return value.get(field.name) is not None or (field.null_is_value and field.name in value)
 
 
 def check_object(value, shape: Obj, message: str, error=StarciteError, prefix: str = ""):
@@ -185,6 +204,8 @@ def check_object(value, shape: Obj, message: str, error=StarciteError, prefix: s
     for field in shape.fields:
         item = value.get(field.name)
         code = field.code or shape.code
+        if item is None and field.null_is_value:
+            continue
         if item is None:
             if field.required:
                 raise error(400, code, field.message)
@@ -193,3 +214,5 @@ def check_object(value, shape: Obj, message: str, error=StarciteError, prefix: s
             raise error(400, code, field.message)
         if isinstance(field.shape, Obj) and field.shape.fields:
             check_object(item, field.shape, field.message, error, f"{prefix}{field.name}.")
+    if shape.any_of and not any(present(f, value) for f in shape.fields if f.name in shape.any_of):
+        raise error(400, shape.code, shape.any_of_message or message)

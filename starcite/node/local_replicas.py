@@ -22,6 +22,8 @@ from starcite.actors.group_actor import hot_read, session_record
 from starcite.actors.raft_errors import NotLeader
 
 COMMANDS = {"append": m.Append, "create": m.CreateSession, "ack": m.AckArchived, "control": m.ControlCommand}
+# Commands that are a method of the session group's state machine (`m.SessionCommand`), by kind.
+SESSION_COMMANDS = {"patch": "patch_session", "archive": "set_archived"}
 
 
 class LocalReplicas:
@@ -51,6 +53,8 @@ class LocalReplicas:
             if kind == "append":
                 self.check_backpressure()
             return self.ask(address, message(*args, AsyncResult()), timeout)
+        if kind in SESSION_COMMANDS:
+            return self.ask(address, m.SessionCommand(SESSION_COMMANDS[kind], tuple(args), AsyncResult()), timeout)
         if kind == "read_index":  # the leader's read index, once it has confirmed it still leads
             return self.groups[group_id].read_index(timeout)
         if not self.groups[group_id].is_leader():  # a read that must see every commit

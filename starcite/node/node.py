@@ -7,7 +7,9 @@ node's timers (archive tick, tail catch-up, cache cleanup), readiness, and
 graceful shutdown. The node is composed of named parts (see
 `starcite.node`): `reads` (`SessionReads`), `tails` (`NodeTails`), `views`
 (`NodeViews`), `long_polls` (`LongPolls`), `cap` (`EventStoreCap`, the event
-store cap and backpressure) and `local` (`LocalReplicas`, the only view of
+store cap and backpressure), `lifecycle_feed` (`LifecycleFeed`: the sessions
+created, patched, archived and unarchived as this node's replicas apply
+them) and `local` (`LocalReplicas`, the only view of
 this node the router is handed). Every command becomes a message
 with its own reply future, so no reply can reach another caller; local reads
 are direct, non-yielding calls on the replica's state.
@@ -34,11 +36,13 @@ from starcite.adapters import ArchiveUnavailable, build_adapter
 from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.core.errors import StarciteError
+from starcite.core.records import complete_record, listed
 from starcite.core.rules import RuleError, parse_result
 from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
 from starcite.node.backup import ArchivePauses
 from starcite.node.event_store_cap import EventStoreCap
+from starcite.node.lifecycle_feed import LifecycleFeed, lifecycle_event
 from starcite.node.local_replicas import LocalReplicas
 from starcite.node.long_poll import LongPolls
 from starcite.node.reads import SessionReads
@@ -56,6 +60,7 @@ from starcite.cluster.placement import group_for, replicas_for
 log = logging.getLogger("starcite.node")
 
 ARCHIVE_IO_THREADS = 4  # most thread-pool threads blocking archive I/O may hold at once
+LIST_PAGE_READS = 20  # index pages a listing reads at most to fill one page of its archived filter
 
 
 def _outcome(fn, args):
@@ -115,6 +120,7 @@ class Node:
         self.stopped = False
         self.inflight = 0
         self.long_polls = LongPolls()  # held `GET .../events?wait_ms=` requests
+        self.lifecycle_feed = LifecycleFeed()  # sessions created/patched/(un)archived, as this node applies them
         self.reads = SessionReads(self.read_hot, self._read_cold_lines, self.long_polls,
                                   lambda session_id: self.group_of(session_id) in self.groups,
                                   lambda: self.stopping)
@@ -181,9 +187,15 @@ class Node:
         def on_trimmed(session_id, count):
             self.metrics.archive_trimmed.inc(count)
 
+        def on_lifecycle(kind, record):
+            # Inside the apply; not for entries the journal held at start (announced before a restart).
+            group = self.groups.get(group_id)
+            if group is not None and not group.replaying_journal():
+                self.lifecycle_feed.publish(lifecycle_event(kind, record))
+
         peers = [p for p in replicas if p != self.name]
         group = RaftGroup(group_id, self.name, peers, self.config.raft_data_dir, self.config, on_committed,
-                          on_trimmed, raft_hub=self.raft_hub)
+                          on_trimmed, raft_hub=self.raft_hub, on_lifecycle=on_lifecycle)
         self.groups[group_id] = group
         self.group_actors[group_id] = address
         self.tell(address, m.StartGroup(group, group_id))
@@ -247,6 +259,21 @@ class Node:
         self._index_session(record)
         return record
 
+    def patch_session(self, session_id: str, patch: dict) -> dict:
+        """A validated patch (`rules.validate_patch`) through the group's leader (its request token: the
+        router's retry applies it once); the new record."""
+        args = (session_id, patch, now_iso(), request_token())
+        record = parse_result(self.router.command(self.group_of(session_id), "patch", args))[1]
+        self._index_session(record)  # the index's metadata filters see the patched metadata
+        return record
+
+    def set_archived(self, session_id: str, archived: bool) -> dict:
+        """Archive (``archived`` True) or unarchive a session; the record after it."""
+        args = (session_id, archived, now_iso())
+        record = parse_result(self.router.command(self.group_of(session_id), "archive", args))[1]
+        self._index_session(record)
+        return record
+
     def _index_session(self, record) -> bool:
         """Upsert the session record in the archive's index; on an outage (or while a backup holds the
         archive still) remember it for the next tick."""
@@ -273,16 +300,24 @@ class Node:
             raise RuleError(404, "session_not_found", f"Session {session_id} not found")
         return record
 
-    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None):
-        try:
-            records, next_cursor = self.run_io(self.adapter.list_sessions, limit, cursor, tenant_id,
-                                               metadata_filters or {})
-        except ArchiveUnavailable as exc:
-            raise ArchiveReadError(f"Session index unavailable: {exc}") from None
-        except InvalidCursor:
-            raise StarciteError(400, "invalid_cursor", "cursor is not one this service returned") from None
-        live = [self.get_session(record["id"], fresh=False) or record for record in records]
-        return live, next_cursor
+    def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None, archived="false"):
+        """A page of the session index as this node's replicas know each record now, ``archived`` filtered
+        (`records.listed`); the index is read for what the page lacks until it is full, the index ends, or
+        `LIST_PAGE_READS` reads (then a page holds fewer than ``limit``, and the cursor goes on)."""
+        page = []
+        for _read in range(LIST_PAGE_READS):
+            try:
+                records, cursor = self.run_io(self.adapter.list_sessions, limit - len(page), cursor, tenant_id,
+                                              metadata_filters or {})
+            except ArchiveUnavailable as exc:
+                raise ArchiveReadError(f"Session index unavailable: {exc}") from None
+            except InvalidCursor:
+                raise StarciteError(400, "invalid_cursor", "cursor is not one this service returned") from None
+            live = (self.get_session(record["id"], fresh=False) or complete_record(record) for record in records)
+            page.extend(record for record in live if listed(record, archived))
+            if len(page) >= limit or cursor is None:
+                break
+        return page, cursor
 
     # -- appends --------------------------------------------------------------
 

@@ -5,7 +5,9 @@ Owns: `SessionReads`, the node's read part behind the tail's replay
 long-poll hold), and `ColdMemo`. It sees the node only through what it is
 handed: a hot read (local replica or remote), a cold read (the read cache,
 through the node's archive I/O slots), the long-poll registry, and whether
-this node holds the session's group. The merge of archived lines and hot
+this node holds the session's group. Every event it reads leaves in today's
+shape (`records.event_json_of`: events an earlier build stored are rendered
+again). The merge of archived lines and hot
 events is `starcite.node.tier_reads`; cold events that cannot be read are a
 503 (`ArchiveReadError`), never a gap.
 
@@ -19,6 +21,7 @@ from gevent.event import AsyncResult
 
 from starcite.adapters import ArchiveUnavailable
 from starcite.node.long_poll import wait_for_events
+from starcite.core.records import event_json_of
 from starcite.core.rules import RuleError
 from starcite.node.tier_reads import ArchiveReadError, merge_cold_hot
 
@@ -82,14 +85,14 @@ class SessionReads:
             raise RuleError(404, "session_not_found", f"Session {session_id} not found")
         archived_seq, last_seq, entries = hot
         if after_seq >= archived_seq:
-            return [(seq, event_json) for seq, event_json, _n in entries], last_seq
+            return [(seq, event_json_of(event_json)) for seq, event_json, _n in entries], last_seq
         upto = min(archived_seq, after_seq + limit)
         try:
             cold = self._read_cold(session_id, after_seq + 1, upto)
         except ArchiveUnavailable as exc:
             raise ArchiveReadError(f"Archive unavailable: {exc}") from None
         out = merge_cold_hot(session_id, after_seq, limit, last_seq, cold, entries)
-        return out, last_seq
+        return [(seq, event_json_of(event_json)) for seq, event_json in out], last_seq
 
     def _read_cold(self, session_id, from_seq, to_seq) -> list:
         """Archived event lines ``[(seq, bytes)]`` ``from_seq..to_seq``. Identical reads in flight share one archive read:

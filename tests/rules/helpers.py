@@ -17,8 +17,8 @@ from starcite.core.rules import GroupState, RuleError, SessionState
 
 T0 = "2024-01-01T00:00:00.000000Z"
 T1 = "2024-01-01T00:00:01.000000Z"
-EVENT_KEYS = {"seq", "type", "payload", "actor", "producer_id", "producer_seq", "source", "metadata", "refs",
-              "idempotency_key", "inserted_at"}
+EVENT_KEYS = {"seq", "cursor", "type", "payload", "actor", "producer_id", "producer_seq", "metadata", "refs",
+              "idempotency_key", "inserted_at"}  # "source" only when the append had one
 
 
 # -- helpers ------------------------------------------------------------------

@@ -25,7 +25,8 @@ from tests.rules.helpers import (EVENT_KEYS, T0, T1, append_many, assert_error, 
 def test_create_session_returns_record():
     group = GroupState()
     assert group.create_session("s1", "T", {"a": 1}, T0) == ("ok", {
-        "id": "s1", "title": "T", "metadata": {"a": 1}, "last_seq": 0, "created_at": T0, "updated_at": T0})
+        "id": "s1", "title": "T", "metadata": {"a": 1}, "last_seq": 0, "created_at": T0, "updated_at": T0,
+        "version": 1, "archived": False})
     assert group.create_session("s2", None, {}, T0, creator_principal={"id": "u"})[1]["creator_principal"] == {
         "id": "u"}
 
@@ -53,8 +54,8 @@ def test_append_returns_the_event_json_and_updates_record(group):
     result = do_append(group, inserted_at="2024-05-05T05:05:05Z", actor="agent:x", refs={"to_seq": 0})
     event = json.loads(result[4])
     assert set(event) == EVENT_KEYS
-    assert event == {"seq": 1, "type": "note", "payload": {"text": "hi"}, "actor": "agent:x", "producer_id": "p1",
-                     "producer_seq": 1, "source": None, "metadata": {}, "refs": {"to_seq": 0},
+    assert event == {"seq": 1, "cursor": 1, "type": "note", "payload": {"text": "hi"}, "actor": "agent:x",
+                     "producer_id": "p1", "producer_seq": 1, "metadata": {}, "refs": {"to_seq": 0},
                      "idempotency_key": None, "inserted_at": "2024-05-05T05:05:05Z"}
     record = group.sessions["s1"].record()
     assert (record["last_seq"], record["updated_at"], record["created_at"]) == (1, "2024-05-05T05:05:05Z", T0)

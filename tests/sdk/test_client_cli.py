@@ -133,7 +133,7 @@ def test_follow_prints_readable_lines_on_a_terminal_until_interrupted(shared_ser
         shared_server.append(sid, 2, producer_id="w")
         lines = first + read_lines(primary, 1, timeout=30)
         assert [line.split()[0] for line in lines] == ["#1", "#2"]
-        assert lines[1].split()[2:] == ["message", "w/2", '{"n":2}']
+        assert lines[1].split()[2:] == ["message", "w/2", "actor=service:service", '{"n":2}']  # the default actor
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(30) == 130
     finally:

@@ -29,6 +29,12 @@ class Access:
         policy.require_session(self.ctx, record["id"])
         policy.require_tenant(self.ctx, (record.get("metadata") or {}).get("tenant_id"))
 
+    def manage(self, record_of):
+        """PATCH, archive and unarchive of an existing session: the scope that manages sessions
+        (`policy.MANAGE_SCOPE`), then the session lock and the tenant fence of ``record_of()``'s record."""
+        policy.require_scope(self.ctx, policy.MANAGE_SCOPE)
+        self.session(record_of())
+
     def create_metadata(self, metadata: dict) -> dict:
         return policy.fence_create_metadata(self.ctx, metadata)
 

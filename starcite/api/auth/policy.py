@@ -8,7 +8,8 @@ read the request, the session store or the clock.
 
 What each kind may do. Scopes, not the token kind, decide every endpoint
 except `/v1/auth/issue` and `/api/v1/session-tokens`, which need a service
-token. Seed 000 calls session create/list "service-only"; here a principal
+token. PATCH, archive and unarchive need `session:create` (`MANAGE_SCOPE`,
+upstream's scope for them), the session lock and the tenant fence. Seed 000 calls session create/list "service-only"; here a principal
 token may also create and list when the service that issued it granted
 `session:create` / `session:read`, because the issuing service chose those
 scopes (a service that wants create/list for itself alone simply does not
@@ -36,6 +37,9 @@ import dataclasses
 from starcite.core.errors import StarciteError
 
 SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
+# PATCH, archive and unarchive change a session's record, not its events: they need the scope that
+# creates records, as upstream Starcite's "manage" action does (so its tokens work unchanged here).
+MANAGE_SCOPE = "session:create"
 # A principal token can never hold auth:issue: only service tokens mint tokens.
 PRINCIPAL_SCOPES = SCOPES - {"auth:issue"}
 PRINCIPAL_TYPES = ("user", "agent")

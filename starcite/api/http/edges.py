@@ -16,7 +16,7 @@ Must not: contain endpoint logic or change what a GET answers.
 import falcon
 
 _UNSUPPORTED_KNOWN_METHOD = "TRACE"  # no route implements it: Falcon answers 405 with the route's Allow
-SERVER_METHODS = "GET, HEAD, POST, OPTIONS"
+SERVER_METHODS = "GET, HEAD, POST, PATCH, OPTIONS"
 
 
 def add_head_responders(resource):

@@ -15,8 +15,9 @@ route `create_app` does not serve (`tests/test_openapi.py` checks both ways).
 """
 
 from starcite.adapters.chunks import CURSOR_PATTERN
-from starcite.core.rules import (APPEND, CREATE, EVENTS_LIMIT, EVENTS_WAIT_MS, LIST_LIMIT, SESSION_ID, TAIL_BATCH_SIZE,
-                            TAIL_CURSOR)
+from starcite.core.records import ARCHIVED_FILTERS
+from starcite.core.rules import (APPEND, CREATE, EVENTS_LIMIT, EVENTS_WAIT_MS, LIST_LIMIT, PATCH, SESSION_ID,
+                                 TAIL_BATCH_SIZE, TAIL_CURSOR)
 from starcite.core.shapes import Obj
 
 _REF = "#/components/schemas/"
@@ -81,11 +82,21 @@ _SCHEMAS = {
               "properties": {"error": {"type": "string"}, "message": {"type": "string"},
                              "expected_producer_seq": {**TAIL_CURSOR.schema(),
                                                        "description": "409 producer_seq_conflict only: the "
-                                                                      "producer_seq the session expects next"}}},
-    "Session": {"type": "object", "required": ["id", "title", "metadata", "last_seq", "created_at", "updated_at"],
+                                                                      "producer_seq the session expects next"},
+                             "current_version": {"type": "integer", "minimum": 1,
+                                                 "description": "409 expected_version_conflict only: the "
+                                                                "session's version now"}}},
+    "Session": {"type": "object", "required": ["id", "title", "metadata", "last_seq", "created_at", "updated_at",
+                                               "version", "archived"],
                 "properties": {
                     "id": {"type": "string"}, "title": {"type": "string", "nullable": True},
                     "metadata": {"type": "object"}, "last_seq": TAIL_CURSOR.schema(),
+                    "version": {"type": "integer", "minimum": 1,
+                                "description": "1 at create, +1 per PATCH (archive does not change it)"},
+                    "archived": {"type": "boolean", "description": "left out of listings unless archived=true|all"},
+                    "tenant_id": {"type": "string", "minLength": 1,
+                                  "description": "metadata.tenant_id (the token's tenant under JWT); absent "
+                                                 "when the session has none"},
                     "created_at": {"type": "string", "format": "date-time"},
                     "updated_at": {"type": "string", "format": "date-time"},
                     "creator_principal": {"type": "object", "required": ["tenant_id", "id", "type"], "properties": {
@@ -96,12 +107,16 @@ _SCHEMAS = {
         "next_cursor": {"type": "string", "nullable": True, "pattern": CURSOR_PATTERN}}},
     "AppendResult": {"type": "object", "required": ["seq", "last_seq", "deduped"], "properties": {
         "seq": TAIL_CURSOR.schema(), "last_seq": TAIL_CURSOR.schema(), "deduped": {"type": "boolean"}}},
-    "Event": {"type": "object", "required": ["seq", "type", "payload", "actor", "producer_id", "producer_seq",
-                                             "source", "metadata", "refs", "idempotency_key", "inserted_at"],
+    "Event": {"type": "object", "required": ["seq", "cursor", "type", "payload", "actor", "producer_id",
+                                             "producer_seq", "metadata", "refs", "idempotency_key", "inserted_at"],
               "properties": {
-                  "seq": TAIL_CURSOR.schema(), "type": {"type": "string"}, "payload": {"type": "object"},
-                  "actor": {"type": "string", "nullable": True}, "producer_id": {"type": "string"},
-                  "producer_seq": TAIL_CURSOR.schema(), "source": {"type": "string", "nullable": True},
+                  "seq": TAIL_CURSOR.schema(), "cursor": {**TAIL_CURSOR.schema(), "description": "= seq"},
+                  "type": {"type": "string"}, "payload": {"type": "object"},
+                  "actor": {"type": "string", "minLength": 1,
+                            "description": "never null: service:service for an append without one, auth off"},
+                  "producer_id": {"type": "string"},
+                  "producer_seq": TAIL_CURSOR.schema(),
+                  "source": {"type": "string", "description": "absent when the append had none"},
                   "metadata": {"type": "object"}, "refs": {"type": "object"},
                   "idempotency_key": {"type": "string", "nullable": True},
                   "inserted_at": {"type": "string", "format": "date-time"}}},
@@ -161,6 +176,9 @@ def build_spec(issue_body: Obj | None, session_token_body: Obj) -> dict:
                             _query("limit", LIST_LIMIT.schema(), 100),
                             _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN,
                                               "description": "next_cursor of the previous page"}),
+                            {**_query("archived", {"type": "string", "enum": list(ARCHIVED_FILTERS)}, "false"),
+                             "description": "false: active sessions only; true: archived ones only; all: both. "
+                                            "A page may hold fewer than limit sessions: go on with next_cursor"},
                             {**_query("metadata", {"type": "object", "additionalProperties": {"type": "string"}}),
                              "style": "deepObject", "explode": True,
                              "description": "Exact-match filters metadata[<key>]=<value> (also written "
@@ -169,6 +187,19 @@ def build_spec(issue_body: Obj | None, session_token_body: Obj) -> dict:
         "/v1/sessions/{session_id}": {
             "get": d.v1("getSession", "Get a session", _ok(200, "Session", "The session"), 404, 503,
                         parameters=[_SESSION_ID]),
+            "patch": d.v1("updateSession", "Patch a session's title (null clears it) and metadata (merged "
+                          "shallowly); version +1; 409 expected_version_conflict with current_version",
+                          _ok(200, "Session", "The patched session"), 400, 404, 409, 413, 503,
+                          parameters=[_SESSION_ID], requestBody=_body(PATCH, required=True)),
+        },
+        "/v1/sessions/{session_id}/archive": {
+            "post": d.v1("archiveSession", "Archive a session: left out of the default listing; its events "
+                         "stay and appends are still accepted", _ok(200, "Session", "The session, archived"),
+                         404, 503, parameters=[_SESSION_ID]),
+        },
+        "/v1/sessions/{session_id}/unarchive": {
+            "post": d.v1("unarchiveSession", "Unarchive a session: listed by default again",
+                         _ok(200, "Session", "The session, not archived"), 404, 503, parameters=[_SESSION_ID]),
         },
         "/v1/sessions/{session_id}/append": {
             "post": d.v1("appendEvent", "Append an event", _ok(201, "AppendResult", "Committed (or deduped)"),

@@ -11,7 +11,9 @@ import json
 import falcon
 
 from starcite.api.http.errors import ApiError
-from starcite.core.rules import EVENTS_LIMIT, EVENTS_WAIT_MS, LIST_LIMIT, TAIL_CURSOR, validate_append, validate_create
+from starcite.core.records import ARCHIVED_FILTERS
+from starcite.core.rules import (EVENTS_LIMIT, EVENTS_WAIT_MS, LIST_LIMIT, TAIL_CURSOR, validate_append,
+                                 validate_create, validate_patch)
 from starcite.core.shapes import Integer
 
 
@@ -106,20 +108,23 @@ class SessionsResource:
                 filters[key] = value
             elif name == "metadata" and value == "":
                 continue  # an empty deepObject: some clients send `metadata=` for "no filters"
-            elif name not in ("limit", "cursor", "access_token"):  # access_token: the bearer token (AccessMiddleware)
+            elif name not in ("limit", "cursor", "archived", "access_token"):  # access_token: the bearer token
                 raise ApiError(400, "invalid_request", f"unknown query parameter {name!r}")
         limit = int_param(req, "limit", 100, LIST_LIMIT)
         cursor = req.get_param("cursor") or None
+        archived = req.get_param("archived") or "false"
+        if archived not in ARCHIVED_FILTERS:
+            raise ApiError(400, "invalid_request", "archived must be one of false, true, all")
         locked = access.locked_sessions()
-        records, next_cursor = self.node.list_sessions(limit, cursor, access.tenant(), filters)
+        records, next_cursor = self.node.list_sessions(limit, cursor, access.tenant(), filters, archived)
         if locked is not None:
             records = [r for r in records if r["id"] in locked]
         send_json(resp, falcon.HTTP_200, {"sessions": records, "next_cursor": next_cursor})
 
 
 class SessionResource:
-    def __init__(self, node):
-        self.node = node
+    def __init__(self, node, max_body):
+        self.node, self.max_body = node, max_body
 
     def on_get(self, req, resp, session_id):
         access = req.context.access
@@ -127,6 +132,24 @@ class SessionResource:
         record = self.node.require_session(session_id)
         access.session(record)
         send_json(resp, falcon.HTTP_200, record)
+
+    def on_patch(self, req, resp, session_id):
+        access = req.context.access
+        access.manage(lambda: self.node.require_session(session_id, fresh=False))  # a tenant never changes
+        body, _nbytes = read_json(req, self.max_body)
+        send_json(resp, falcon.HTTP_200, self.node.patch_session(session_id, validate_patch(body)))
+
+
+class ArchiveResource:
+    """`POST /v1/sessions/:id/archive` (``archived`` True) or `/unarchive` (False). Any body is ignored
+    (the SDK sends ``{}``)."""
+
+    def __init__(self, node, archived: bool):
+        self.node, self.archived = node, archived
+
+    def on_post(self, req, resp, session_id):
+        req.context.access.manage(lambda: self.node.require_session(session_id, fresh=False))
+        send_json(resp, falcon.HTTP_200, self.node.set_archived(session_id, self.archived))
 
 
 class AppendResource:

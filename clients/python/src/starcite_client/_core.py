@@ -32,14 +32,15 @@ TAIL_BACKOFF_MAX = 5.0  # seconds: the longest wait between two tail reconnects
 LONG_POLL_SLACK = 5.0  # seconds added to a long-poll's wait_ms for its HTTP timeout
 
 
-class Event(TypedDict):
+class Event(TypedDict, total=False):
     seq: int
+    cursor: int  # = seq (absent from the events of a server older than PATCH)
     type: str
     payload: dict[str, Any]
     actor: str | None
     producer_id: str
     producer_seq: int
-    source: str | None
+    source: str | None  # absent when the append had none
     metadata: dict[str, Any]
     refs: dict[str, Any]
     idempotency_key: str | None
@@ -83,10 +84,33 @@ def create_body(session_id: str | None, title: str | None, metadata: Mapping[str
     return body
 
 
-def list_params(limit: int, cursor: str | None, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "not given", where None means "clear"
+
+
+def patch_body(title: Any, metadata: Mapping[str, Any] | None, expected_version: int | None) -> dict:
+    """A PATCH body: ``title`` unless `UNSET` (None clears it), ``metadata`` (merged shallowly) unless None."""
+    body: dict[str, Any] = {}
+    if title is not UNSET:
+        body["title"] = title
+    if metadata is not None:
+        body["metadata"] = dict(metadata)
+    if expected_version is not None:
+        body["expected_version"] = expected_version
+    return body
+
+
+ARCHIVED = {False: "false", True: "true", "all": "all"}  # list_sessions(archived=...) -> the query value
+
+
+def list_params(limit: int, cursor: str | None, metadata: Mapping[str, str] | None,
+                archived: bool | str = False) -> dict[str, Any]:
+    if archived not in ARCHIVED:
+        raise ValueError(f"archived must be False, True or 'all', not {archived!r}")
     params: dict[str, Any] = {"limit": limit}
     if cursor:
         params["cursor"] = cursor
+    if archived is not False:
+        params["archived"] = ARCHIVED[archived]
     for key, value in (metadata or {}).items():
         params[f"metadata.{key}"] = value
     return params

@@ -72,11 +72,12 @@ class AsyncStarcite(_core.ClientSettings):
     async def get_session(self, session_id: str) -> "AsyncSession":
         return AsyncSession(self, session_id, await self.request("GET", _core.session_path(session_id)))
 
-    async def list_sessions(self, metadata: Mapping[str, str] | None = None,
-                            page_size: int = 100) -> AsyncIterator["AsyncSession"]:
+    async def list_sessions(self, metadata: Mapping[str, str] | None = None, page_size: int = 100,
+                            archived: bool | str = False) -> AsyncIterator["AsyncSession"]:
         cursor = None
         while True:
-            page = await self.request("GET", "/v1/sessions", params=_core.list_params(page_size, cursor, metadata))
+            page = await self.request("GET", "/v1/sessions", params=_core.list_params(page_size, cursor, metadata,
+                                                                                      archived))
             for record in page["sessions"]:
                 yield AsyncSession(self, record["id"], record)
             cursor = page["next_cursor"]
@@ -91,6 +92,21 @@ class AsyncSession(_core.SessionHandle):
 
     async def refresh(self) -> "AsyncSession":
         self.data = await self.client.request("GET", _core.session_path(self.id))
+        return self
+
+    async def update(self, title: str | None = _core.UNSET, metadata: Mapping[str, Any] | None = None,
+                     expected_version: int | None = None) -> "AsyncSession":
+        """`Session.update` for asyncio."""
+        self.data = await self.client.request("PATCH", _core.session_path(self.id),
+                                              json=_core.patch_body(title, metadata, expected_version))
+        return self
+
+    async def archive(self) -> "AsyncSession":
+        self.data = await self.client.request_retrying("POST", _core.session_path(self.id, "/archive"), json={})
+        return self
+
+    async def unarchive(self) -> "AsyncSession":
+        self.data = await self.client.request_retrying("POST", _core.session_path(self.id, "/unarchive"), json={})
         return self
 
     def producer(self, producer_id: str, next_seq: int = 1, resume: bool = False) -> "AsyncProducer":

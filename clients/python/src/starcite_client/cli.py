@@ -1,4 +1,5 @@
-"""`starcite-cli`: the SDK on the command line (tail over a WebSocket or SSE, append, sessions ls|get|create).
+"""`starcite-cli`: the SDK on the command line (tail over a WebSocket or SSE, append, sessions
+ls|get|create|patch|archive|unarchive).
 
 Owns: argument parsing (``--url``/``--token``, or STARCITE_URL/STARCITE_TOKEN),
 output (JSON lines when stdout is not a terminal or with ``--json``; one
@@ -16,7 +17,7 @@ import sys
 import uuid
 from typing import Any, Callable, Iterable, Sequence
 
-from starcite_client._core import TRANSPORTS
+from starcite_client._core import TRANSPORTS, UNSET
 from starcite_client.client import Starcite
 from starcite_client.errors import (BadRequest, Backpressure, Conflict, ConnectionFailed, Forbidden, NotFound,
                                     PayloadTooLarge, StarciteError, Unauthorized, Unavailable)
@@ -28,6 +29,7 @@ EXIT_CODES: list[tuple[type[StarciteError], int]] = [
     (Unavailable, 7), (Backpressure, 7), (ConnectionFailed, 7),
 ]
 EXIT_INTERRUPTED = 130
+ARCHIVED_CHOICES = {"false": False, "true": True, "all": "all"}  # --archived -> list_sessions(archived=)
 
 
 def exit_code_for(error: StarciteError) -> int:
@@ -77,16 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     append.add_argument("--refs", type=json_arg)
     append.add_argument("--expected-seq", type=int)
 
-    sessions = commands.add_parser("sessions", help="ls | get | create").add_subparsers(dest="action", required=True)
+    sessions = commands.add_parser("sessions", help="ls | get | create | patch | archive | unarchive").add_subparsers(
+        dest="action", required=True)
     ls = sessions.add_parser("ls", help="every session (all pages)")
     ls.add_argument("--metadata", "-m", type=key_value, action="append", default=[], help="KEY=VALUE filter")
     ls.add_argument("--page-size", type=int, default=100)
+    ls.add_argument("--archived", choices=ARCHIVED_CHOICES, default="false",
+                    help="false: active sessions (default); true: archived ones; all: both")
     get = sessions.add_parser("get")
     get.add_argument("session")
     create = sessions.add_parser("create")
     create.add_argument("--id")
     create.add_argument("--title")
     create.add_argument("--metadata", type=json_arg, help="a JSON object")
+    patch = sessions.add_parser("patch", help="change the title and/or merge metadata (version +1)")
+    patch.add_argument("session")
+    title = patch.add_mutually_exclusive_group()
+    title.add_argument("--title")
+    title.add_argument("--clear-title", action="store_true", help="set the title to null")
+    patch.add_argument("--metadata", type=json_arg, help="a JSON object, merged shallowly into the session's")
+    patch.add_argument("--expected-version", type=int, help="refuse (exit 5) unless the session is at this version")
+    for action in ("archive", "unarchive"):
+        sessions.add_parser(action, help=f"{action} a session").add_argument("session")
     return parser
 
 
@@ -101,7 +115,9 @@ def event_line(event: dict) -> str:
 
 def session_line(record: dict) -> str:
     metadata = json.dumps(record.get("metadata") or {}, ensure_ascii=False, separators=(",", ":"))
-    return f"{record['id']} last_seq={record['last_seq']} title={record.get('title')!r} {metadata}"
+    archived = " archived" if record.get("archived") else ""
+    return (f"{record['id']} last_seq={record['last_seq']} version={record.get('version', 1)}{archived} "
+            f"title={record.get('title')!r} {metadata}")
 
 
 def append_line(result: dict) -> str:
@@ -144,11 +160,19 @@ def run_append(client: Starcite, args: argparse.Namespace, out: Printer) -> None
 
 def run_sessions(client: Starcite, args: argparse.Namespace, out: Printer) -> None:
     if args.action == "ls":
-        records = (s.data for s in client.list_sessions(metadata=dict(args.metadata), page_size=args.page_size))
+        records = (s.data for s in client.list_sessions(metadata=dict(args.metadata), page_size=args.page_size,
+                                                        archived=ARCHIVED_CHOICES[args.archived]))
     elif args.action == "get":
         records = iter([client.get_session(args.session).data])
-    else:
+    elif args.action == "create":
         records = iter([client.create_session(args.id, args.title, args.metadata).data])
+    elif args.action == "patch":
+        if args.metadata is not None and not isinstance(args.metadata, dict):
+            raise SystemExit(_usage("--metadata must be a JSON object"))
+        title = None if args.clear_title else (UNSET if args.title is None else args.title)
+        records = iter([client.session(args.session).update(title, args.metadata, args.expected_version).data])
+    else:  # archive | unarchive
+        records = iter([getattr(client.session(args.session), args.action)().data])
     out.items(records, session_line)
 
 

@@ -79,11 +79,14 @@ class Starcite(_core.ClientSettings):
     def get_session(self, session_id: str) -> "Session":
         return Session(self, session_id, self.request("GET", _core.session_path(session_id)))
 
-    def list_sessions(self, metadata: Mapping[str, str] | None = None, page_size: int = 100) -> Iterator["Session"]:
-        """Every session matching ``metadata`` (exact match), walking every page."""
+    def list_sessions(self, metadata: Mapping[str, str] | None = None, page_size: int = 100,
+                      archived: bool | str = False) -> Iterator["Session"]:
+        """Every session matching ``metadata`` (exact match), walking every page. ``archived``: False
+        (default) the active sessions, True the archived ones, ``"all"`` both."""
         cursor = None
         while True:
-            page = self.request("GET", "/v1/sessions", params=_core.list_params(page_size, cursor, metadata))
+            page = self.request("GET", "/v1/sessions", params=_core.list_params(page_size, cursor, metadata,
+                                                                                archived))
             for record in page["sessions"]:
                 yield Session(self, record["id"], record)
             cursor = page["next_cursor"]
@@ -98,6 +101,25 @@ class Session(_core.SessionHandle):
 
     def refresh(self) -> "Session":
         self.data = self.client.request("GET", _core.session_path(self.id))
+        return self
+
+    def update(self, title: str | None = _core.UNSET, metadata: Mapping[str, Any] | None = None,
+               expected_version: int | None = None) -> "Session":
+        """PATCH the session: ``title`` (None clears it), ``metadata`` (merged shallowly); its version
+        goes up by one. With ``expected_version``, a session at another version raises
+        `ExpectedVersionConflict` (``current_version``). Not retried: a retry after a lost answer could
+        apply it twice (``expected_version`` makes that a conflict instead)."""
+        self.data = self.client.request("PATCH", _core.session_path(self.id),
+                                        json=_core.patch_body(title, metadata, expected_version))
+        return self
+
+    def archive(self) -> "Session":
+        """Leave the session out of default listings (its events stay, appends are still taken)."""
+        self.data = self.client.request_retrying("POST", _core.session_path(self.id, "/archive"), json={})
+        return self
+
+    def unarchive(self) -> "Session":
+        self.data = self.client.request_retrying("POST", _core.session_path(self.id, "/unarchive"), json={})
         return self
 
     def producer(self, producer_id: str, next_seq: int = 1, resume: bool = False) -> "Producer":

@@ -79,6 +79,16 @@ class ExpectedSeqConflict(Conflict):
     """409 expected_seq_conflict: the session's last_seq is not the expected_seq sent."""
 
 
+class ExpectedVersionConflict(Conflict):
+    """409 expected_version_conflict: the session's version is not the expected_version sent;
+    ``current_version`` is the one it has."""
+
+    @property
+    def current_version(self) -> int | None:
+        value = self.body.get("current_version")
+        return value if isinstance(value, int) else None
+
+
 class PayloadTooLarge(StarciteError):
     """413."""
 
@@ -126,7 +136,8 @@ class RequestTimeout(ConnectionFailed):
 BY_CODE: dict[str, type[StarciteError]] = {
     "token_expired": TokenExpired, "session_not_found": SessionNotFound, "session_exists": SessionExists,
     "producer_seq_conflict": ProducerSeqConflict, "producer_replay_conflict": ProducerReplayConflict,
-    "expected_seq_conflict": ExpectedSeqConflict, "event_store_backpressure": Backpressure,
+    "expected_seq_conflict": ExpectedSeqConflict, "expected_version_conflict": ExpectedVersionConflict,
+    "event_store_backpressure": Backpressure,
     "raft_unavailable": RaftUnavailable, "raft_timeout": RaftTimeout,
     "archive_read_unavailable": ArchiveReadUnavailable, "node_stopping": NodeStopping,
 }
