@@ -183,31 +183,89 @@ def backup_stopped(config, dest: str) -> dict:
 
 @_written
 def backup_running(node, dest: str) -> dict:
-    """The backup of the running ``node`` (called on its event loop, from the ops console)."""
+    """The backup of the running ``node`` (called on its event loop, from the ops console). A node of
+    several workers: archiving is held still on every worker first, then each worker copies the Raft
+    files of its own groups with its own loop held (`copy_own_raft`, asked of the siblings over their
+    links), so every group's image is one a SIGKILL of its worker would leave."""
     config = node.config
     dest = _empty_destination(dest)
-    raft_dest = os.path.join(dest, "raft")
-    snapshots, raft_bytes = [], 0
     pause = f"backup-{os.getpid()}-{time.monotonic_ns()}"
-    node.archive_pauses.hold(node, pause, BACKUP_PAUSE_S)
+    holding = []
+    try:
+        for worker in [None, *node.siblings]:
+            hold_archiving(node, worker, pause)
+            holding.append(worker)
+        raft_bytes, held_ms = copy_own_raft(node, dest)
+        for sibling in node.siblings:
+            copied, sibling_held_ms = node.peer_hub.call(sibling, "backup_raft", (dest,), BACKUP_CALL_S)
+            raft_bytes, held_ms = raft_bytes + copied, max(held_ms, sibling_held_ms)
+        lone = config.replace(node_name=node.host_name, member_peers=None)  # the node, not one of its workers
+        return gevent.get_hub().threadpool.apply(
+            lambda: _finish(lone, dest, raft_bytes, _archive_part(config, dest), held_ms))
+    finally:
+        for worker in holding:
+            release_archiving(node, worker, pause)
+
+
+BACKUP_CALL_S = 600.0  # the longest a worker waits for a sibling's part of a backup
+
+
+def hold_archiving(node, worker, pause: str):
+    """Hold archiving still under ``pause`` on this worker (``worker`` None) or on a sibling."""
+    if worker is None:
+        node.archive_pauses.hold(node, pause, BACKUP_PAUSE_S)
+    else:
+        node.peer_hub.call(worker, "backup_hold", (pause,), FLUSH_WAIT_S + 5)
+
+
+def release_archiving(node, worker, pause: str):
+    if worker is None:
+        node.archive_pauses.release(pause)
+        return
+    try:
+        node.peer_hub.call(worker, "backup_release", (pause,), 5.0)
+    except Exception:  # the sibling is gone, or slow: its pause ends at its deadline
+        pass
+
+
+def serve_sibling_backups(node):
+    """The calls a sibling worker's backup makes on this worker."""
+    methods = node.peer_hub.methods
+    methods["backup_hold"] = lambda peer, pause: hold_archiving(node, None, pause)
+    methods["backup_release"] = lambda peer, pause: release_archiving(node, None, pause)
+    methods["backup_raft"] = lambda peer, dest: _written(copy_own_raft)(node, dest)
+
+
+def _owned(node):
+    """Whether a file of the Raft directory is this worker's to copy: its groups' files; the rest
+    (the layout record) is the first worker's."""
+    prefixes = tuple(f"group-{group_id}." for group_id in node.replica_ids())
+    first = not node.siblings or node.name < min(node.siblings)
+    return lambda rel: rel.startswith(prefixes) or (first and not rel.startswith("group-"))
+
+
+def copy_own_raft(node, dest: str):
+    """Copy this worker's Raft files into ``dest/raft`` with the event loop held; ``(bytes, held ms)``."""
+    config = node.config
+    raft_dest = os.path.join(dest, "raft")
+    owned = _owned(node)
+    snapshots, raft_bytes = [], 0
     started = time.monotonic()
     try:
         # No gevent call from here to the end of the loop: nothing else runs on this event loop.
         for rel in _files(config.raft_data_dir):
+            if not owned(rel):
+                continue
             path = os.path.join(config.raft_data_dir, rel)
             if rel.endswith(".snapshot"):
                 snapshots.append((open(path, "rb"), rel))
             else:
                 raft_bytes += _copy_file(path, os.path.join(raft_dest, rel))
         held_ms = round((time.monotonic() - started) * 1000, 1)
-
-        def rest():
-            total = raft_bytes + sum(_copy_file(fh, os.path.join(raft_dest, rel)) for fh, rel in snapshots)
-            return _finish(config, dest, total, _archive_part(config, dest), held_ms)
-
-        return gevent.get_hub().threadpool.apply(rest)
+        copied = gevent.get_hub().threadpool.apply(
+            lambda: sum(_copy_file(fh, os.path.join(raft_dest, rel)) for fh, rel in snapshots))
+        return raft_bytes + copied, held_ms
     finally:
-        node.archive_pauses.release(pause)
         for fh, _rel in snapshots:
             fh.close()
 

@@ -40,7 +40,7 @@ from starcite.core.records import complete_record, listed
 from starcite.core.rules import RuleError, parse_result
 from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
-from starcite.node.backup import ArchivePauses
+from starcite.node.backup import ArchivePauses, serve_sibling_backups
 from starcite.node.event_store_cap import EventStoreCap
 from starcite.node.lifecycle_feed import LifecycleFeed, lifecycle_event
 from starcite.node.local_replicas import LocalReplicas
@@ -153,6 +153,7 @@ class Node:
                 self._start_group(group_id, replicas)
         if self.siblings:
             self.views.serve_siblings()
+            serve_sibling_backups(self)
         if self.peer_hub is not None:
             self.peer_hub.link_listeners.append(lambda peer, up: self.tell(self.observer, m.NodeSeen(peer, up)))
             self.peer_hub.start()
@@ -199,6 +200,10 @@ class Node:
         self.groups[group_id] = group
         self.group_actors[group_id] = address
         self.tell(address, m.StartGroup(group, group_id))
+
+    def replica_ids(self) -> list:
+        """The ids of this node's Raft groups (its session groups', and the control group's if it has it)."""
+        return [*self.groups, *([self.control.group.group_id] if self.control.group is not None else [])]
 
     def replicas(self) -> tuple:
         """This node's Raft groups: its session groups' replicas and the control group's."""

@@ -9,6 +9,10 @@ ended, by timeout (`TIMEOUT_KINDS`). ``long_poll`` is not
 counted here: a held long-poll is a request whose handler waits, and the
 scrape splits it out of ``request`` with the node's count of waiters.
 
+With several workers the cap is the node's: each worker publishes its total
+in its own slot of an array the master shares with every worker
+(`share`), and the gate compares the sum (`node_total`) with the cap.
+
 Must not: open, close or time out connections (the server does), or know
 their sockets.
 """
@@ -25,7 +29,18 @@ class ConnectionCounts:
         self.total = 0
         self.refused = 0
         self.timed_out = dict.fromkeys(TIMEOUT_KINDS, 0)
-        self.cap = 0  # the worker's connection cap, once it has started (0: not serving)
+        self.cap = 0  # the node's connection cap, once the worker has started (0: not serving)
+        self.slots = None  # with several workers: every worker's total, shared across the processes
+        self.slot = 0
+
+    def share(self, slots, slot: int):
+        """Publish this worker's total in ``slots[slot]`` (shared memory; a restarted worker starts at 0)."""
+        self.slots, self.slot = slots, slot
+        slots[slot] = self.total
+
+    def node_total(self) -> int:
+        """Connections open on the whole node (this worker's alone when it has no siblings)."""
+        return self.total if self.slots is None else sum(self.slots)
 
     def moved(self, old, new):
         """A connection changed kind; ``old`` None: it opened, ``new`` None: it closed."""
@@ -35,6 +50,8 @@ class ConnectionCounts:
         if new is not None:
             self.by_kind[new] += 1
             self.total += 1
+        if self.slots is not None:
+            self.slots[self.slot] = self.total
 
     def gauges(self, long_polls: int) -> dict:
         """Open connections by kind for the metrics; ``long_polls``: held long-poll requests."""

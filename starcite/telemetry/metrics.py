@@ -160,7 +160,7 @@ class Metrics:
         return generate_latest(registry)
 
 
-MAX_MERGED = frozenset({"starcite_archive_lag"})  # a largest value: the node's is the largest of its workers'
+MAX_MERGED = frozenset({"starcite_archive_lag", "starcite_http_connection_cap"})  # the node's: the largest of its workers'
 
 
 class _MergedSamples:

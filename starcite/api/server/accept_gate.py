@@ -72,7 +72,7 @@ class GatedWSGIServer(PyWSGIServer):
     def do_handle(self, *args):
         """Hub context (the accept loop): wait, without a greenlet, for the connection's first bytes."""
         sock = args[0]
-        if self.connections.total >= self.limits.max_connections:
+        if self.connections.node_total() >= self.limits.max_connections:
             return self._refuse(sock)
         self.connections.moved(None, "request")
         deadline = time.monotonic() + self.limits.header_s

@@ -30,6 +30,7 @@ Must not: contain request logic.
 import gc
 import http
 import logging
+import multiprocessing
 import secrets
 import sys
 import time
@@ -215,6 +216,8 @@ class StarciteWorker(GeventPyWSGIWorker):
         connections = node.connections if node is not None else None
         if connections is not None:
             connections.cap = limits.max_connections
+            if self.app.workers > 1:
+                connections.share(self.app.open_connections, self.app.worker_index)
         self.log.info("%s", limits.describe())
         for sock in self.sockets:
             sock.setblocking(1)
@@ -265,6 +268,8 @@ class StarciteApplication(BaseApplication):
         self.workers = worker_count(config)
         self.worker_index = 0
         self.sibling_secret = secrets.token_hex(32)  # authenticates the workers' sibling links
+        # Each worker's open connections, in memory shared by the workers forked from here: the cap is the node's.
+        self.open_connections = multiprocessing.RawArray("q", self.workers)
         super().__init__()
 
     def load_config(self):
