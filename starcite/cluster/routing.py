@@ -181,7 +181,7 @@ class Router:
         this call: the leader's read index (`starcite.actors.read_index`; this replica's own when it
         leads), then the wait to apply it. A group of one node needs neither: its replica applies a
         write before acknowledging it. 503 when no leader confirms within the deadline."""
-        if self.hub is None:
+        if self.hub is None or len(self.replicas(group_id)) == 1:  # one replica: a lone node's, or a worker's
             return
         deadline = time.monotonic() + self.timeout
         index = self.command(group_id, "read_index", (), deadline)

