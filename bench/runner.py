@@ -113,11 +113,16 @@ def _machine() -> dict:
     return facts
 
 
+def _selects(pattern: str, key: str) -> bool:
+    """``--only``: a key containing ``pattern``, or exactly ``pattern`` without its trailing ``$``."""
+    return key == pattern[:-1] if pattern.endswith("$") else pattern in key
+
+
 def run(quick: bool, only: list, procs: int, out_dir: str = RESULTS_DIR, ops: int = None) -> int:
     profile = QUICK if quick else FULL
     if ops:
         profile = dataclasses.replace(profile, ops=ops)
-    specs = [s for s in SPECS if not only or any(o in s.key for o in only)]
+    specs = [s for s in SPECS if not only or any(_selects(o, s.key) for o in only)]
     stamp = datetime.datetime.now(datetime.timezone.utc)
     work_dir = tempfile.mkdtemp(prefix="starcite-bench-")
     base_name = os.path.join(out_dir, stamp.strftime("%Y%m%dT%H%M%SZ"))
