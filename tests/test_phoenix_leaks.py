@@ -11,22 +11,18 @@ collector must have freed next to nothing. Performance is not asserted here.
 """
 
 import struct
-import threading
-import time
 
 import pytest
 
 from tests.phoenix_client import PhoenixClient, client_frame
 from tests.server import child_pids, rss_bytes
 from tests.test_tail_lifecycle import IDLE_GAUGES, RSS_TOLERANCE, cyclic_garbage_collected, idle_baseline, \
-    settled, wait_idle
+    run_in_threads, settled, wait_idle
 
 EVENTS = 50
 LEAVES_PER_SOCKET = 4
 WARMUP_SOCKETS = 200
 SOCKETS = 1200  # 6,000 joins
-CLIENT_THREADS = 4
-CYCLES_TIMEOUT_S = 300.0
 ENDINGS = ("answered", "sent", "abrupt")
 PHOENIX_IDLE_GAUGES = {**IDLE_GAUGES, "starcite_phoenix_sockets": 0, "starcite_phoenix_channels": 0,
                        "starcite_phoenix_tail_streams": 0, "starcite_phoenix_tail_pumps": 0}
@@ -65,25 +61,7 @@ def socket_cycle(port, session_id, n):
 
 
 def run_sockets(server, session_id, count):
-    errors, shares = [], [range(i, count, CLIENT_THREADS) for i in range(CLIENT_THREADS)]
-    deadline = time.monotonic() + CYCLES_TIMEOUT_S
-
-    def client(share):
-        try:
-            for n in share:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("socket cycles took too long")
-                socket_cycle(server.port, session_id, n)
-        except Exception as exc:  # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(CYCLES_TIMEOUT_S + 30)
-    assert not errors, errors[:3]
-    assert not any(thread.is_alive() for thread in threads)
+    run_in_threads(count, lambda n: socket_cycle(server.port, session_id, n))
 
 
 @pytest.fixture

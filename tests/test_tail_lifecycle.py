@@ -52,17 +52,25 @@ def one_cycle(wire, port, session_id, n):
 
 def run_cycles(server, session_id, count, wire="websocket"):
     """``count`` tail cycles over CLIENT_THREADS threads, each replaying the whole session."""
+    def cycle(n):
+        seqs = one_cycle(wire, server.port, session_id, n)
+        if seqs != list(range(1, EVENTS + 1)):
+            raise AssertionError(f"replay was {seqs[:5]}...")
+
+    run_in_threads(count, cycle)
+
+
+def run_in_threads(count, cycle, timeout_s=CYCLES_TIMEOUT_S):
+    """``cycle(n)`` for n in 0..count-1 over CLIENT_THREADS threads; the first errors fail the test."""
     errors, shares = [], [range(i, count, CLIENT_THREADS) for i in range(CLIENT_THREADS)]
-    deadline = time.monotonic() + CYCLES_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
 
     def client(share):
         try:
             for n in share:
                 if time.monotonic() > deadline:
-                    raise TimeoutError("tail cycles took too long")
-                seqs = one_cycle(wire, server.port, session_id, n)
-                if seqs != list(range(1, EVENTS + 1)):
-                    raise AssertionError(f"replay was {seqs[:5]}...")
+                    raise TimeoutError("cycles took too long")
+                cycle(n)
         except Exception as exc:  # reported by the main thread
             errors.append(exc)
 
@@ -70,7 +78,7 @@ def run_cycles(server, session_id, count, wire="websocket"):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(CYCLES_TIMEOUT_S + 30)
+        thread.join(timeout_s + 30)
     assert not errors, errors[:3]
     assert not any(thread.is_alive() for thread in threads)
 

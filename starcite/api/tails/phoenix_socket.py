@@ -25,7 +25,7 @@ import gevent
 from starcite.api.tails.phoenix_channels import (LIFECYCLE_TOPIC, TAIL_PREFIX, UNMATCHED_TOPIC, JoinRefused,
                                                  LifecycleChannel, TailChannel)
 from starcite.api.tails.phoenix_wire import MAX_MESSAGE_BYTES, PHOENIX_TOPIC, BadMessage, decode, reply_frame
-from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED
+from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED, close_watchers, forget
 from starcite.api.tails.ws_wire import OP_CLOSE, OP_PING, OP_TEXT, OP_TOO_BIG, InboundFrames
 
 log = logging.getLogger("starcite.phoenix")
@@ -169,28 +169,20 @@ class PhoenixSocket:
         if self.finished:
             return
         self.finished = True
-        for watcher in self.watchers:
-            watcher.stop()
-            watcher.close()
-        self.watchers = []
+        close_watchers(self.watchers)
         self.queue.clear()
         for channel in list(self.channels.values()):
             channel.end()  # the socket is going: the channels end without a word
         self.channels.clear()
         self.conn.close(code, reason)
-        if self in self.sockets:
-            self.sockets.discard(self)
-            self.node.connections.moved(self.conn.kind, None)
+        forget(self.sockets, self, self.node)
 
     # -- hub callbacks (never block) ------------------------------------------
 
     def _readable(self):
-        try:
-            data = self.conn.sock._sock.recv(65536)
-        except BlockingIOError:
+        data = self.conn.recv_now()
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.watchers[0].stop()
             return self.put(("close", None, ""))

@@ -22,7 +22,7 @@ import time
 import gevent
 
 from starcite.api.tails.live_fanout import FANOUT
-from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled
+from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled, close_watchers, forget
 from starcite.node.tier_reads import ArchiveReadError
 
 log = logging.getLogger("starcite.tail")
@@ -280,27 +280,19 @@ class TailStream:
         self.sent = entries[-1][0]
 
     def _finish(self, code=None, reason=""):
-        for watcher in self.watchers:
-            watcher.stop()
-            watcher.close()
-        self.watchers = []
+        close_watchers(self.watchers)
         if self.handle is not None:
             self.handle.close()
         self.conn.close(code, reason)
         self.outbox.detach()
-        if self.registry is not None and self in self.registry:
-            self.registry.discard(self)
-            self.node.connections.moved(self.conn.kind, None)
+        forget(self.registry, self, self.node)
 
     # -- hub callbacks (never block) ------------------------------------------
 
     def _readable(self):
-        try:
-            data = self.conn.sock._sock.recv(65536)
-        except BlockingIOError:
+        data = self.conn.recv_now()
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.outbox.put(("gone",))
             self.watchers[0].stop()
