@@ -10,6 +10,8 @@ idle once the sockets close. The raw tail and SSE are the other tests'.
 Must not: reach anything but 127.0.0.1, or wait without a bound.
 """
 
+import signal
+
 import pytest
 
 from tests.phoenix_client import PhoenixClient, Refused, client_frame
@@ -204,3 +206,18 @@ def test_gauges_return_to_idle_after_the_sockets_close(shared_server, sid):
             socket.close()
     shared_server.wait_until(lambda: all(shared_server.metric(name) == 0 for name in PHOENIX_GAUGES),
                              timeout=10, what="the Phoenix gauges back at 0")
+
+
+def test_a_stopping_node_closes_the_socket_going_away(make_server, sid):
+    server = make_server()
+    server.create(sid)
+    socket = PhoenixClient.open(server.port)
+    try:
+        join_ref, reply = socket.join(f"tail:{sid}")
+        assert reply["status"] == "ok"
+        server.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionError):
+            socket.wait_for(lambda m: False, timeout=15)
+        assert socket.closed == (1001, "server_shutdown")  # the client reconnects and rejoins elsewhere
+    finally:
+        socket.sock.close()
