@@ -22,10 +22,11 @@ import time
 
 import gevent
 
+from starcite.api.tails.keeper import forget
 from starcite.api.tails.phoenix_channels import (LIFECYCLE_TOPIC, TAIL_PREFIX, UNMATCHED_TOPIC, JoinRefused,
                                                  LifecycleChannel, TailChannel)
 from starcite.api.tails.phoenix_wire import MAX_MESSAGE_BYTES, PHOENIX_TOPIC, BadMessage, decode, reply_frame
-from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED, close_watchers, forget
+from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED, close_watchers
 from starcite.api.tails.ws_wire import OP_CLOSE, OP_PING, OP_TEXT, OP_TOO_BIG, InboundFrames
 
 log = logging.getLogger("starcite.phoenix")

@@ -10,7 +10,7 @@ one channel's `TailStream` writes through: its frames go out on the shared
 connection, its close ends the channel (``phx_close``, ``phx_error``,
 ``token_expired``), never the socket.
 
-Must not: know about sessions, cursors, auth or the node; read the socket
+Must not: know about sessions, auth or the node; read the socket
 (`starcite.api.tails.phoenix_socket` does).
 """
 

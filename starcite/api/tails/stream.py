@@ -21,8 +21,9 @@ import time
 
 import gevent
 
+from starcite.api.tails.keeper import forget
 from starcite.api.tails.live_fanout import FANOUT
-from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled, close_watchers, forget
+from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled, close_watchers
 from starcite.node.tier_reads import ArchiveReadError
 
 log = logging.getLogger("starcite.tail")

@@ -1,13 +1,13 @@
 """A tail's own handle on its connection, whatever the wire (WebSocket or SSE).
 
 Owns: `TailSocket`, the part of a tail's connection that does not depend on
-the wire: a non-blocking read for the hub's io watcher, blocking sends for the pump (each bounded by the stall timeout: a
-write that makes no progress for ``stall_s`` raises, and the pump ends the
-tail), a non-blocking send for the hub (what
-the kernel could not take waits in ``unsent``), the claim of the live
-fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is sending on the
-fd; every other write and the close wait for it), and the close (and
-`close_watchers`, the end of the watchers on its fd; `forget`, its registry's). The wires (`starcite.api.tails.ws_wire`,
+the wire: a non-blocking read for the hub's io watcher, blocking sends for
+the pump (each bounded by the stall timeout: a write that makes no progress
+for ``stall_s`` raises, and the pump ends the tail), a non-blocking send for
+the hub (what the kernel could not take waits in ``unsent``), the claim of
+the live fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is
+sending on the fd; every other write and the close wait for it), and the
+close (and `close_watchers`, the end of the watchers on its fd). The wires (`starcite.api.tails.ws_wire`,
 `starcite.api.tails.sse_wire`) subclass `TailSocket` with their encoding, what
 they make of inbound bytes, and what they send before closing.
 
@@ -144,10 +144,3 @@ def close_watchers(watchers: list):
         watcher.stop()
         watcher.close()
     watchers.clear()
-
-
-def forget(registry, member, node):
-    """A finished stream or socket leaves its ``registry``, and its connection the ``node``'s counts (once)."""
-    if registry is not None and member in registry:
-        registry.discard(member)
-        node.connections.moved(member.conn.kind, None)
