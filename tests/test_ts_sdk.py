@@ -1,8 +1,8 @@
 """The newest official TypeScript SDK (0.0.16+, 4853f55: tails over Phoenix Channels) driven by
 Node against a live node, auth off: open a session, append through the SDK, `on("event")` live,
 resume from a cursor after a disconnect (the SDK's session store), `range()` backfill, and
-listing. Lifecycle events wait for the lifecycle feed's events from the Raft apply (xfail until
-then).
+listing. Lifecycle events, patch and archive wait for the lifecycle issue's feed and routes,
+built in parallel (xfail until they are merged).
 
 Owns: copying the SDK build from ``../shared/clients`` (see its README) to a temporary folder
 and installing its dependencies (`npm install`), and `SdkDriver`, a `tests/js/ts_sdk_driver.mjs`
@@ -193,3 +193,25 @@ def test_lifecycle_events(shared_server, driver, sid):
     shared_server.create(sid)
     line = sdk.wait(lambda line: "lifecycle" in line and line["lifecycle"]["session_id"] == sid, timeout=10)
     assert line["lifecycle"]["kind"] == "session.created"
+
+
+LIFECYCLE_ROUTES = ("PATCH /v1/sessions/:id and POST .../archive, .../unarchive come from the lifecycle issue, "
+                    "built in parallel: until it is merged the node answers 405/404")
+
+
+@pytest.mark.xfail(reason=LIFECYCLE_ROUTES, strict=False)
+def test_patch_with_expected_version(shared_server, driver, sid):
+    version = shared_server.create(sid).get("version", 1)
+    sdk = driver()
+    record = sdk.call("patch", session_id=sid, title="renamed", expected_version=version)["record"]
+    assert record["title"] == "renamed" and record["version"] == version + 1
+
+
+@pytest.mark.xfail(reason=LIFECYCLE_ROUTES, strict=False)
+def test_archive_and_unarchive_with_listing(shared_server, driver, sid):
+    shared_server.create(sid)
+    sdk = driver()
+    assert sdk.call("archive", session_id=sid)["record"]["archived"] is True
+    assert sid not in [record["id"] for record in sdk.call("list")["page"]["sessions"]]
+    assert sid in [record["id"] for record in sdk.call("list", archived=True)["page"]["sessions"]]
+    assert sdk.call("unarchive", session_id=sid)["record"]["archived"] is False

@@ -3,7 +3,8 @@
 //
 // usage: node ts_sdk_driver.mjs <sdk dir> <base url>
 // commands ({"op": ...}): open {name, session_id, token?}, follow {name}, append {name, payload},
-// range {name, from, to}, disconnect {name}, lifecycle {}, list {}, exit {}.
+// range {name, from, to}, disconnect {name}, lifecycle {}, list {archived?}, patch {session_id, title,
+// expected_version}, archive {session_id}, unarchive {session_id}, exit {}.
 // Out: {"ok": op, ...} when a command is done, {"event": {...}, "name", "phase"} for each event a
 // follower gets, {"lifecycle": {...}}, {"error": message, "op"} on a failure.
 // Auth off: tokens are unsigned JWTs the node ignores (the SDK reads their claims only).
@@ -53,8 +54,17 @@ const commands = {
     starcite.on("lifecycle", (event) => out({ lifecycle: event }));
     starcite.on("error", (error) => out({ error: String(error?.message ?? error), op: "lifecycle" }));
   },
-  async list() {
-    return { page: await starcite.listSessions({ limit: 100 }) };
+  async list({ archived }) {
+    return { page: await starcite.listSessions({ limit: 100, ...(archived === undefined ? {} : { archived }) }) };
+  },
+  async patch({ session_id, title, expected_version }) {
+    return { record: await starcite.updateSession(session_id, { title, expectedVersion: expected_version }) };
+  },
+  async archive({ session_id }) {
+    return { record: await starcite.archiveSession(session_id) };
+  },
+  async unarchive({ session_id }) {
+    return { record: await starcite.unarchiveSession(session_id) };
   },
   exit() {
     for (const session of sessions.values()) session.disconnect();
