@@ -66,7 +66,9 @@ def run_sockets(server, session_id, count):
 
 @pytest.fixture
 def node(make_server):
-    return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000"})
+    # One worker: the RSS watched is the one process that holds every socket and replica.
+    return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000",
+                            "STARCITE_WORKERS": "1"})
 
 
 def test_closed_sockets_and_left_channels_leave_nothing(node):

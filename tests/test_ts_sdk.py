@@ -4,10 +4,9 @@ resume from a cursor after a disconnect (the SDK's session store), `range()` bac
 listing. Lifecycle events, patch and archive wait for the lifecycle issue's feed and routes,
 built in parallel (xfail until they are merged).
 
-Owns: copying the SDK build from ``../shared/clients`` (see its README) to a temporary folder
-and installing its dependencies (`npm install`), and `SdkDriver`, a `tests/js/ts_sdk_driver.mjs`
-process read line by line. Skipped with one line where ``../shared/clients`` or Node is absent,
-unless STARCITE_REQUIRE_NODE=1 (CI), when it fails instead.
+Owns: `SdkDriver`, a `tests/js/ts_sdk_driver.mjs` process read line by line, and the flows. The
+SDK build is installed by `tests.ts_sdk` (skipped with one line where ``../shared/clients`` or
+Node is absent, unless STARCITE_REQUIRE_NODE=1, CI, when it fails instead).
 
 Must not: reach anything but 127.0.0.1 and the npm registry (the install), or wait without a bound.
 """
@@ -22,32 +21,15 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SDK_BUILD = "starcite-ts-sdk-4853f55"
-CLIENTS = os.path.join(ROOT, "..", "shared", "clients")
-DRIVER = os.path.join(ROOT, "tests", "js", "ts_sdk_driver.mjs")
+from tests.ts_sdk import NEWEST, install_sdk
 
-
-def _unavailable(reason):
-    if os.environ.get("STARCITE_REQUIRE_NODE") == "1":
-        pytest.fail(f"{reason} (STARCITE_REQUIRE_NODE=1)")
-    pytest.skip(reason)
+DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "js", "ts_sdk_driver.mjs")
 
 
 @pytest.fixture(scope="module")
 def sdk(tmp_path_factory):
-    """``(node, sdk dir)``: the SDK build copied and its dependencies installed."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    source = os.path.join(CLIENTS, SDK_BUILD)
-    if not os.path.isdir(source):
-        pytest.skip(f"the TypeScript SDK build is not here ({os.path.normpath(source)}: a clone without shared/)")
-    if not (node and npm):
-        _unavailable("node and npm are not installed")
-    target = str(tmp_path_factory.mktemp("ts-sdk") / SDK_BUILD)
-    shutil.copytree(source, target)
-    subprocess.run([npm, "install", "--no-audit", "--no-fund"], cwd=target, check=True, timeout=300,
-                   stdout=subprocess.DEVNULL)
-    return node, target
+    """``(node, sdk dir)``: the SDK build copied and its dependencies installed (`tests.ts_sdk`)."""
+    return shutil.which("node"), str(install_sdk(NEWEST, tmp_path_factory.mktemp("ts-sdk")))
 
 
 class SdkDriver:
