@@ -35,9 +35,10 @@ def sdk(tmp_path_factory):
 class SdkDriver:
     """One ``ts_sdk_driver.mjs`` process: commands in, JSON lines out (read by a thread)."""
 
-    def __init__(self, sdk, base_url):
+    def __init__(self, sdk, base_url, api_key=None):
         node, sdk_dir = sdk
-        self.proc = subprocess.Popen([node, DRIVER, sdk_dir, base_url + "/v1"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([node, DRIVER, sdk_dir, base_url + "/v1", *([api_key] if api_key else [])],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
         self.seen = []  # every line read, in order

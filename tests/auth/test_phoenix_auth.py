@@ -1,18 +1,23 @@
 """The Phoenix socket under JWT auth on a real node: the `token` parameter opens it (and never
 reaches the log), the refusals of the upgrade (401) and of joins (scope, tenant, session lock,
 the lifecycle channel's service token), and the token's expiry: ``token_expired`` then
-``phx_close`` on the tail channel, later joins refused, the socket still answering heartbeats.
+``phx_close`` on the tail channel, later joins refused, the socket still answering heartbeats;
+and the newest TypeScript SDK refreshing its token on ``token_expired`` and resuming.
 The node is the auth conftest's `server` (one per module, leeway 0).
 
 Must not: reach anything but 127.0.0.1, or wait without a bound."""
 
+import shutil
 import time
 import urllib.parse
 
 import pytest
 
+from tests.auth.conftest import claims, jwt_env, remember
 from tests.auth.node_helpers import OTHER, append, create, expiring_reader, principal
 from tests.phoenix_client import PhoenixClient, Refused
+from tests.test_ts_sdk import SdkDriver
+from tests.ts_sdk import NEWEST, install_sdk
 
 
 def test_the_token_parameter_opens_the_socket_and_is_redacted(server, svc, sid):
@@ -88,3 +93,33 @@ def test_token_expiry_pushes_token_expired_then_phx_close(server, svc, sid):
         assert socket.heartbeat()["status"] == "ok"
     finally:
         socket.close()
+
+
+@pytest.fixture(scope="module")
+def newest_sdk(tmp_path_factory):
+    return shutil.which("node"), str(install_sdk(NEWEST, tmp_path_factory.mktemp("ts-sdk")))
+
+
+def test_the_sdk_refreshes_its_token_on_token_expired_and_resumes(make_server, module_jwks, rsa_key, newest_sdk,
+                                                                  sid):
+    """The newest TypeScript SDK following a tail channel: its session token (2 s) expires, the
+    channel pushes token_expired, the SDK mints a new token and rejoins from its cursor."""
+    node = make_server(jwt_env(module_jwks.url, STARCITE_AUTH_JWT_LEEWAY_SECONDS="0",
+                               STARCITE_AUTH_PRINCIPAL_TOKEN_DEFAULT_TTL_SECONDS="2"))
+    api_key = remember(rsa_key.sign(claims()))
+    create(node, api_key, sid)
+    sdk = SdkDriver(newest_sdk, node.base, api_key)
+    try:
+        sdk.call("open_refreshing", name="a", session_id=sid)
+        sdk.call("follow", name="a")
+        node.wait_until(lambda: node.metric("starcite_phoenix_channels") == 1, 10, "the SDK's channel joined")
+        assert append(node, api_key, sid, 1).status_code == 201
+        assert [e["seq"] for e in sdk.events("a", 1)] == [1]
+        sdk.wait(lambda line: line.get("refreshed") == 2, timeout=15, what="a refreshed token")
+        node.wait_until(lambda: node.metric("starcite_phoenix_channels") == 1, 10, "the SDK's channel rejoined")
+        assert append(node, api_key, sid, 2).status_code == 201
+        assert [e["seq"] for e in sdk.events("a", 2)] == [1, 2]
+        time.sleep(0.3)
+        assert [e["seq"] for e in sdk._events("a")] == [1, 2]  # once each, across the refresh
+    finally:
+        sdk.close()

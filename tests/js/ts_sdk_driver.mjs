@@ -1,18 +1,19 @@
 // Drives the official TypeScript SDK (a build from ../shared/clients, copied and installed by
 // tests/test_ts_sdk.py) against a live node, one command per stdin line, one JSON line per result.
 //
-// usage: node ts_sdk_driver.mjs <sdk dir> <base url>
-// commands ({"op": ...}): open {name, session_id, token?}, follow {name}, append {name, payload},
+// usage: node ts_sdk_driver.mjs <sdk dir> <base url> [api key]
+// commands ({"op": ...}): open {name, session_id, token?}, open_refreshing {name, session_id} (a session
+// token from /api/v1/session-tokens, minted again whenever the SDK refreshes it), follow {name}, append {name, payload},
 // range {name, from, to}, disconnect {name}, lifecycle {}, list {archived?}, patch {session_id, title,
 // expected_version}, archive {session_id}, unarchive {session_id}, exit {}.
 // Out: {"ok": op, ...} when a command is done, {"event": {...}, "name", "phase"} for each event a
 // follower gets, {"lifecycle": {...}}, {"error": message, "op"} on a failure.
-// Auth off: tokens are unsigned JWTs the node ignores (the SDK reads their claims only).
+// Without an api key (auth off) tokens are unsigned JWTs the node ignores (the SDK reads their claims only).
 
 import { createInterface } from "node:readline";
 import path from "node:path";
 
-const [sdkDir, baseUrl] = process.argv.slice(2);
+const [sdkDir, baseUrl, givenApiKey] = process.argv.slice(2);
 if (!globalThis.WebSocket) {
   // Node 20 has no global WebSocket; the SDK's phoenix client needs one.
   globalThis.WebSocket = (await import(path.join(sdkDir, "node_modules", "ws", "index.js"))).default;
@@ -24,8 +25,8 @@ const b64 = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
 const unsignedJwt = (claims) => `${b64({ alg: "none", typ: "JWT" })}.${b64(claims)}.x`;
 
 const store = new MemorySessionStore();
-const apiKey = unsignedJwt({ tenant_id: "acme", sub: "service:tests" });
-const starcite = new Starcite({ baseUrl, sessionStore: store, apiKey });
+const apiKey = givenApiKey ?? unsignedJwt({ tenant_id: "acme", sub: "service:tests" });
+const starcite = new Starcite({ baseUrl, sessionStore: store, apiKey, authUrl: new URL(baseUrl).origin });
 const sessions = new Map();
 
 const commands = {
@@ -34,6 +35,20 @@ const commands = {
       token: token ?? unsignedJwt({ session_id, tenant_id: "acme", sub: "agent:tester" }),
     });
     session.on("error", (error) => out({ error: String(error?.message ?? error), op: "stream", name }));
+    sessions.set(name, session);
+  },
+  async open_refreshing({ name, session_id }) {
+    let mints = 0;
+    const mint = async () => {
+      const { token } = await starcite.issueSessionToken({
+        session_id, principal: { type: "agent", id: "tester" }, scopes: ["session:read", "session:append"],
+      });
+      mints += 1;
+      if (mints > 1) out({ refreshed: mints, name });
+      return token;
+    };
+    const session = starcite.session({ token: await mint(), refreshToken: mint });
+    session.on("error", (error) => out({ stream_error: String(error?.message ?? error), name }));
     sessions.set(name, session);
   },
   follow({ name }) {
