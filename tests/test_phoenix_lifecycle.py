@@ -18,7 +18,7 @@ import pytest
 
 from starcite.api.auth.access import OPEN, Access
 from starcite.api.auth.policy import SCOPES, AuthContext
-from starcite.api.tails.phoenix_socket import PhoenixSocket
+from starcite.api.tails.phoenix_socket import MAX_QUEUED, PhoenixSocket
 from starcite.api.tails.phoenix_wire import SharedWebSocket
 from starcite.node.lifecycle_feed import LifecycleFeed
 from starcite.telemetry.connections import ConnectionCounts
@@ -115,3 +115,13 @@ def test_publish_only_queues(pair):
         switches.append(gevent.getcurrent() is greenlet and hub is gevent.get_hub())
     assert all(switches) and len(phoenix.queue) == 50  # nothing written yet: this greenlet never yielded
     assert [client.next()[4]["event"]["session_id"] for _ in range(50)] == [f"s{n}" for n in range(50)]
+
+
+def test_a_socket_too_far_behind_is_closed(pair):
+    node, phoenix, client = pair()
+    client.join("lifecycle")
+    for n in range(MAX_QUEUED + 1):
+        node.lifecycle_feed.publish(created(f"s{n}"))
+    with pytest.raises(ConnectionError):
+        client.wait_for(lambda m: False, timeout=5)
+    assert client.closed == (1008, "too_far_behind") and not node.lifecycle_feed.subscribers

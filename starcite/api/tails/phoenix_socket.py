@@ -34,7 +34,9 @@ log = logging.getLogger("starcite.phoenix")
 CLOSE_GOING_AWAY = 1001    # the node is shutting down (the client reconnects and rejoins)
 CLOSE_INVALID_DATA = 1007  # a text frame that is not a V2 message
 CLOSE_TOO_BIG = 1009       # a message past MAX_MESSAGE_BYTES
+CLOSE_BEHIND = 1008        # the queue of work passed MAX_QUEUED: a client that floods, or reads too slowly
 MAX_CHANNELS = 100         # topics one socket may have joined at once
+MAX_QUEUED = 10000         # inbound messages and lifecycle pushes waiting for the worker
 
 
 class PhoenixSocket:
@@ -73,6 +75,9 @@ class PhoenixSocket:
         ``("pong", payload)``, ``("expire",)``, ``("close", code, reason)``)."""
         if self.finished:
             return
+        if len(self.queue) >= MAX_QUEUED:  # bounded memory: the client reconnects and resumes
+            self.queue.clear()
+            item = ("close", CLOSE_BEHIND, "too_far_behind")
         self.queue.append(item)
         if self.worker is None:
             self.worker = gevent.spawn(self._run)
