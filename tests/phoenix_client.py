@@ -58,11 +58,16 @@ class PhoenixClient:
         self.closed = None  # (code, reason) once the server sent a close frame
 
     @classmethod
-    def open(cls, port, token=None, vsn="2.0.0", headers=None, timeout=10.0):
+    def open(cls, port, token=None, vsn="2.0.0", headers=None, timeout=10.0, receive_buffer=None):
+        """receive_buffer: a small SO_RCVBUF set before connecting (a client that reads slowly)."""
         query = "&".join(part for part in (f"vsn={vsn}" if vsn else "",
                                            f"token={urllib.parse.quote(token)}" if token else "") if part)
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        sock = socket.socket()
         try:
+            if receive_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.settimeout(timeout)
+            sock.connect(("127.0.0.1", port))
             sock.sendall(upgrade_request(port, query, headers))
             data = read_head(sock)
             head, _, rest = data.partition(b"\r\n\r\n")

@@ -1,7 +1,8 @@
 """A Phoenix socket's liveness on a node with short timeouts (`tests.slow_clients`): a socket
 that sends nothing (no heartbeat, no pong) is pinged after one ``tail_ws_ping_ms`` and closed
 after a second (counted as ``tail_ping``), its channels ended and the gauges idle; a socket that
-heartbeats lives on, however long.
+heartbeats lives on, however long; one that heartbeats but stops reading is closed when a
+channel's write stalls (``tail_stall``).
 
 Must not: reach anything but 127.0.0.1, or wait without a bound.
 """
@@ -41,4 +42,28 @@ def test_a_socket_that_heartbeats_lives_on(node):
         assert connection_gauges(node)["phoenix_socket"] == 1
     finally:
         client.close()
+    wait_idle(node)
+
+
+def test_a_socket_that_stops_reading_is_closed_by_the_stall_timeout(node, sid):
+    """It still heartbeats (so it is not silent), but reads nothing: a channel's write stalls for
+    two intervals, the channel ends and takes the socket with it (the client would reconnect)."""
+    node.create(sid)
+    before = timeouts(node)["tail_stall"]
+    client = PhoenixClient.open(node.port, receive_buffer=4096)
+    try:
+        _join_ref, reply = client.join(f"tail:{sid}")
+        assert reply["status"] == "ok"
+        payload = {"text": "x" * 60000}
+        seq = 0
+        while connection_gauges(node)["phoenix_socket"] == 1:
+            seq += 1
+            assert seq <= 400, "the stalled socket was never closed"
+            assert node.append(sid, seq, payload=payload).status_code == 201
+            client.send(None, "phoenix", "heartbeat", {})
+            time.sleep(0.05)
+        assert timeouts(node)["tail_stall"] == before + 1
+    finally:
+        client.sock.close()
+    node.wait_until(lambda: all(node.metric(name) == 0 for name in PHOENIX_GAUGES), 5, "the Phoenix gauges at 0")
     wait_idle(node)

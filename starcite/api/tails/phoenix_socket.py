@@ -163,13 +163,17 @@ class PhoenixSocket:
                                     self._channel_ended)
         raise JoinRefused(UNMATCHED_TOPIC, f"no channel serves the topic {topic!r}")
 
-    def _channel_ended(self, conn, reason):
-        """A channel has closed (its goodbye is written): forget it, unless a new join replaced it."""
+    def _channel_ended(self, conn, code, reason):
+        """A channel has closed (its goodbye is written): forget it, unless a new join replaced it.
+        One that ended without a word while the socket lives found the socket dead or stalled
+        (a write failed): the socket closes too, and the client reconnects and rejoins."""
         channel = self.channels.get(conn.topic)
         if channel is not None and channel.conn is conn:
             del self.channels[conn.topic]
         if reason == "server_shutdown":
             self.put(("close", CLOSE_GOING_AWAY, "server_shutdown"))
+        elif code is None:
+            self.put(("close", None, ""))
 
     def _finish(self, code=None, reason=""):
         if self.finished:

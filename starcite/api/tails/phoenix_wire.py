@@ -88,7 +88,7 @@ class SharedWebSocket(WebSocketConn):
 class ChannelConn:
     """What one channel's `TailStream` writes through: `TailSocket`'s face on a shared socket.
 
-    ``on_end(conn)``: the socket's hook, called once when the channel has closed. The channel
+    ``on_end(conn, code, reason)``: the socket's hook, called once when the channel has closed. The channel
     never claims the live fan-out (its socket is shared), so ``in_flight`` stays None.
     """
 
@@ -160,4 +160,4 @@ class ChannelConn:
         goodbye = self.goodbye(code, reason)
         if goodbye and not self.shared.closed:
             self.shared.send_quietly(goodbye)
-        self.on_end(self, reason)
+        self.on_end(self, code, reason)
