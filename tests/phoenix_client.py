@@ -121,9 +121,14 @@ class PhoenixClient:
                 if opcode == 0x1:
                     return json.loads(payload)
                 continue
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TimeoutError("no message from the server in time")
-            data = self.sock.recv(65536)
+            self.sock.settimeout(min(remaining, self.timeout))
+            try:
+                data = self.sock.recv(65536)
+            finally:
+                self.sock.settimeout(self.timeout)
             if not data:
                 raise ConnectionError("connection closed without a close frame")
             self.buf += data

@@ -20,7 +20,7 @@ from starcite.api.auth.access import OPEN, Access
 from starcite.api.auth.policy import SCOPES, AuthContext
 from starcite.api.tails.phoenix_socket import MAX_QUEUED, PhoenixSocket
 from starcite.api.tails.phoenix_wire import SharedWebSocket
-from starcite.node.lifecycle_feed import LifecycleFeed
+from starcite.node.lifecycle_feed import LifecycleFeed, lifecycle_event
 from starcite.telemetry.connections import ConnectionCounts
 from tests.phoenix_client import PhoenixClient
 
@@ -30,7 +30,8 @@ class FakeNode:
 
     def __init__(self):
         self.connections = ConnectionCounts()
-        self.lifecycle_feed = LifecycleFeed()
+        self.lifecycle_feed = LifecycleFeed()  # what the channel subscribes to: here, events it publishes itself
+        self.lifecycle_events = self.lifecycle_feed
 
 
 def service(tenant="acme", session_ids=None):
@@ -59,8 +60,8 @@ def pair():
 
 
 def created(session_id, tenant="acme"):
-    return {"kind": "created", "session_id": session_id, "tenant_id": tenant, "title": None, "metadata": {},
-            "created_at": "2026-01-01T00:00:00Z", "version": 1}
+    return lifecycle_event("session.created", {"id": session_id, "tenant_id": tenant, "title": None, "metadata": {},
+                                               "created_at": "2026-01-01T00:00:00Z", "version": 1})
 
 
 def test_events_are_pushed_with_the_sdk_kind(pair):
@@ -70,8 +71,8 @@ def test_events_are_pushed_with_the_sdk_kind(pair):
     node.lifecycle_feed.publish(created("s1"))
     node.lifecycle_feed.publish({"kind": "archived", "session_id": "s1", "tenant_id": "acme", "archived": True})
     first, second = client.next(), client.next()
-    assert first == [join_ref, None, "lifecycle", "lifecycle", {"event": {**created("s1"), "kind": "session.created"}}]
-    assert second[4]["event"]["kind"] == "session.archived"
+    assert first == [join_ref, None, "lifecycle", "lifecycle", {"event": created("s1")}]
+    assert second[4]["event"]["kind"] == "session.archived"  # a bare kind gets the SDK's prefix
 
 
 def test_the_channel_is_fenced_to_the_tokens_tenant(pair):
@@ -91,17 +92,17 @@ def test_a_session_locked_token_is_refused(pair):
 def test_leave_and_close_unsubscribe(pair):
     node, phoenix, client = pair()
     join_ref, _ = client.join("lifecycle")
-    assert len(node.lifecycle_feed.subscribers) == 1
+    assert len(node.lifecycle_feed) == 1
     assert client.leave("lifecycle", join_ref)["status"] == "ok"
     client.wait_for(lambda m: m[3] == "phx_close")
-    assert not node.lifecycle_feed.subscribers and not phoenix.channels
+    assert not len(node.lifecycle_feed) and not phoenix.channels
     client.join("lifecycle")
-    assert len(node.lifecycle_feed.subscribers) == 1
+    assert len(node.lifecycle_feed) == 1
     client.sock.close()
     deadline = time.monotonic() + 5
-    while node.lifecycle_feed.subscribers and time.monotonic() < deadline:
+    while len(node.lifecycle_feed) and time.monotonic() < deadline:
         gevent.sleep(0.01)
-    assert not node.lifecycle_feed.subscribers and node.connections.total == 0
+    assert not len(node.lifecycle_feed) and node.connections.total == 0
 
 
 def test_publish_only_queues(pair):
@@ -124,4 +125,4 @@ def test_a_socket_too_far_behind_is_closed(pair):
         node.lifecycle_feed.publish(created(f"s{n}"))
     with pytest.raises(ConnectionError):
         client.wait_for(lambda m: False, timeout=5)
-    assert client.closed == (1008, "too_far_behind") and not node.lifecycle_feed.subscribers
+    assert client.closed == (1008, "too_far_behind") and not len(node.lifecycle_feed)

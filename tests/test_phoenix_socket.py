@@ -221,3 +221,28 @@ def test_a_stopping_node_closes_the_socket_going_away(make_server, sid):
         assert socket.closed == (1001, "server_shutdown")  # the client reconnects and rejoins elsewhere
     finally:
         socket.sock.close()
+
+
+def _created_ids(socket, join_ref, count, timeout=15.0) -> list:
+    messages = [socket.wait_for(lambda m: m[0] == join_ref and m[3] == "lifecycle", timeout) for _ in range(count)]
+    return [m[4]["event"]["session_id"] for m in messages if m[4]["event"]["kind"] == "session.created"]
+
+
+def test_lifecycle_events_of_every_worker_reach_each_socket_once(make_server, sid):
+    """A node of two workers: each owns a share of the groups, and a socket on either sees every
+    session's events (`LifecycleRelay`), once."""
+    server = make_server(env={"STARCITE_WORKERS": "2", "STARCITE_NUM_GROUPS": "8"})
+    sockets = [PhoenixClient.open(server.port) for _ in range(4)]  # the accept spreads them over the workers
+    try:
+        refs = [socket.join("lifecycle")[0] for socket in sockets]
+        server.wait_until(lambda: server.metric("starcite_phoenix_channels") == 4, 10, "the joins")
+        ids = [f"{sid}-{n}" for n in range(12)]
+        for session_id in ids:
+            server.create(session_id)
+        for socket, join_ref in zip(sockets, refs):
+            assert sorted(_created_ids(socket, join_ref, len(ids))) == sorted(ids)
+            with pytest.raises(TimeoutError):  # and nothing twice
+                socket.wait_for(lambda m: m[3] == "lifecycle", timeout=0.5)
+    finally:
+        for socket in sockets:
+            socket.close()

@@ -1,8 +1,8 @@
 """The newest official TypeScript SDK (0.0.16+, 4853f55: tails over Phoenix Channels) driven by
 Node against a live node, auth off: open a session, append through the SDK, `on("event")` live,
 resume from a cursor after a disconnect (the SDK's session store), `range()` backfill, and
-listing. Lifecycle events, patch and archive wait for the lifecycle issue's feed and routes,
-built in parallel (xfail until they are merged).
+listing (with `archived`), patch with `expected_version`, archive and unarchive, and the
+`lifecycle` channel's events.
 
 Owns: `SdkDriver`, a `tests/js/ts_sdk_driver.mjs` process read line by line, and the flows. The
 SDK build is installed by `tests.ts_sdk` (skipped with one line where ``../shared/clients`` or
@@ -167,8 +167,6 @@ def test_list_sessions(shared_server, driver, sid):
     assert sid in [record["id"] for record in page["sessions"]]
 
 
-@pytest.mark.xfail(reason="lifecycle events come from the Raft apply's LifecycleFeed.publish, built in "
-                          "parallel (issue 21 section 3): until it is merged nothing publishes", strict=False)
 def test_lifecycle_events(shared_server, driver, sid):
     sdk = driver()
     sdk.call("lifecycle")
@@ -178,11 +176,6 @@ def test_lifecycle_events(shared_server, driver, sid):
     assert line["lifecycle"]["kind"] == "session.created"
 
 
-LIFECYCLE_ROUTES = ("PATCH /v1/sessions/:id and POST .../archive, .../unarchive come from the lifecycle issue, "
-                    "built in parallel: until it is merged the node answers 405/404")
-
-
-@pytest.mark.xfail(reason=LIFECYCLE_ROUTES, strict=False)
 def test_patch_with_expected_version(shared_server, driver, sid):
     version = shared_server.create(sid).get("version", 1)
     sdk = driver()
@@ -190,7 +183,6 @@ def test_patch_with_expected_version(shared_server, driver, sid):
     assert record["title"] == "renamed" and record["version"] == version + 1
 
 
-@pytest.mark.xfail(reason=LIFECYCLE_ROUTES, strict=False)
 def test_archive_and_unarchive_with_listing(shared_server, driver, sid):
     shared_server.create(sid)
     sdk = driver()

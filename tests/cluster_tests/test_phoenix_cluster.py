@@ -1,11 +1,14 @@
 """Phoenix channels in a 3-node cluster: a `tail:<id>` channel on one node while appends go
 through another, every event once and in order, across a SIGKILL of the session's group
-leader (the channel's node stays up; its tail is fed by whichever replica it reaches).
+leader (the channel's node stays up; its tail is fed by whichever replica it reaches); and a
+`lifecycle` channel on one node getting every session's events once, whichever node leads it.
 
 Must not: reach anything but 127.0.0.1, or wait without a bound.
 """
 
 import time
+
+import pytest
 
 from tests.phoenix_client import PhoenixClient
 
@@ -49,5 +52,23 @@ def test_channel_on_one_node_appends_through_another_across_a_leader_kill(make_c
         seqs = [e["seq"] for e in socket.events_until(f"tail:{sid}", join_ref, 10, timeout=60)]
         assert seqs == list(range(11, 21))
         assert socket.heartbeat()["status"] == "ok"
+    finally:
+        socket.close()
+
+
+def test_lifecycle_events_of_the_whole_cluster_reach_a_socket_once(make_cluster):
+    cluster = make_cluster(3, env=GROUPS)
+    socket = PhoenixClient.open(cluster["n1"].port, timeout=30.0)
+    try:
+        join_ref, reply = socket.join("lifecycle")
+        assert reply["status"] == "ok"
+        ids = [f"s-life-{n}" for n in range(10)]  # over the 4 groups, led by all three nodes
+        for n, session_id in enumerate(ids):
+            cluster[cluster.names[n % 3]].create(session_id)
+        got = [socket.wait_for(lambda m: m[3] == "lifecycle", 30)[4]["event"] for _ in ids]
+        assert sorted(event["session_id"] for event in got) == sorted(ids)
+        assert {event["kind"] for event in got} == {"session.created"}
+        with pytest.raises(TimeoutError):  # each once, though every group has three replicas
+            socket.wait_for(lambda m: m[3] == "lifecycle", timeout=1.0)
     finally:
         socket.close()

@@ -5,9 +5,9 @@ refusal as a `JoinRefused` with the reason the client reads), and what a
 joined channel is: `TailChannel`, a `ChannelStream` (the raw tail's
 `TailStream`, pump and all: replay then live, gap-free, exactly once, across
 leader changes, restarts and remote replicas, writing through a
-`ChannelConn`), and `LifecycleChannel`, a subscription to the node's
-`LifecycleFeed` whose events, fenced to the token's tenant, are pushed as
-``lifecycle {event}``.
+`ChannelConn`), and `LifecycleChannel`, a subscription to the cluster's
+lifecycle events (``node.lifecycle_events``, `LifecycleRelay`) whose events,
+fenced to the token's tenant, are pushed as ``lifecycle {event}``.
 
 Must not: read or write the socket itself (`starcite.api.tails.phoenix_socket`
 does; a channel only writes through its conn or the socket's queue), or
@@ -113,7 +113,7 @@ def lifecycle_event(event: dict) -> dict:
 
 
 class LifecycleChannel:
-    """A joined ``lifecycle``: the node's lifecycle feed, fenced to the token's tenant.
+    """A joined ``lifecycle``: the cluster's lifecycle events, fenced to the token's tenant.
 
     ``push(frame_bytes)`` is the socket's non-blocking queue; the feed's callback runs inside a
     Raft apply and only puts on it."""
@@ -127,9 +127,9 @@ class LifecycleChannel:
             raise JoinRefused.of(exc) from None
         if access.locked_sessions() is not None:
             raise JoinRefused("forbidden_session", "the lifecycle channel needs a token not locked to sessions")
-        feed = getattr(node, "lifecycle_feed", None)
+        feed = getattr(node, "lifecycle_events", None)  # the cluster's, once each (`LifecycleRelay`)
         if feed is None:
-            raise JoinRefused("unavailable", "this node has no lifecycle feed")
+            raise JoinRefused("unavailable", "this node has no lifecycle events")
         self.join_ref = join_ref
         self.conn = ChannelConn(shared, topic, join_ref, on_end)
         self.tenant = access.tenant() if access.enabled else None

@@ -1,9 +1,9 @@
 """The Phoenix Channels V2 wire: messages as JSON arrays in WebSocket text frames, one socket shared.
 
 Owns: encoding and decoding V2 messages (``[join_ref, ref, topic, event,
-payload]``), the reply and push frames the socket and its channels send,
-the shape of an event on a channel (`channel_event`: it carries ``cursor``,
-a string ``actor``, no null ``source``), `SharedWebSocket` (the Phoenix
+payload]``), the reply and push frames the socket and its channels send
+(an event goes as the store renders it, `starcite.core.records`: with
+``cursor``), `SharedWebSocket` (the Phoenix
 socket's connection: one lock serialises the blocking writes of every
 channel and of the socket itself) and `ChannelConn`, the `TailSocket` face
 one channel's `TailStream` writes through: its frames go out on the shared
@@ -22,7 +22,6 @@ from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED
 from starcite.api.tails.ws_wire import OP_TEXT, WebSocketConn, frame
 
 PHOENIX_TOPIC = "phoenix"  # the socket's own topic (heartbeats)
-DEFAULT_ACTOR = "service:service"  # an event written without an actor, with auth off (as upstream)
 MAX_MESSAGE_BYTES = 64 * 1024  # an inbound message past this closes the socket (1009)
 
 
@@ -51,21 +50,6 @@ def message_frame(join_ref, ref, topic: str, event: str, payload) -> bytes:
 def reply_frame(join_ref, ref, topic: str, status: str, response: dict) -> bytes:
     """``phx_reply {status, response}`` to the message ``ref``."""
     return message_frame(join_ref, ref, topic, "phx_reply", {"status": status, "response": response})
-
-
-def channel_event(seq: int, event_json: str) -> str:
-    """An event as a channel sends it: ``cursor`` (= seq), ``actor`` never null (the SDK's
-    schema drops a whole batch holding one), no null ``source``. The common case, a rendering
-    without ``cursor`` and without those nulls, is a string splice; anything else is parsed."""
-    if '"cursor":' not in event_json and '"actor":null' not in event_json and '"source":null' not in event_json:
-        return '{"cursor":%d,%s' % (seq, event_json[1:])
-    event = json.loads(event_json)
-    event.setdefault("cursor", seq)
-    if event.get("actor") is None:
-        event["actor"] = DEFAULT_ACTOR
-    if "source" in event and event["source"] is None:
-        del event["source"]
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
 class SharedWebSocket(WebSocketConn):
@@ -111,8 +95,8 @@ class ChannelConn:
         """``events {events: [...]}`` pushes of at most ``batch_size`` events each."""
         head = self._events_head
         return b"".join(
-            frame(OP_TEXT, (head + ",".join(channel_event(seq, event_json)
-                                            for seq, event_json in entries[i:i + batch_size]) + "]}]").encode())
+            frame(OP_TEXT, (head + ",".join(event_json for _seq, event_json in entries[i:i + batch_size])
+                            + "]}]").encode())
             for i in range(0, len(entries), batch_size))
 
     def wire_key(self, batch_size):
