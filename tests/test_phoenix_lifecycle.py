@@ -2,10 +2,11 @@
 socket pair, the raw client on the other, events published on a `LifecycleFeed` as a Raft
 apply would (synchronously, from outside the socket's greenlets).
 
-Checks: the push's shape (``lifecycle {event}``, ``kind`` as the SDK reads it,
-``session.<kind>``), the tenant fence, a session-locked token refused, the
-subscription gone after a leave and after the socket closes, and a publish
-that never blocks (it only queues).
+Checks: the push's shape (``lifecycle {event}``, ``kind`` as the SDK reads
+it, ``session.<kind>``), the tenant fence, a session-locked token refused,
+the subscription gone after a leave and after the socket closes, a publish
+that never blocks (it only queues), a socket too far behind closed; and
+`LifecycleRelay`, which feeds the channel each event of the cluster once.
 
 Must not: open a network port, or wait without a bound.
 """
@@ -21,6 +22,7 @@ from starcite.api.auth.policy import SCOPES, AuthContext
 from starcite.api.tails.phoenix_socket import MAX_QUEUED, PhoenixSocket
 from starcite.api.tails.phoenix_wire import SharedWebSocket
 from starcite.node.lifecycle_feed import LifecycleFeed, lifecycle_event
+from starcite.node.lifecycle_relay import LifecycleRelay
 from starcite.telemetry.connections import ConnectionCounts
 from tests.phoenix_client import PhoenixClient
 
@@ -126,3 +128,36 @@ def test_a_socket_too_far_behind_is_closed(pair):
     with pytest.raises(ConnectionError):
         client.wait_for(lambda m: False, timeout=5)
     assert client.closed == (1008, "too_far_behind") and not len(node.lifecycle_feed)
+
+
+class FakeHub:
+    def __init__(self, peers):
+        self.links = dict.fromkeys(peers)
+        self.handlers = {}
+        self.sent = []
+
+    def send(self, peer, message):
+        self.sent.append((peer, message))
+        return True
+
+
+def test_the_relay_passes_on_only_what_a_leader_applies_and_what_peers_relay():
+    feed, hub = LifecycleFeed(), FakeHub(["n2", "n3"])
+    relay = LifecycleRelay(feed, hub, leads=lambda session_id: session_id == "mine")
+    heard = []
+    relay.subscribe(heard.append)
+    feed.publish(created("mine"))
+    feed.publish(created("theirs"))  # applied here as a follower: its leader relays it
+    assert heard == [created("mine")]
+    assert hub.sent == [("n2", ("lifecycle", created("mine"))), ("n3", ("lifecycle", created("mine")))]
+    hub.handlers["lifecycle"]("n2", ("lifecycle", created("theirs")))
+    assert heard == [created("mine"), created("theirs")]
+
+
+def test_a_lone_process_relays_to_its_own_subscribers_only():
+    feed = LifecycleFeed()
+    relay = LifecycleRelay(feed, None, leads=lambda _session_id: True)
+    heard = []
+    relay.subscribe(heard.append)
+    feed.publish(created("s1"))
+    assert heard == [created("s1")]
