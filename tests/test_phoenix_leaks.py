@@ -21,7 +21,7 @@ from tests.test_tail_lifecycle import IDLE_GAUGES, RSS_TOLERANCE, cyclic_garbage
 
 EVENTS = 50
 LEAVES_PER_SOCKET = 4
-WARMUP_SOCKETS = 200
+WARMUP_SOCKETS = 600  # 3,000 joins, as many as the raw tails' warm-up
 SOCKETS = 1200  # 6,000 joins
 ENDINGS = ("answered", "sent", "abrupt")
 PHOENIX_IDLE_GAUGES = {**IDLE_GAUGES, "starcite_phoenix_sockets": 0, "starcite_phoenix_channels": 0,
@@ -66,7 +66,8 @@ def run_sockets(server, session_id, count):
 
 @pytest.fixture
 def node(make_server):
-    # One worker: the RSS watched is the one process that holds every socket and replica.
+    # One worker. Over two, the RSS summed moved by 0.4 to 3.5 MiB with no trend (the same 1.4 MiB after
+    # 6,000 and after 18,000 joins): allocator noise of the sibling's feed, not a leak, and past the tolerance.
     return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000",
                             "STARCITE_WORKERS": "1"})
 
@@ -75,16 +76,16 @@ def test_closed_sockets_and_left_channels_leave_nothing(node):
     node.create("churn")
     for n in range(1, EVENTS + 1):
         assert node.append("churn", n).status_code == 201
-    (worker,) = child_pids(node.proc.pid)
+    workers = child_pids(node.proc.pid)
     run_sockets(node, "churn", WARMUP_SOCKETS)
     baseline = idle_baseline(node, idle=PHOENIX_IDLE_GAUGES)
     assert baseline["starcite_tails_open"] == 0 and baseline["starcite_phoenix_sockets"] == 0, baseline
-    rss_before = rss_bytes(worker)
+    rss_before = sum(rss_bytes(worker) for worker in workers)
     collected_before = cyclic_garbage_collected(node)
 
     run_sockets(node, "churn", SOCKETS)
     after, expected = wait_idle(node, baseline, idle=PHOENIX_IDLE_GAUGES)
-    rss_after = rss_bytes(worker)
+    rss_after = sum(rss_bytes(worker) for worker in workers)
     collected = cyclic_garbage_collected(node) - collected_before
 
     assert settled(after, expected), (after, expected)

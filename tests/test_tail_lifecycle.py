@@ -137,9 +137,7 @@ def wait_idle(server, baseline, timeout=20.0, idle=IDLE_GAUGES):
 @pytest.fixture
 def node(make_server):
     # Events stay in the hot tier (no archive flush), and no access log line per tail.
-    # One worker: the RSS watched is the one process that holds every socket and replica.
-    return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000",
-                            "STARCITE_WORKERS": "1"})
+    return make_server(env={"STARCITE_ACCESS_LOG": "false", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "3600000"})
 
 
 @pytest.mark.parametrize("wire", ["websocket", "sse"])
