@@ -26,7 +26,7 @@ SHORT_TIMEOUTS = {
     "STARCITE_TAIL_WS_PING_MS": str(int(PING_S * 1000)),
     "STARCITE_TAIL_SSE_KEEPALIVE_MS": str(int(SSE_KEEPALIVE_S * 1000)),
 }
-IDLE = {"request": 1, "keepalive_idle": 0, "websocket_tail": 0, "sse_tail": 0, "long_poll": 0}
+IDLE = {"request": 1, "keepalive_idle": 0, "websocket_tail": 0, "sse_tail": 0, "phoenix_socket": 0, "long_poll": 0}
 MARGIN_S = 2.0  # what a timeout may overrun by on a loaded test machine (sweeps and visits are periodic)
 
 

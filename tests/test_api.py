@@ -30,7 +30,7 @@ def test_health_and_docs(server):
     assert set(spec["paths"]) == {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
                                   "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events",
                                   "/v1/sessions/{session_id}/archive", "/v1/sessions/{session_id}/unarchive",
-                                  "/health/live", "/health/ready", "/metrics", "/openapi.json",
+                                  "/v1/socket/websocket", "/health/live", "/health/ready", "/metrics", "/openapi.json",
                                   "/api/v1/session-tokens"}  # auth off: no /v1/auth/issue, no security
 
 

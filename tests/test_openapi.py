@@ -21,7 +21,7 @@ from starcite.core.shapes import Array, Either, Integer, Obj, Text, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
                 "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events",
-                "/v1/sessions/{session_id}/archive", "/v1/sessions/{session_id}/unarchive",
+                "/v1/sessions/{session_id}/archive", "/v1/sessions/{session_id}/unarchive", "/v1/socket/websocket",
                 "/health/live", "/health/ready", "/metrics", "/openapi.json",
                 "/api/v1/session-tokens"}
 ISSUE = issue_body_shape(900)

@@ -52,17 +52,25 @@ def one_cycle(wire, port, session_id, n):
 
 def run_cycles(server, session_id, count, wire="websocket"):
     """``count`` tail cycles over CLIENT_THREADS threads, each replaying the whole session."""
+    def cycle(n):
+        seqs = one_cycle(wire, server.port, session_id, n)
+        if seqs != list(range(1, EVENTS + 1)):
+            raise AssertionError(f"replay was {seqs[:5]}...")
+
+    run_in_threads(count, cycle)
+
+
+def run_in_threads(count, cycle, timeout_s=CYCLES_TIMEOUT_S):
+    """``cycle(n)`` for n in 0..count-1 over CLIENT_THREADS threads; the first errors fail the test."""
     errors, shares = [], [range(i, count, CLIENT_THREADS) for i in range(CLIENT_THREADS)]
-    deadline = time.monotonic() + CYCLES_TIMEOUT_S
+    deadline = time.monotonic() + timeout_s
 
     def client(share):
         try:
             for n in share:
                 if time.monotonic() > deadline:
-                    raise TimeoutError("tail cycles took too long")
-                seqs = one_cycle(wire, server.port, session_id, n)
-                if seqs != list(range(1, EVENTS + 1)):
-                    raise AssertionError(f"replay was {seqs[:5]}...")
+                    raise TimeoutError("cycles took too long")
+                cycle(n)
         except Exception as exc:  # reported by the main thread
             errors.append(exc)
 
@@ -70,18 +78,18 @@ def run_cycles(server, session_id, count, wire="websocket"):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(CYCLES_TIMEOUT_S + 30)
+        thread.join(timeout_s + 30)
     assert not errors, errors[:3]
     assert not any(thread.is_alive() for thread in threads)
 
 
-def gauges(server):
+def gauges(server, idle=IDLE_GAUGES):
     values = {}
     for line in server.request("GET", "/metrics").text.splitlines():
         name, _, value = line.partition(" ")
-        if name in IDLE_GAUGES:
+        if name in idle:
             values[name] = float(value)
-    assert set(values) == set(IDLE_GAUGES), f"missing gauges: {set(IDLE_GAUGES) - set(values)}"
+    assert set(values) == set(idle), f"missing gauges: {set(idle) - set(values)}"
     return values
 
 
@@ -98,16 +106,16 @@ def settled(values, expected) -> bool:
                for name, value in expected.items())
 
 
-def idle_baseline(server, timeout=20.0):
+def idle_baseline(server, timeout=20.0, idle=IDLE_GAUGES):
     """The idle values after the warm-up: once no tail is open (bounded wait), `IDLE_SAMPLES`
     readings 0.2 s apart, each gauge as last read except `AT_MOST`'s, the highest read."""
-    fixed = {name: idle for name, idle in IDLE_GAUGES.items() if idle is not None}
+    fixed = {name: value for name, value in idle.items() if value is not None}
     deadline = time.monotonic() + timeout
-    while not settled({name: gauges(server)[name] for name in fixed}, fixed) and time.monotonic() < deadline:
+    while not settled({name: gauges(server, idle)[name] for name in fixed}, fixed) and time.monotonic() < deadline:
         time.sleep(0.2)
     readings = []
     for _ in range(IDLE_SAMPLES):
-        readings.append(gauges(server))
+        readings.append(gauges(server, idle))
         time.sleep(0.2)
     baseline = dict(readings[-1])
     for name in AT_MOST:
@@ -115,12 +123,12 @@ def idle_baseline(server, timeout=20.0):
     return baseline
 
 
-def wait_idle(server, baseline, timeout=20.0):
+def wait_idle(server, baseline, timeout=20.0, idle=IDLE_GAUGES):
     """Poll (bounded) until every gauge is back at its idle value; returns the last reading."""
-    expected = {name: baseline[name] if idle is None else idle for name, idle in IDLE_GAUGES.items()}
+    expected = {name: baseline[name] if value is None else value for name, value in idle.items()}
     deadline = time.monotonic() + timeout
     while True:
-        values = gauges(server)
+        values = gauges(server, idle)
         if settled(values, expected) or time.monotonic() > deadline:
             return values, expected
         time.sleep(0.2)

@@ -25,6 +25,7 @@ from starcite.api.http.session_tokens import SessionTokensResource
 from starcite.api.http.resources import (AppendResource, ArchiveResource, AuthIssueResource, EventsResource, HealthLiveResource,
                                     HealthReadyResource, MetricsResource, OpenApiResource, SessionResource,
                                     SessionsResource)
+from starcite.api.tails.phoenix_resource import SOCKET_PATH, PhoenixSocketResource
 from starcite.api.tails.resource import TailResource
 from starcite.core.errors import StarciteError
 
@@ -37,7 +38,8 @@ class AccessMiddleware:
     """`/v1/*` and `/api/v1/*` only: health, metrics and openapi never need a token (ops is not on this app at all).
 
     The token comes from `Authorization: Bearer` or the `access_token` query
-    parameter (the only way a browser WebSocket can send one); a refusal is
+    parameter (the only way a browser WebSocket can send one), or on the Phoenix
+    socket its `token` parameter; a refusal is
     raised here, so a tail upgrade is refused with plain HTTP 401/403.
     """
 
@@ -60,7 +62,11 @@ class AccessMiddleware:
         # Without an authenticator (auth_mode none) every request is OPEN: the token is not even read
         # (Falcon's get_header raises and catches a KeyError for a missing header, and req.params
         # parses the query string: ~1% of the worker per append).
-        token = extract_token(req.get_header, req.params) if self.gate.authenticator is not None else None
+        token = None
+        if self.gate.authenticator is not None:
+            token = extract_token(req.get_header, req.params)
+            if token is None and req.path == SOCKET_PATH:
+                token = req.get_param("token")  # the Phoenix socket's own parameter (phoenix.js `params`)
         req.context.access = self.gate.access(token)
         req.context.authenticated = True
 
@@ -114,6 +120,8 @@ def create_app(node, config):
     session_tokens = SessionTokens(config, authenticator)
     tails = TailResource(node, gate, config.sse_keepalive_ms, config.sse_retry_ms, config.tail_ws_ping_ms)
     node.gauge_sources.append(tails.counts)  # the edge's share of the tail gauges on /metrics
+    phoenix = PhoenixSocketResource(node, gate, config.tail_ws_ping_ms)
+    node.gauge_sources.append(phoenix.counts)
     routes = {
         "/v1/sessions": SessionsResource(node, max_body),
         "/v1/sessions/{session_id}": SessionResource(node, max_body),
@@ -122,6 +130,7 @@ def create_app(node, config):
         "/v1/sessions/{session_id}/append": AppendResource(node, max_body),
         "/v1/sessions/{session_id}/tail": tails,
         "/v1/sessions/{session_id}/events": EventsResource(node),
+        SOCKET_PATH: phoenix,
         "/v1/auth/issue": AuthIssueResource(gate, max_body),
         "/api/v1/session-tokens": SessionTokensResource(session_tokens, max_body),
         "/health/live": HealthLiveResource(),

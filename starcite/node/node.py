@@ -43,6 +43,7 @@ from starcite.telemetry.metrics import Metrics
 from starcite.node.backup import ArchivePauses, serve_sibling_backups
 from starcite.node.event_store_cap import EventStoreCap
 from starcite.node.lifecycle_feed import LifecycleFeed, lifecycle_event
+from starcite.node.lifecycle_relay import LifecycleRelay
 from starcite.node.local_replicas import LocalReplicas
 from starcite.node.long_poll import LongPolls
 from starcite.node.reads import SessionReads
@@ -121,6 +122,7 @@ class Node:
         self.inflight = 0
         self.long_polls = LongPolls()  # held `GET .../events?wait_ms=` requests
         self.lifecycle_feed = LifecycleFeed()  # sessions created/patched/(un)archived, as this node applies them
+        self.lifecycle_events = LifecycleRelay(self.lifecycle_feed, self.peer_hub, self._leads)  # the cluster's, once
         self.reads = SessionReads(self.read_hot, self._read_cold_lines, self.long_polls,
                                   lambda session_id: self.group_of(session_id) in self.groups,
                                   lambda: self.stopping)
@@ -340,6 +342,11 @@ class Node:
         return parse_result(self.router.command(self.group_of(session_id), "ack", (session_id, upto_seq)))
 
     # -- reads ----------------------------------------------------------------
+
+    def _leads(self, session_id) -> bool:
+        """Whether this member's replica leads the session's group (never blocks)."""
+        group = self.groups.get(self.group_of(session_id))
+        return group is not None and group.is_leader()
 
     def read_hot(self, session_id, after_seq, limit, fresh=False):
         """Hot events: ``fresh``, every one acknowledged before the call; otherwise as this node's

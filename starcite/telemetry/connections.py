@@ -2,7 +2,8 @@
 
 Owns: `ConnectionCounts`, one per node: what the worker's accept gate and
 request handler (``request``, ``keepalive_idle``) and the tail streams
-(``websocket_tail``, ``sse_tail``) hold open right now, kept as they move from
+(``websocket_tail``, ``sse_tail``) and the Phoenix sockets (``phoenix_socket``, one
+connection whatever its channels) hold open right now, kept as they move from
 one kind to another so that the gate reads the total in O(1) at every accept,
 and the count of connections refused past the cap, and of the ones a timeout
 ended, by timeout (`TIMEOUT_KINDS`). ``long_poll`` is not
@@ -17,7 +18,7 @@ Must not: open, close or time out connections (the server does), or know
 their sockets.
 """
 
-CONNECTION_KINDS = ("request", "keepalive_idle", "websocket_tail", "sse_tail", "long_poll")
+CONNECTION_KINDS = ("request", "keepalive_idle", "websocket_tail", "sse_tail", "phoenix_socket", "long_poll")
 # header: no complete request head in time; body: a request body paused too long; keepalive: idle
 # between requests; tail_ping: a WebSocket peer answered nothing; tail_stall: a tail's write made no progress
 TIMEOUT_KINDS = ("header", "body", "keepalive", "tail_ping", "tail_stall")

@@ -50,6 +50,11 @@ STATE_GAUGES = (
     ("starcite_tail_streams", "Tail streams at the edge, from the upgrade to the close", "tail_streams"),
     ("starcite_tail_watchers", "io watchers and timers held by tail streams", "tail_watchers"),
     ("starcite_tail_pumps", "Tail pump greenlets running", "tail_pumps"),
+    ("starcite_phoenix_sockets", "Phoenix Channels sockets open (/v1/socket/websocket)", "phoenix_sockets"),
+    ("starcite_phoenix_channels", "Topics joined on the open Phoenix sockets", "phoenix_channels"),
+    ("starcite_phoenix_tail_streams", "Tail streams of tail:<id> channels, from the join to the end",
+     "phoenix_tail_streams"),
+    ("starcite_phoenix_tail_pumps", "Tail pump greenlets of tail:<id> channels running", "phoenix_tail_pumps"),
     ("starcite_actors_alive", "Actors alive in the node's actor system", "actors_alive"),
     ("starcite_actor_registry_entries", "Entries of the actor system's registry (an exited actor keeps one)",
      "actor_registry_entries"),
@@ -89,7 +94,7 @@ def _connection_families(snap):
     """The API's open connections by kind, the cap, and the connections refused past it or timed out."""
     yield _family(GaugeMetricFamily, "starcite_http_connections", "Open API connections by kind: request (from "
                   "accept to the end of its response, head still arriving included), keepalive_idle, "
-                  "websocket_tail, sse_tail, long_poll (a held wait_ms request)", "kind", snap.get("connections", {}))
+                  "websocket_tail, sse_tail, phoenix_socket, long_poll (a held wait_ms request)", "kind", snap.get("connections", {}))
     yield _family(GaugeMetricFamily, "starcite_http_connection_cap", "Most API connections open at once "
                   "(STARCITE_MAX_CONNECTIONS, or its default from RLIMIT_NOFILE)", None, snap.get("connection_cap", 0))
     yield _family(CounterMetricFamily, "starcite_http_connections_refused", "Connections answered 503 and closed "

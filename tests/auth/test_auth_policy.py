@@ -141,6 +141,9 @@ def test_extract_token(header, query, token):
     ("/t?my_access_token=x&access_tokens=y", "/t?my_access_token=x&access_tokens=y"),
     ("GET /v1/sessions/a=b/tail?access_token=x HTTP/1.1", "GET /v1/sessions/a=b/tail?access_token=[REDACTED] HTTP/1.1"),
     ("x=a=b&access_token=q=r&ACCESS%5ftoken=w", "x=a=b&access_token=[REDACTED]&ACCESS%5ftoken=[REDACTED]"),
+    ("/v1/socket/websocket?token=eyJ.a.b&vsn=2.0.0", "/v1/socket/websocket?token=[REDACTED]&vsn=2.0.0"),
+    ("/v1/socket/websocket?vsn=2.0.0&TOKEN=x", "/v1/socket/websocket?vsn=2.0.0&TOKEN=[REDACTED]"),
+    ("/t?refresh_token=x&tokens=y&%74oken=z", "/t?refresh_token=x&tokens=y&%74oken=[REDACTED]"),
     ("", ""),
 ])
 def test_redact(text, expected):

@@ -216,6 +216,17 @@ def build_spec(issue_body: Obj | None, session_token_body: Obj) -> dict:
                             _SESSION_ID, _query("cursor", TAIL_CURSOR.schema(), 0),
                             _query("batch_size", TAIL_BATCH_SIZE.schema(), 1), *_HANDSHAKE, *_SSE]),
         },
+        "/v1/socket/websocket": {
+            "get": d.v1("phoenixSocket", "A Phoenix Channels V2 socket: channels tail:<session_id> and lifecycle "
+                        "(docs/api.md, \"Phoenix channels\")",
+                        {"101": {"description": "Switching protocols; text frames carry V2 messages "
+                                                "[join_ref, ref, topic, event, payload]"}},
+                        400, 426, 503, parameters=[
+                            _query("vsn", {"type": "string", "enum": ["2.0.0"]}, "2.0.0"),
+                            {**_query("token", {"type": "string"}),
+                             "description": "The socket's bearer token (jwt mode; phoenix.js sends it in params)"},
+                            *_HANDSHAKE]),
+        },
         "/v1/sessions/{session_id}/events": {
             "get": d.v1("readEvents", "Read committed events after cursor (long-poll with wait_ms)",
                         _ok(200, "EventPage", "One page, empty when wait_ms ended with nothing new"),

@@ -13,6 +13,8 @@ for ever. A peer that stops reading a busy tail is the stall timeout's
 (`stall_seconds`, the socket's send timeout): two intervals without
 progress.
 
+`forget` takes a finished stream or socket out of its registry.
+
 Must not: block the hub (`tend` writes only what the kernel takes at once),
 or send events.
 """
@@ -49,3 +51,11 @@ class TailKeeper:
             now = time.monotonic()
             for stream in list(self.streams):
                 stream.tend(now, intervals[stream.conn.kind])
+
+
+def forget(registry, member, node):
+    """A finished stream or socket leaves its ``registry`` (the keeper visits no more), and its
+    connection the ``node``'s counts; once."""
+    if registry is not None and member in registry:
+        registry.discard(member)
+        node.connections.moved(member.conn.kind, None)

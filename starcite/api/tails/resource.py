@@ -51,7 +51,9 @@ def _header_tokens(value: str) -> set:
     return {token.strip().lower() for token in value.split(",")}
 
 
-def _check_handshake(env):
+def check_handshake(env):
+    """RFC 6455 §4.2.1 checks of an upgrade request (426 or 400 before anything is written);
+    the raw tail and the Phoenix socket share them."""
     if (env.get("HTTP_UPGRADE", "").strip().lower() != "websocket"
             or "upgrade" not in _header_tokens(env.get("HTTP_CONNECTION", ""))):
         raise ApiError(426, "upgrade_required", "This endpoint is a WebSocket: send an Upgrade request",
@@ -86,7 +88,7 @@ class TailResource:
         batch_size = int_param(req, "batch_size", 1, TAIL_BATCH_SIZE, "invalid_batch_size")
         access.session(self._session(session_id, sse))
         if not sse:
-            _check_handshake(req.env)
+            check_handshake(req.env)
         return access, sse, cursor, batch_size
 
     def _session(self, session_id, sse: bool) -> dict:

@@ -11,7 +11,8 @@ Must not: decide liveness itself beyond a defensive seq check (the group's
 actor does), read inbound frames for meaning (they are ignored), or know the
 HTTP request it came from (`starcite.api.tails.resource` checks and starts it). The
 wire formats and the sockets are `starcite.api.tails.ws_wire`'s and
-`starcite.api.tails.sse_wire`'s; the pump sees only their `TailSocket` face.
+`starcite.api.tails.sse_wire`'s; the pump sees only their `TailSocket` face, which a
+Phoenix channel also wears (`starcite.api.tails.phoenix_channels`: many streams, one socket).
 """
 
 import collections
@@ -20,8 +21,9 @@ import time
 
 import gevent
 
+from starcite.api.tails.keeper import forget
 from starcite.api.tails.live_fanout import FANOUT
-from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled
+from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled, close_watchers
 from starcite.node.tier_reads import ArchiveReadError
 
 log = logging.getLogger("starcite.tail")
@@ -118,14 +120,8 @@ class TailStream:
 
     def start(self, registry: set):
         """Open the tail in the node and start reading; ``registry`` holds the stream until it finishes."""
-        self.registry = registry
-        registry.add(self)
-        self.node.connections.moved(None, self.conn.kind)
-        try:
-            self.handle = self.node.tails.open(self.session_id, self.sent, self.outbox)
-        except Exception as exc:  # e.g. no replica reachable: the 101 is sent, so close the socket
-            log.warning("tail on %s could not open: %s", self.session_id, exc)
-            return self._finish(CLOSE_INTERNAL, "tail_unavailable")
+        if not self.open_in_node(registry):
+            return
         loop = gevent.get_hub().loop
         reader = loop.io(self.conn.sock.fileno(), 1)
         reader.start(self._readable)
@@ -134,6 +130,25 @@ class TailStream:
             self._arm_expiry(loop)
         # The first replay runs in the request's greenlet, which exists anyway (no spawn per
         # tail); caught up and idle, it returns and the request greenlet ends.
+        self.pump_here()
+
+    def open_in_node(self, registry: set) -> bool:
+        """Register the stream and open its tail in the node; False (and the stream finished) if
+        the node could not open it. The part of `start` every sink shares (a raw socket's tail, a
+        Phoenix channel: `starcite.api.tails.phoenix_channels`)."""
+        self.registry = registry
+        registry.add(self)
+        self.node.connections.moved(None, self.conn.kind)
+        try:
+            self.handle = self.node.tails.open(self.session_id, self.sent, self.outbox)
+        except Exception as exc:  # e.g. no replica reachable: the 101 is sent, so close the socket
+            log.warning("tail on %s could not open: %s", self.session_id, exc)
+            self._finish(CLOSE_INTERNAL, "tail_unavailable")
+            return False
+        return True
+
+    def pump_here(self):
+        """Run the pump in the calling greenlet (the first replay), until it is idle."""
         self.pump = gevent.getcurrent()
         self._run()
 
@@ -266,27 +281,19 @@ class TailStream:
         self.sent = entries[-1][0]
 
     def _finish(self, code=None, reason=""):
-        for watcher in self.watchers:
-            watcher.stop()
-            watcher.close()
-        self.watchers = []
+        close_watchers(self.watchers)
         if self.handle is not None:
             self.handle.close()
         self.conn.close(code, reason)
         self.outbox.detach()
-        if self.registry is not None and self in self.registry:
-            self.registry.discard(self)
-            self.node.connections.moved(self.conn.kind, None)
+        forget(self.registry, self, self.node)
 
     # -- hub callbacks (never block) ------------------------------------------
 
     def _readable(self):
-        try:
-            data = self.conn.sock._sock.recv(65536)
-        except BlockingIOError:
+        data = self.conn.recv_now()
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:
             self.outbox.put(("gone",))
             self.watchers[0].stop()

@@ -1,12 +1,13 @@
 """A tail's own handle on its connection, whatever the wire (WebSocket or SSE).
 
 Owns: `TailSocket`, the part of a tail's connection that does not depend on
-the wire: blocking sends for the pump (each bounded by the stall timeout: a
-write that makes no progress for ``stall_s`` raises, and the pump ends the
-tail), a non-blocking send for the hub (what
-the kernel could not take waits in ``unsent``), the claim of the live
-fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is sending on the
-fd; every other write and the close wait for it), and the close. The wires (`starcite.api.tails.ws_wire`,
+the wire: a non-blocking read for the hub's io watcher, blocking sends for
+the pump (each bounded by the stall timeout: a write that makes no progress
+for ``stall_s`` raises, and the pump ends the tail), a non-blocking send for
+the hub (what the kernel could not take waits in ``unsent``), the claim of
+the live fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is
+sending on the fd; every other write and the close wait for it), and the
+close (and `close_watchers`, the end of the watchers on its fd). The wires (`starcite.api.tails.ws_wire`,
 `starcite.api.tails.sse_wire`) subclass `TailSocket` with their encoding, what
 they make of inbound bytes, and what they send before closing.
 
@@ -110,6 +111,16 @@ class TailSocket:
             self.unsent = data[sent:]
         return True
 
+    def recv_now(self):
+        """Hub context, non-blocking: what the peer sent (b"" at its EOF or on an error), or None
+        when nothing is there yet."""
+        try:
+            return self.sock._sock.recv(65536)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
     def send_quietly(self, data: bytes):
         """A last write (a close frame, an error event): a peer that is gone is not an error."""
         try:
@@ -125,3 +136,11 @@ class TailSocket:
         self.send_quietly(self.goodbye(code, reason))
         self.closed = True
         self.sock.close()
+
+
+def close_watchers(watchers: list):
+    """Stop and close the io watchers and timers on a connection (the list is emptied)."""
+    for watcher in watchers:
+        watcher.stop()
+        watcher.close()
+    watchers.clear()

@@ -1,8 +1,9 @@
 """The WebSocket wire of a tail (RFC 6455, server side): frames out, control frames in, the socket.
 
 Owns: encoding server frames (one event per frame, or arrays of
-``batch_size``), the ping an idle tail sends, a reader that drops inbound
-data frames and notices close and ping, and `WebSocketConn`, the `TailSocket` of a WebSocket tail after it
+``batch_size``), the ping an idle tail sends, a reader of the client's frames
+(a tail's drops data frames and notices close and ping; a Phoenix socket's
+keeps its messages), and `WebSocketConn`, the `TailSocket` of a WebSocket tail after it
 is detached from the WSGI handler (close frames, pongs).
 
 Must not: know about sessions, cursors or the node.
@@ -27,22 +28,38 @@ def frame(opcode: int, payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, 127, size) + payload
 
 
-class InboundFrames:
-    """Just enough of a WebSocket frame reader to ignore data frames and notice close and ping."""
+OP_CONTINUATION = 0x0
+OP_TOO_BIG = -1  # what `InboundFrames` yields for a data message past its ``max_message``
 
-    def __init__(self):
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """A client frame's payload, unmasked (RFC 6455 §5.3)."""
+    size = len(payload)
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+class InboundFrames:
+    """A WebSocket frame reader for the client's frames. A tail's (``max_message`` 0) drops data
+    frames as they stream in and notices close and ping; a Phoenix socket's keeps data messages
+    of at most ``max_message`` bytes (fragments joined)."""
+
+    def __init__(self, max_message: int = 0):
         self.buffer = b""
         self.skip = 0
+        self.max_message = max_message
+        self.fragments = None  # [opcode, parts, size] of a fragmented data message being joined
 
     def feed(self, data: bytes):
-        """Yields ``(opcode, payload)`` of complete control frames; data frames are dropped."""
+        """Yields ``(opcode, payload)`` of complete control frames and, when data is kept, of
+        complete data messages; ``(OP_TOO_BIG, b"")`` once for a message past ``max_message``."""
         if self.skip:
             dropped = min(self.skip, len(data))
             self.skip -= dropped
             data = data[dropped:]
         buf = self.buffer + data
         while len(buf) >= 2:
-            opcode, length = buf[0] & 0x0F, buf[1] & 0x7F
+            fin, opcode, length = buf[0] & 0x80, buf[0] & 0x0F, buf[1] & 0x7F
             head = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if buf[1] & 0x80 else 0)
             if len(buf) < head:
                 break
@@ -50,7 +67,12 @@ class InboundFrames:
                 length = struct.unpack("!H", buf[2:4])[0]
             elif length == 127:
                 length = struct.unpack("!Q", buf[2:10])[0]
-            if opcode < 0x8 and len(buf) < head + length:
+            if opcode < 0x8 and self.max_message:
+                if length + (self.fragments[2] if self.fragments else 0) > self.max_message:
+                    self.buffer, self.fragments = b"", None
+                    yield OP_TOO_BIG, b""
+                    return
+            elif opcode < 0x8 and len(buf) < head + length:
                 self.skip = head + length - len(buf)  # a data frame: drop it as it streams in
                 buf = b""
                 break
@@ -58,12 +80,32 @@ class InboundFrames:
                 break
             payload = buf[head:head + length]
             if buf[1] & 0x80:
-                mask = buf[head - 4:head]
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                payload = unmask(payload, buf[head - 4:head])
+            buf = buf[head + length:]
             if opcode >= 0x8:
                 yield opcode, payload
-            buf = buf[head + length:]
-        self.buffer = buf[:1024]
+            elif self.max_message:
+                message = self._join(fin, opcode, payload)
+                if message is not None:
+                    yield message
+        self.buffer = buf if self.max_message else buf[:1024]
+
+    def _join(self, fin, opcode, payload):
+        """A complete data message ``(opcode, payload)`` once its last fragment is in, else None."""
+        if opcode != OP_CONTINUATION:
+            if fin:
+                return opcode, payload
+            self.fragments = [opcode, [payload], len(payload)]
+            return None
+        if self.fragments is None:
+            return None  # a continuation of nothing: ignored
+        self.fragments[1].append(payload)
+        self.fragments[2] += len(payload)
+        if not fin:
+            return None
+        opcode, parts, _size = self.fragments
+        self.fragments = None
+        return opcode, b"".join(parts)
 
 
 def encode_frames(entries, batch_size) -> bytes:
