@@ -87,8 +87,8 @@ _SETTINGS = [
     ("raft_data_dir", "raft.data_dir", ["STARCITE_RAFT_DATA_DIR"], _str, None,
      "Raft journals and snapshots (default <data_dir>/raft)"),
     ("workers", "node.workers", ["STARCITE_WORKERS"], _int, None,
-     "Worker processes of a lone node, each owning a disjoint share of the groups (default: the cores the "
-     "process may use; a cluster's nodes run one each for now)"),
+     "Worker processes of a lone node, each owning a disjoint share of the groups (default 1 for now: see "
+     "bench/README.md, Workers; a cluster's nodes run one each for now)"),
     ("num_groups", "raft.num_groups", ["STARCITE_NUM_GROUPS"], _int, 16, "Session sharding groups"),
     ("replication_factor", "raft.replication_factor", ["STARCITE_WRITE_REPLICATION_FACTOR"], _int, 3,
      "Replicas per group (refused when larger than the number of write nodes in a cluster)"),

@@ -1,7 +1,7 @@
 """A lone node's worker processes as members of a cluster on one host.
 
-Owns: how many workers a node runs (`worker_count`: `STARCITE_WORKERS`, by
-default the cores the process may use), each worker's name and sibling
+Owns: how many workers a node runs (`worker_count`: `STARCITE_WORKERS`,
+default 1: see `DEFAULT_WORKERS`), each worker's name and sibling
 socket (`<data_dir>/workers/w<i>.sock`), and the `Config` a worker runs
 with (`member_config`): a cluster of the node's workers, linked over unix
 sockets, every member a write node on the same host, so placement gives each
@@ -17,19 +17,17 @@ import os
 SOCKETS_DIR = "workers"
 
 
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+# One until a forwarded request costs less: on a 2-core machine, 2 workers did 0.58x the appends of one
+# (bench/README.md, "Workers"); the SPEC's default is the cores the process may use.
+DEFAULT_WORKERS = 1
 
 
 def worker_count(config) -> int:
-    """Workers this node runs: `STARCITE_WORKERS`, else the cores it may use; one on a cluster's node
+    """Workers this node runs: `STARCITE_WORKERS`, else `DEFAULT_WORKERS`; one on a cluster's node
     (its workers would need a peer port each: not built yet)."""
     if not config.single_node:
         return 1
-    return config.workers or available_cores()
+    return config.workers or DEFAULT_WORKERS
 
 
 def member_name(node_name: str, index: int) -> str:
