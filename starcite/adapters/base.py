@@ -90,6 +90,12 @@ class ArchiveAdapter(abc.ABC):
         Walking the cursors yields every matching session exactly once.
         """
 
+    @abc.abstractmethod
+    def delete_session(self, session_id: str) -> None:
+        """Remove every event and the record of ``session_id``; afterwards no read returns anything for
+        it and no list shows it. Idempotent: deleting a missing or already deleted session succeeds. An
+        outage raises `ArchiveUnavailable` and may leave part of it deleted (a retry finishes the job)."""
+
     def check(self) -> None:
         """Raise `ArchiveConfigError`/`ArchiveUnavailable` if the archive is unusable at start-up."""
 

@@ -95,6 +95,31 @@ class LocalArchiveAdapter(ArchiveAdapter):
             self._index_put(chunks.decode_json(data))
             self._log_indexed(chunks.session_key(session_id))
 
+    def delete_session(self, session_id):
+        events_dir = self._path(chunks.session_events_dir(session_id))
+        with self._session_lock(session_id):
+            try:
+                names = os.listdir(events_dir)
+            except FileNotFoundError:
+                names = []
+            except OSError as exc:
+                raise ArchiveUnavailable(f"local archive: cannot list events of {session_id!r}: {exc}") from exc
+            try:
+                for name in names:
+                    _unlink_missing_ok(os.path.join(events_dir, name))
+                if names:
+                    os.rmdir(events_dir)
+                    _fsync_dir(os.path.dirname(events_dir))
+                # the record last: while any event is left, a retry still finds the session to finish
+                _unlink_missing_ok(self._path(chunks.session_key(session_id)))
+            except OSError as exc:
+                raise ArchiveUnavailable(f"local archive: cannot delete {session_id!r}: {exc}") from exc
+            with self._index_lock:
+                records, ids = self._index()
+                if records.pop(session_id, None) is not None:
+                    ids.remove(session_id)
+            self._log_indexed(chunks.session_key(session_id))  # other processes drop it from their index
+
     def get_session(self, session_id):
         with self._index_lock:
             record = self._index()[0].get(session_id)
@@ -145,6 +170,8 @@ class LocalArchiveAdapter(ArchiveAdapter):
                 if session_id not in records:
                     bisect.insort(self._sorted_ids, session_id)
                 records[session_id] = record
+            elif records.pop(session_id, None) is not None:  # deleted by another process
+                self._sorted_ids.remove(session_id)
         self._log_offset += len(complete)
 
     def _index(self):
@@ -305,6 +332,13 @@ def _fsync_dir(directory):
 def _raise(exc):
     if not isinstance(exc, FileNotFoundError):
         raise ArchiveUnavailable(f"local archive: cannot list sessions: {exc}") from exc
+
+
+def _unlink_missing_ok(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _unlink_quietly(path):

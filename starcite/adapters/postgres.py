@@ -133,6 +133,12 @@ class PostgresArchiveAdapter(ArchiveAdapter):
             return records[:limit], chunks.encode_cursor(records[limit - 1]["id"])
         return records, None
 
+    def delete_session(self, session_id):
+        def delete(cur):
+            cur.execute("DELETE FROM events WHERE session_id = %s", (session_id,))
+            cur.execute("DELETE FROM sessions WHERE id = %s", (session_id,))
+        self._run(delete)  # one transaction: the events and the record go together
+
     # -- connections and schema ----------------------------------------------
 
     def check(self):

@@ -97,6 +97,18 @@ class ArchiveReadCache:
         with self._lock:
             return self._evict(nbytes)
 
+    def forget(self, session_id) -> int:
+        """Drop every cached chunk of ``session_id`` (a deleted session); returns the bytes freed."""
+        with self._lock:
+            keys = [key for key in self._entries if key[0] == session_id]
+            return sum(self._drop(key) for key in keys)
+
+    def delete_session(self, session_id) -> None:
+        """`ArchiveAdapter.delete_session` through the cache: its chunks go before and after the archive's."""
+        self.forget(session_id)
+        self.adapter.delete_session(session_id)
+        self.forget(session_id)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

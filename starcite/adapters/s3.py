@@ -153,6 +153,15 @@ class S3ArchiveAdapter(ArchiveAdapter):
             return chunks.take_page(self._records(objects, batch=min(limit + 1, 64)), limit, tenant_id,
                                     metadata_filters, max_scan=max(_LIST_MAX_SCAN, limit + 1))
 
+    def delete_session(self, session_id):
+        prefix = self._key(chunks.session_events_dir(session_id)) + "/"
+        with self._errors(f"delete {prefix}"):
+            keys = [obj.object_name for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+            for key in keys:
+                self._client.remove_object(self.bucket, key)
+            # the record last: while any event is left, a retry still finds the session to finish
+            self._client.remove_object(self.bucket, self._key(chunks.session_key(session_id)))
+
     def _records(self, objects, batch):
         """Session records for listed objects, in listing order, fetched ``batch`` at a time in parallel."""
         keys = []
