@@ -90,7 +90,7 @@ def leave_live(group, session_id, outbox):
 class RaftGroupActor(Actor):
     """Front door of one Raft group.
 
-    Messages: StartGroup, CreateSession, Append, AckArchived (Raft commands,
+    Messages: StartGroup, CreateSession, Append, AckArchived, GroupCommand (Raft commands,
     replied through their future once committed); GetSession, ReadHot,
     PendingArchive, GroupStatus (answered at once from local state);
     GoLive/LeaveLive (tail registry), Committed (fan-out into live tails' outboxes).
@@ -118,7 +118,8 @@ class RaftGroupActor(Actor):
     def _create(self, msg, sender):
         if self._leads(msg):
             self.group.machine.create_session(msg.session_id, msg.title, msg.metadata, msg.created_at,
-                                              msg.creator_principal, msg.request, callback=_reply_from_raft(msg.reply))
+                                              msg.creator_principal, msg.request, msg.expires_at, msg.ttl_seconds,
+                                              callback=_reply_from_raft(msg.reply))
 
     def _append(self, msg, sender):
         self.group.queue_append((msg.session_id, msg.append, msg.inserted_at, msg.nbytes), msg.reply)
@@ -165,6 +166,6 @@ class RaftGroupActor(Actor):
     _handlers = {
         m.StartGroup: _start, m.CreateSession: _create, m.Append: _append, m.AckArchived: _ack,
         m.GetSession: _get, m.ReadHot: _read_hot, m.PendingArchive: _pending, m.GroupStatus: _status,
-        m.GoLive: _go_live, m.LeaveLive: _leave_live, m.Committed: _committed, m.ControlCommand: _control,
+        m.GoLive: _go_live, m.LeaveLive: _leave_live, m.Committed: _committed, m.ControlCommand: _control, m.GroupCommand: _control,
         ActorExitRequest: _exit,
     }

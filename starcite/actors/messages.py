@@ -23,6 +23,8 @@ class CreateSession:
     created_at: str
     creator_principal: Any
     request: Any  # the API request's token: a retried create recognises its own commit (`rules.same_request`)
+    expires_at: Any  # the create's expires_at (RFC 3339) or None
+    ttl_seconds: Any  # or its ttl_seconds, or None
     reply: Any
 
 
@@ -127,6 +129,15 @@ class NodeSeen:
 @dataclass(slots=True)
 class StartArchiver:
     node: Any             # the Node: groups, adapter, metrics
+
+
+@dataclass(slots=True)
+class GroupCommand:
+    """A Raft command of a session group's state machine by name (``delete_session``, ``expire_sessions``,
+    ``forget_deleted``), on its leader."""
+    method: str
+    args: tuple
+    reply: Any
 
 
 @dataclass(slots=True)

@@ -28,7 +28,7 @@ from starcite.actors.raft_journal import DurableFileJournal
 from starcite.actors.raft_errors import NotLeader, RaftUnavailable, raft_error
 from starcite.actors.quiescence import QuiescentGroup
 from starcite.peers.raft_transport import MuxTransport
-from starcite.core import rules
+from starcite.core import deletion, rules
 from starcite.core.rules import GroupState, RuleError
 
 # Snapshots written before the pure core moved to `starcite.core` (2026-12) pickle the state
@@ -116,16 +116,42 @@ class _InboxPoller:
 class SessionStateMachine(SyncObjConsumer):
     """The replicated state of one group. Every method below is a Raft command."""
 
-    def __init__(self, on_committed, on_trimmed):
-        # Set before SyncObjConsumer.__init__: hooks are local, never replicated.
+    def __init__(self, on_committed, on_trimmed, on_deleted=None):
+        # Set before SyncObjConsumer.__init__: hooks are local, never replicated. ``on_deleted(session_id)``
+        # hears each session this replica deletes (its tails close, its waiters answer, its caches forget).
         self.on_committed = on_committed
         self.on_trimmed = on_trimmed
+        self.on_deleted = on_deleted
         super().__init__()
         self.state = GroupState()
 
+    # pysyncobj numbers the commands by name (all at ver 0), and a journal holds the numbers: a new
+    # command's name must sort after every existing one's, or the journals of older versions replay
+    # as the wrong command. create_session < delete_session < expire_sessions < forget_deleted.
+
     @replicated
-    def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None):
-        return self.state.create_session(session_id, title, metadata, created_at, creator_principal, request)
+    def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None,
+                       expires_at=None, ttl_seconds=None):
+        return deletion.create_session(self.state, session_id, title, metadata, created_at, creator_principal,
+                                       request, expires_at, ttl_seconds)
+
+    @replicated
+    def delete_session(self, session_id, deleted_at, request=None):
+        result = deletion.delete_session(self.state, session_id, deleted_at, request)
+        if result[0] == "ok" and self.on_deleted is not None:
+            self.on_deleted(session_id)
+        return result
+
+    @replicated
+    def expire_sessions(self, session_ids, decided_at):
+        deleted = deletion.expire_sessions(self.state, session_ids, decided_at)
+        for session_id in deleted if self.on_deleted is not None else ():
+            self.on_deleted(session_id)
+        return ("ok", deleted)
+
+    @replicated
+    def forget_deleted(self, session_ids):
+        return ("ok", deletion.forget_deleted(self.state, session_ids))
 
     @replicated
     def append_events(self, items):
@@ -156,7 +182,7 @@ class RaftGroup(QuiescentGroup):
     """
 
     def __init__(self, group_id, self_name, peer_names, data_dir, config, on_committed=None, on_trimmed=None,
-                 raft_hub=None, machine=None):
+                 raft_hub=None, machine=None, on_deleted=None):
         # Every attribute is set before SyncObj.__init__, which marks the ones present
         # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
@@ -164,7 +190,7 @@ class RaftGroup(QuiescentGroup):
         # session id -> {outbox: None} of the live tails fed by this replica: written only by
         # RaftGroupActor, read by the commit hook (is anyone listening?) and the metrics.
         self.live_tails = {}
-        self.machine = machine or SessionStateMachine(on_committed, on_trimmed)
+        self.machine = machine or SessionStateMachine(on_committed, on_trimmed, on_deleted)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
         self.leader_changes = 0
         self._last_leader = None

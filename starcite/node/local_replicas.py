@@ -22,6 +22,8 @@ from starcite.actors.group_actor import hot_read, session_record
 from starcite.actors.raft_errors import NotLeader
 
 COMMANDS = {"append": m.Append, "create": m.CreateSession, "ack": m.AckArchived, "control": m.ControlCommand}
+# Commands of a session group's state machine sent by name (`messages.GroupCommand`).
+GROUP_COMMANDS = {"delete": "delete_session", "expire": "expire_sessions", "forget_deleted": "forget_deleted"}
 
 
 class LocalReplicas:
@@ -51,6 +53,9 @@ class LocalReplicas:
             if kind == "append":
                 self.check_backpressure()
             return self.ask(address, message(*args, AsyncResult()), timeout)
+        method = GROUP_COMMANDS.get(kind)
+        if method is not None:
+            return self.ask(address, m.GroupCommand(method, tuple(args), AsyncResult()), timeout)
         if kind == "read_index":  # the leader's read index, once it has confirmed it still leads
             return self.groups[group_id].read_index(timeout)
         if not self.groups[group_id].is_leader():  # a read that must see every commit

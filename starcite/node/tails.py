@@ -97,6 +97,15 @@ class NodeTails:
                 for handle in handles:
                     handle.outbox.put(item)
 
+    def close_session(self, session_id, code, reason):
+        """Every tail of ``session_id`` this node holds or serves for a peer gets a close on its outbox."""
+        outboxes = {handle.outbox for handle in self.handles if handle.session_id == session_id}
+        group = self.groups.get(self.group_of(session_id))
+        if group is not None:
+            outboxes.update(group.live_tails.get(session_id, ()))  # a peer's tails served by this replica
+        for outbox in outboxes:
+            outbox.put(("close", code, reason))
+
     def close_all(self, code, reason):
         """Shutdown: every open tail gets a close on its outbox."""
         for handle in list(self.handles):

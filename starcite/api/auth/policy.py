@@ -33,7 +33,7 @@ import dataclasses
 
 from starcite.core.errors import StarciteError
 
-SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
+SCOPES = frozenset({"session:create", "session:read", "session:append", "session:delete", "auth:issue"})
 # A principal token can never hold auth:issue: only service tokens mint tokens.
 PRINCIPAL_SCOPES = SCOPES - {"auth:issue"}
 PRINCIPAL_TYPES = ("user", "agent")

@@ -73,7 +73,8 @@ _SSE = [
 _SSE_STREAM = (
     "Server-Sent Events (Accept: text/event-stream, no Upgrade header): `retry:` once, then per event `id: <seq>` and "
     "`data: <Event JSON>`; a `: keep-alive` comment every tail.sse_keepalive_ms; on token expiry "
-    "`event: error` with `data: {\"error\":\"token_expired\",...}`, then the end of the stream")
+    "`event: error` with `data: {\"error\":\"token_expired\",...}`, and when the session is deleted "
+    "`event: error` with `data: {\"error\":\"session_deleted\",...}`, each then the end of the stream")
 
 _SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": False,
@@ -89,7 +90,12 @@ _SCHEMAS = {
                     "updated_at": {"type": "string", "format": "date-time"},
                     "creator_principal": {"type": "object", "required": ["tenant_id", "id", "type"], "properties": {
                         "tenant_id": {"type": "string"}, "id": {"type": "string"},
-                        "type": {"type": "string", "enum": ["user", "agent", "service"]}}}}},
+                        "type": {"type": "string", "enum": ["user", "agent", "service"]}}},
+                    "expires_at": {"type": "string", "format": "date-time",
+                                   "description": "When the session expires and is deleted (absent: never)"}}},
+    "Deleted": {"type": "object", "required": ["id", "deleted", "deleted_at"], "properties": {
+        "id": {"type": "string"}, "deleted": {"type": "boolean", "enum": [True]},
+        "deleted_at": {"type": "string", "format": "date-time"}}},
     "SessionPage": {"type": "object", "required": ["sessions", "next_cursor"], "properties": {
         "sessions": {"type": "array", "items": _ref("Session")},
         "next_cursor": {"type": "string", "nullable": True, "pattern": CURSOR_PATTERN}}},
@@ -163,6 +169,9 @@ def build_spec(issue_body: Obj | None) -> dict:
         "/v1/sessions/{session_id}": {
             "get": d.v1("getSession", "Get a session", _ok(200, "Session", "The session"), 404, 503,
                         parameters=[_SESSION_ID]),
+            "delete": d.v1("deleteSession", "Delete a session and all its events (its tails close: WebSocket "
+                           "4410 session_deleted, SSE event: error); later reads are 404",
+                           _ok(200, "Deleted", "Deleted"), 404, 503, parameters=[_SESSION_ID]),
         },
         "/v1/sessions/{session_id}/append": {
             "post": d.v1("appendEvent", "Append an event", _ok(201, "AppendResult", "Committed (or deduped)"),

@@ -128,6 +128,14 @@ class SessionResource:
         access.session(record)
         send_json(resp, falcon.HTTP_200, record)
 
+    def on_delete(self, req, resp, session_id):
+        """The session and every event go (a Raft command); its tails close, later reads are 404."""
+        access = req.context.access
+        access.scope("session:delete")
+        if access.enabled:  # the tenant fence, before anything is deleted
+            access.session(self.node.require_session(session_id))
+        send_json(resp, falcon.HTTP_200, {**self.node.delete_session(session_id), "deleted": True})
+
 
 class AppendResource:
     def __init__(self, node, max_body):
