@@ -38,25 +38,22 @@ def create_session(group, session_id, title, metadata, created_at, creator_princ
 
 
 def expiry_of(created_at: str, expires_at=None, ttl_seconds=None):
-    """The session's ``expires_at`` (the node's UTC form) from a create's ``expires_at`` (RFC 3339) or
-    ``ttl_seconds`` (from ``created_at``), or None for no expiry. Raises `RuleError` 400 for both at
-    once, or for a time not after ``created_at``."""
-    if expires_at is not None and ttl_seconds is not None:
-        raise RuleError(400, "invalid_session", "give expires_at or ttl_seconds, not both")
+    """The session's ``expires_at`` (the node's UTC form) from a create's ``expires_at`` (RFC 3339) and/or
+    ``ttl_seconds`` (from ``created_at``): the earlier of the two, or None for no expiry. A time at or
+    before ``created_at`` is kept: the session expires at the leader's next expiry check (a client whose
+    clock runs behind the node's is not refused)."""
+    times = []
     if ttl_seconds is not None:
-        created = _parse(created_at)
         try:
-            expires_at = (created + datetime.timedelta(seconds=ttl_seconds)).isoformat()
+            times.append(utc_timestamp((_parse(created_at) + datetime.timedelta(seconds=ttl_seconds)).isoformat()))
         except OverflowError:
             raise RuleError(400, "invalid_session", "ttl_seconds goes past the year 9999") from None
-    if expires_at is None:
-        return None
-    at = utc_timestamp(expires_at)
-    if at is None:
-        raise RuleError(400, "invalid_session", "expires_at must be an RFC 3339 time with an offset")
-    if at <= created_at:
-        raise RuleError(400, "invalid_session", f"expires_at {at} is not after the session's creation {created_at}")
-    return at
+    if expires_at is not None:
+        at = utc_timestamp(expires_at)
+        if at is None:
+            raise RuleError(400, "invalid_session", "expires_at must be an RFC 3339 time with an offset")
+        times.append(at)
+    return min(times) if times else None
 
 
 def _parse(iso: str) -> datetime.datetime:

@@ -107,8 +107,6 @@ def validate_create(body) -> dict:
     """Check a create body (the API passes ``{}`` when there is none); return ``{id|None, title, metadata,
     expires_at|None, ttl_seconds|None}`` (the expiry is worked out by the command: `deletion.expiry_of`)."""
     check_object(body, CREATE, "body must be a JSON object", RuleError)
-    if body.get("expires_at") is not None and body.get("ttl_seconds") is not None:
-        raise RuleError(400, "invalid_session", "give expires_at or ttl_seconds, not both")
     return {"id": body.get("id"), "title": body.get("title"), "metadata": body.get("metadata") or {},
             "expires_at": body.get("expires_at"), "ttl_seconds": body.get("ttl_seconds")}
 
