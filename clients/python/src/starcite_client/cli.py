@@ -1,4 +1,4 @@
-"""`starcite-cli`: the SDK on the command line (tail over a WebSocket or SSE, append, sessions ls|get|create).
+"""`starcite-cli`: the SDK on the command line (tail over a WebSocket or SSE, append, sessions ls|get|create|delete).
 
 Owns: argument parsing (``--url``/``--token``, or STARCITE_URL/STARCITE_TOKEN),
 output (JSON lines when stdout is not a terminal or with ``--json``; one
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     append.add_argument("--refs", type=json_arg)
     append.add_argument("--expected-seq", type=int)
 
-    sessions = commands.add_parser("sessions", help="ls | get | create").add_subparsers(dest="action", required=True)
+    sessions = commands.add_parser("sessions", help="ls | get | create | delete").add_subparsers(dest="action",
+                                                                                               required=True)
     ls = sessions.add_parser("ls", help="every session (all pages)")
     ls.add_argument("--metadata", "-m", type=key_value, action="append", default=[], help="KEY=VALUE filter")
     ls.add_argument("--page-size", type=int, default=100)
@@ -87,7 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--id")
     create.add_argument("--title")
     create.add_argument("--metadata", type=json_arg, help="a JSON object")
+    create.add_argument("--ttl", type=duration, help="expire (and be deleted) this long after creation: "
+                                                      "seconds, or e.g. 90m, 12h, 30d")
+    create.add_argument("--expires-at", help="expire at this RFC 3339 time (with --ttl: the earlier)")
+    delete = sessions.add_parser("delete", help="delete a session and all its events")
+    delete.add_argument("session")
     return parser
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> int:
+    """``"3600"``, ``"90m"``, ``"12h"``, ``"30d"`` -> whole seconds (at least 1)."""
+    text = text.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text[-1:].isalpha() else 1
+    digits = text[:-1] if text[-1:].isalpha() else text
+    if unit is None or not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError("expected whole seconds or e.g. 90m, 12h, 30d")
+    return int(digits) * unit
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -147,8 +166,11 @@ def run_sessions(client: Starcite, args: argparse.Namespace, out: Printer) -> No
         records = (s.data for s in client.list_sessions(metadata=dict(args.metadata), page_size=args.page_size))
     elif args.action == "get":
         records = iter([client.get_session(args.session).data])
+    elif args.action == "delete":
+        out.items([client.delete_session(args.session)], lambda result: f"{result['id']} deleted")
+        return
     else:
-        records = iter([client.create_session(args.id, args.title, args.metadata).data])
+        records = iter([client.create_session(args.id, args.title, args.metadata, args.ttl, args.expires_at).data])
     out.items(records, session_line)
 
 
