@@ -107,6 +107,7 @@ def purge_deleted(node, now=None) -> dict:
         if done:
             try:
                 stats["tombstones_dropped"] += deletions.forget_deleted(group_id, done)
+                deletions.purged.difference_update(done)
             except StarciteError as exc:  # leadership moved: the new leader deletes again (idempotent) and drops them
                 log.warning("dropping tombstones of group %s not committed: %s", group_id, exc.message)
         if stats["purge_errors"]:

@@ -22,6 +22,7 @@ do archive I/O (the archiver does), parse HTTP, or block.
 import logging
 
 from starcite.core import deletion
+from starcite.core.errors import StarciteError
 from starcite.core.rules import parse_result
 from starcite.node.reads import ColdMemo
 
@@ -58,8 +59,12 @@ class SessionDeletions:
             if not group.is_leader():
                 continue
             due = deletion.expired(group.state, now)
-            if due:
+            if not due:
+                continue
+            try:
                 deleted += len(parse_result(self.command(group_id, "expire", (due, now)))[1])
+            except StarciteError as exc:  # e.g. leadership moved: whoever leads now expires them
+                log.warning("expiry of %d sessions of group %s not committed: %s", len(due), group_id, exc.message)
         return deleted
 
     def pending(self, group_id) -> list:
