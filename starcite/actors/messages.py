@@ -23,9 +23,12 @@ class CreateSession:
     created_at: str
     creator_principal: Any
     request: Any  # the API request's token: a retried create recognises its own commit (`rules.same_request`)
-    expires_at: Any  # the create's expires_at (RFC 3339) or None
-    ttl_seconds: Any  # or its ttl_seconds, or None
-    reply: Any
+    # The expiry a create asks for; a create without one leaves both out of its args, so that a node of
+    # an earlier version (a rolling upgrade) still takes it. Every field is given by name or position
+    # before ``reply``, which is always given by name (`LocalReplicas.command`).
+    expires_at: Any = None  # RFC 3339
+    ttl_seconds: Any = None
+    reply: Any = None
 
 
 @dataclass(slots=True)

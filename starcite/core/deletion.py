@@ -60,6 +60,21 @@ def _parse(iso: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
+def set_expiry(group, session_id, expires_at) -> bool:
+    """Give ``session_id`` a new ``expires_at`` (already worked out, `expiry_of`; None: it never expires).
+    The hook of `PATCH` (not built yet): a patch carrying ``expires_at`` / ``ttl_seconds`` works the time
+    out with `expiry_of(updated_at, ...)` and calls this. False when there is no such session."""
+    state = group.sessions.get(session_id)
+    if state is None:
+        return False
+    state.expires_at = expires_at
+    if expires_at is None:
+        group.expiries.pop(session_id, None)
+    else:
+        group.expiries[session_id] = expires_at
+    return True
+
+
 def delete_session(group, session_id, deleted_at: str, request=None):
     """Remove the session and all its events from ``group`` and leave its tombstone.
 

@@ -52,7 +52,7 @@ class LocalReplicas:
         if message is not None:
             if kind == "append":
                 self.check_backpressure()
-            return self.ask(address, message(*args, AsyncResult()), timeout)
+            return self.ask(address, message(*args, reply=AsyncResult()), timeout)
         method = GROUP_COMMANDS.get(kind)
         if method is not None:
             return self.ask(address, m.GroupCommand(method, tuple(args), AsyncResult()), timeout)

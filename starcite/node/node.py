@@ -251,7 +251,9 @@ class Node:
         if expires_at is None and ttl_seconds is None:
             ttl_seconds = self.config.session_ttl_s  # STARCITE_SESSION_TTL: None, no expiry
         args = (session_id, spec.get("title"), spec.get("metadata") or {}, now_iso(), creator_principal,
-                request_token(), expires_at, ttl_seconds)
+                request_token())
+        if expires_at is not None or ttl_seconds is not None:  # left out otherwise: see `messages.CreateSession`
+            args += (expires_at, ttl_seconds)
         record = parse_result(self.router.command(self.group_of(session_id), "create", args))[1]
         self._index_session(record)
         return record

@@ -128,6 +128,16 @@ def test_deleting_an_expiring_session_drops_its_expiry():
     assert group.expiries == {} and deletion.expired(group, LATER) == []
 
 
+def test_set_expiry_moves_or_clears_it():
+    group = GroupState()
+    create(group, "e1", ttl_seconds=9)
+    assert deletion.set_expiry(group, "e1", LATER) and deletion.expired(group, T9) == []
+    assert group.sessions["e1"].record()["expires_at"] == LATER
+    assert deletion.set_expiry(group, "e1", None) and deletion.expired(group, LATER) == []
+    assert "expires_at" not in group.sessions["e1"].record()
+    assert not deletion.set_expiry(group, "nope", T9)
+
+
 # -- replicas -----------------------------------------------------------------------------------
 
 
