@@ -15,7 +15,8 @@ tombstone, replicated and in every snapshot, is the to-do list a new leader
 resumes, and while it exists the id cannot be created again (409
 ``session_deleted``), so nothing can write under the id before the old copy
 is gone. Once the archive confirms, a second command (`forget_deleted`)
-drops the tombstone and the id is free again.
+drops the tombstone and the id is free again. `set_expiry` is the hook a
+`PATCH` of the expiry will call.
 
 Must not: read the clock, do I/O, or know about Raft, actors or nodes.
 """
