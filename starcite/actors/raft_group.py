@@ -24,7 +24,7 @@ from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
-from starcite.actors.raft_journal import DurableFileJournal
+from starcite.actors.raft_journal import DurableFileJournal, finish_snapshot
 from starcite.actors.raft_errors import NotLeader, RaftUnavailable, raft_error
 from starcite.actors.quiescence import QuiescentGroup
 from starcite.peers.raft_transport import MuxTransport
@@ -39,6 +39,7 @@ sys.modules.setdefault("starcite.rules", rules)
 log = logging.getLogger("starcite.raft")
 
 FORCED_SNAPSHOT_INTERVAL_S = 1.0  # a log over its share of the cap snapshots at most this often
+SNAPSHOT_FINISH_TIMEOUT_S = 5.0  # how long a stop waits for a snapshot its forked child is still writing
 
 
 class LocalOnlyTransport(Transport):
@@ -383,6 +384,7 @@ class RaftGroup(QuiescentGroup):
         self._running = False
         self.wake.set()
         self._ticker.join(timeout=2)
+        finish_snapshot(self, SNAPSHOT_FINISH_TIMEOUT_S)
         self.journal.sync()
         self.destroy()
 
