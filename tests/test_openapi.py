@@ -8,6 +8,8 @@ fuzzer uses). The fuzzer itself runs in `tests/test_openapi_fuzz.py`.
 Must not: start a node of its own (the live checks use the shared one).
 """
 
+import datetime
+
 import jsonschema_rs
 import pytest
 from hypothesis import given, settings
@@ -17,7 +19,7 @@ from starcite.core import rules
 from starcite.api.auth.session_tokens import session_token_body_shape
 from starcite.api.auth.tokens import issue_body_shape
 from starcite.api.http.openapi import build_spec
-from starcite.core.shapes import Array, Either, Integer, Obj, Text, check_object
+from starcite.core.shapes import Array, Either, Integer, Obj, Text, Timestamp, check_object
 
 PUBLIC_PATHS = {"/v1/sessions", "/v1/sessions/{session_id}", "/v1/sessions/{session_id}/append",
                 "/v1/sessions/{session_id}/tail", "/v1/sessions/{session_id}/events",
@@ -115,6 +117,8 @@ def valid(shape):
         return st.integers(shape.minimum, shape.maximum) | st.sampled_from([shape.minimum, shape.maximum])
     if isinstance(shape, Array):
         return st.lists(valid(shape.items), min_size=shape.min_items, max_size=3)
+    if isinstance(shape, Timestamp):
+        return st.datetimes(timezones=st.just(datetime.timezone.utc)).map(datetime.datetime.isoformat)
     return candidates(shape) if shape.fields else st.dictionaries(st.text(max_size=3), JSON, max_size=2)
 
 

@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from starcite.api.auth.policy import SCOPES
 from tests.auth.conftest import JwksServer, claims, jwt_env, make_rsa_key
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ def test_openapi_document_passes_the_fuzzer(make_server, signing_key, mode):
     else:
         with JwksServer([signing_key.jwk()]) as jwks:
             node = make_server(jwt_env(jwks.url, **quiet))
-            token = signing_key.sign(claims(exp=claims()["exp"] + 3600))
+            token = signing_key.sign(claims(exp=claims()["exp"] + 3600, scope=" ".join(sorted(SCOPES))))
             assert node.request("GET", "/v1/sessions", headers={"Authorization": f"Bearer {token}"}).ok
             report = fuzz(node, "--header", f"Authorization: Bearer {token}")
     spec = node.request("GET", "/openapi.json").json()

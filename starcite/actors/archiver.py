@@ -7,7 +7,13 @@ their JSON lines, as the hot tier holds them, to the archive adapter idempotentl
 commit `ack_archived` through Raft so every replica evicts them. Sessions are
 flushed `adapter.flush_concurrency` at a time; when the archive looks down
 (a write failed before any succeeded) the cycle stops starting new ones and
-the next tick tries again. Also owns the archive counters: rows and bytes (the encoded
+the next tick tries again. After the flushes, the cycle removes the archive
+copies of the sessions deleted in the groups this node leads (`purge_deleted`:
+the tombstones of the replicated state are its to-do list, so a new leader
+or a restarted node resumes them; an outage leaves them for the next cycle)
+and drops each tombstone, by a Raft command, once its copy is gone and the
+tombstone is old enough (`SessionDeletions.tombstone_min_age_s`). A deleted
+session is never flushed again: it has left the state the flush reads. Also owns the archive counters: rows and bytes (the encoded
 event JSON written) attempted and newly inserted, failed writes, and the
 duration of every cycle that had work.
 
@@ -65,7 +71,59 @@ def _run_cycle(node, archiver):
 
 
 def flush_cycle(node) -> dict:
-    """One archive pass over every group this node leads. Returns counters for logs and tests."""
+    """One archive pass over every group this node leads, then its deletions (`purge_deleted`). Returns
+    counters for logs and tests."""
+    stats = flush_pending(node)
+    stats.update(purge_deleted(node))
+    return stats
+
+
+def purge_deleted(node, now=None) -> dict:
+    """Delete the archive copy (and this node's cached chunks) of every deleted session of the groups
+    this node leads; drop the tombstones of those whose copy is gone and whose delete is older than
+    the tombstone's minimum age. Stops at the first archive failure (the archive is down: next cycle)."""
+    stats = {"purged": 0, "purge_errors": 0, "tombstones_dropped": 0}
+    deletions = node.deletions
+    oldest_droppable = deletions_cutoff(deletions.tombstone_min_age_s, now)
+    still_pending = set()
+    for group_id in node.local_groups():
+        done = []
+        for session_id, deleted_at in deletions.pending(group_id):
+            still_pending.add(session_id)
+            droppable = deleted_at <= oldest_droppable
+            if session_id in deletions.purged and not droppable:
+                continue  # deleted once already; deleted again just before its tombstone goes
+            try:
+                node.run_io(node.cold.delete_session, session_id)
+            except ArchiveUnavailable as exc:
+                stats["purge_errors"] += 1
+                node.metrics.archive_errors.inc()
+                log.warning("archive deletion of %s failed (retried next cycle): %s", session_id, exc)
+                break
+            stats["purged"] += 1
+            deletions.purged.add(session_id)
+            if droppable:
+                done.append(session_id)
+        if done:
+            try:
+                stats["tombstones_dropped"] += deletions.forget_deleted(group_id, done)
+                deletions.purged.difference_update(done)
+            except StarciteError as exc:  # leadership moved: the new leader deletes again (idempotent) and drops them
+                log.warning("dropping tombstones of group %s not committed: %s", group_id, exc.message)
+        if stats["purge_errors"]:
+            return stats
+    deletions.purged &= still_pending
+    return stats
+
+
+def deletions_cutoff(min_age_s, now=None) -> str:
+    """The newest ``deleted_at`` (the node's time format) whose tombstone may go: ``min_age_s`` ago."""
+    moment = (time.time() if now is None else now) - min_age_s
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment % 1 * 1e6):06d}Z"
+
+
+def flush_pending(node) -> dict:
+    """The flush part of a cycle: every pending session of the groups this node leads."""
     pending = [item for group_id in node.local_groups() for item in node.pending_archive(group_id)]
     stats = {"sessions": 0, "rows": 0, "errors": 0}
     if not pending:

@@ -119,7 +119,8 @@ class RaftGroupActor(Actor):
     def _create(self, msg, sender):
         if self._leads(msg):
             self.group.machine.create_session(msg.session_id, msg.title, msg.metadata, msg.created_at,
-                                              msg.creator_principal, msg.request, callback=_reply_from_raft(msg.reply))
+                                              msg.creator_principal, msg.request, msg.expires_at, msg.ttl_seconds,
+                                              callback=_reply_from_raft(msg.reply))
 
     def _append(self, msg, sender):
         self.group.queue_append((msg.session_id, msg.append, msg.inserted_at, msg.nbytes), msg.reply)

@@ -23,7 +23,12 @@ class CreateSession:
     created_at: str
     creator_principal: Any
     request: Any  # the API request's token: a retried create recognises its own commit (`rules.same_request`)
-    reply: Any
+    # The expiry a create asks for; a create without one leaves both out of its args, so that a node of
+    # an earlier version (a rolling upgrade) still takes it. Every field is given by name or position
+    # before ``reply``, which is always given by name (`LocalReplicas.command`).
+    expires_at: Any = None  # RFC 3339
+    ttl_seconds: Any = None
+    reply: Any = None
 
 
 @dataclass(slots=True)
@@ -131,8 +136,8 @@ class StartArchiver:
 
 @dataclass(slots=True)
 class SessionCommand:
-    """A Raft command of a session group (``method`` of `SessionStateMachine`: ``patch_session``,
-    ``set_archived``), on its leader."""
+    """A Raft command of a session group by name (a method of `SessionStateMachine`: ``patch_session``,
+    ``set_archived``, ``delete_session``, ``expire_sessions``, ``forget_deleted``), on its leader."""
     method: str
     args: tuple
     reply: Any

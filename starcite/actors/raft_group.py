@@ -24,11 +24,11 @@ from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjConsumer, replicated
 from pysyncobj.node import Node
 from pysyncobj.transport import Transport
 
-from starcite.actors.raft_journal import DurableFileJournal
+from starcite.actors.raft_journal import DurableFileJournal, finish_snapshot
 from starcite.actors.raft_errors import NotLeader, RaftUnavailable, raft_error
 from starcite.actors.quiescence import QuiescentGroup
 from starcite.peers.raft_transport import MuxTransport
-from starcite.core import rules
+from starcite.core import deletion, rules
 from starcite.core.rules import GroupState, RuleError
 
 # Snapshots written before the pure core moved to `starcite.core` (2026-12) pickle the state
@@ -39,6 +39,7 @@ sys.modules.setdefault("starcite.rules", rules)
 log = logging.getLogger("starcite.raft")
 
 FORCED_SNAPSHOT_INTERVAL_S = 1.0  # a log over its share of the cap snapshots at most this often
+SNAPSHOT_FINISH_TIMEOUT_S = 5.0  # how long a stop waits for a snapshot its forked child is still writing
 
 
 class LocalOnlyTransport(Transport):
@@ -116,12 +117,15 @@ class _InboxPoller:
 class SessionStateMachine(SyncObjConsumer):
     """The replicated state of one group. Every method below is a Raft command."""
 
-    def __init__(self, on_committed, on_trimmed, on_lifecycle=None):
+    def __init__(self, on_committed, on_trimmed, on_lifecycle=None, on_deleted=None):
         # Set before SyncObjConsumer.__init__: hooks are local, never replicated. ``on_lifecycle(kind,
-        # record)`` hears each session created, patched, archived or unarchived as this replica applies it.
+        # record)`` hears each session created, patched, archived or unarchived as this replica applies it;
+        # ``on_deleted(session_id)`` each session it deletes (its tails close, its waiters answer, its
+        # caches forget).
         self.on_committed = on_committed
         self.on_trimmed = on_trimmed
         self.on_lifecycle = on_lifecycle
+        self.on_deleted = on_deleted
         super().__init__()
         self.state = GroupState()
 
@@ -129,10 +133,16 @@ class SessionStateMachine(SyncObjConsumer):
         if self.on_lifecycle is not None:
             self.on_lifecycle(kind, record)
 
+    # pysyncobj numbers the commands by name (all at ver 0), and a journal holds the numbers: a new
+    # command's name must sort after every existing one's, or the journals of older versions replay
+    # as the wrong command (tests/raft/test_command_ids.py).
+
     @replicated
-    def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None):
+    def create_session(self, session_id, title, metadata, created_at, creator_principal, request=None,
+                       expires_at=None, ttl_seconds=None):
         known = session_id in self.state.sessions
-        result = self.state.create_session(session_id, title, metadata, created_at, creator_principal, request)
+        result = deletion.create_session(self.state, session_id, title, metadata, created_at, creator_principal,
+                                         request, expires_at, ttl_seconds)
         if result[0] == "ok" and not known:
             self._lifecycle("session.created", result[1])
         return result
@@ -150,6 +160,24 @@ class SessionStateMachine(SyncObjConsumer):
         if result[0] == "ok" and result[2]:
             self._lifecycle("session.archived" if archived else "session.unarchived", result[1])
         return result
+
+    @replicated
+    def delete_session(self, session_id, deleted_at, request=None):
+        result = deletion.delete_session(self.state, session_id, deleted_at, request)
+        if result[0] == "ok" and self.on_deleted is not None:
+            self.on_deleted(session_id)
+        return result
+
+    @replicated
+    def expire_sessions(self, session_ids, decided_at):
+        deleted = deletion.expire_sessions(self.state, session_ids, decided_at)
+        for session_id in deleted if self.on_deleted is not None else ():
+            self.on_deleted(session_id)
+        return ("ok", deleted)
+
+    @replicated
+    def forget_deleted(self, session_ids):
+        return ("ok", deletion.forget_deleted(self.state, session_ids))
 
     @replicated
     def append_events(self, items):
@@ -180,7 +208,7 @@ class RaftGroup(QuiescentGroup):
     """
 
     def __init__(self, group_id, self_name, peer_names, data_dir, config, on_committed=None, on_trimmed=None,
-                 raft_hub=None, machine=None, on_lifecycle=None):
+                 raft_hub=None, machine=None, on_lifecycle=None, on_deleted=None):
         # Every attribute is set before SyncObj.__init__, which marks the ones present
         # as local: only the state machine (a consumer) goes into snapshots.
         self.group_id = group_id
@@ -188,7 +216,7 @@ class RaftGroup(QuiescentGroup):
         # session id -> {outbox: None} of the live tails fed by this replica: written only by
         # RaftGroupActor, read by the commit hook (is anyone listening?) and the metrics.
         self.live_tails = {}
-        self.machine = machine or SessionStateMachine(on_committed, on_trimmed, on_lifecycle)
+        self.machine = machine or SessionStateMachine(on_committed, on_trimmed, on_lifecycle, on_deleted)
         self.pending_appends = []   # [(item, reply)] waiting for the next tick
         self.leader_changes = 0
         self._last_leader = None
@@ -387,6 +415,7 @@ class RaftGroup(QuiescentGroup):
         self._running = False
         self.wake.set()
         self._ticker.join(timeout=2)
+        finish_snapshot(self, SNAPSHOT_FINISH_TIMEOUT_S)
         self.journal.sync()
         self.destroy()
 

@@ -8,7 +8,9 @@ commit or a follower acknowledges them; `held_bytes`, what the log costs in
 memory, counted by the hot store cap), `DurableMetaStorer` (term, vote and
 commit index fsynced before the rename), `JournalSyncer` (one flush for every
 journal that asks while a flush runs, in the hub's thread pool), and
-`durable_replace` for snapshot files. Installing them into pysyncobj happens
+`durable_replace` for snapshot files, and `finish_snapshot` (a stop waits
+for a snapshot still being written and compacts the journal after it, so the
+two never disagree at the next start). Installing them into pysyncobj happens
 here, once, at import (two module-level names pysyncobj builds through).
 
 Must not: know about groups, sessions or the network.
@@ -20,12 +22,14 @@ import ctypes.util
 import mmap
 import os
 import struct
+import time
 
 import gevent
 import gevent.event
 from pysyncobj import journal as pysyncobj_journal
 from pysyncobj import serializer as pysyncobj_serializer
 from pysyncobj import syncobj as pysyncobj_syncobj
+from pysyncobj.serializer import SERIALIZER_STATE
 
 
 class DurableMetaStorer(pysyncobj_journal.MetaStorer):
@@ -272,3 +276,22 @@ pysyncobj_syncobj.createJournal = _create_journal
 # The snapshot writer (run in a forked child) renames through this name: make it durable,
 # since the journal entries it covers are deleted once it reports success.
 pysyncobj_serializer.atomicReplace = durable_replace
+
+
+def finish_snapshot(syncobj, timeout: float):
+    """At a group's stop, a snapshot its forked child is still writing: wait for it (at most ``timeout``)
+    and drop the journal entries it covers, as the next tick would have. Otherwise the restart finds a
+    snapshot newer than the journal's start, and pysyncobj then clears the journal
+    (`SyncObj.__loadDumpFile`): every entry after the snapshot's would be lost (seen as a deleted
+    session back after a quick restart)."""
+    serializer = syncobj._SyncObj__serializer
+    deadline = time.monotonic() + timeout
+    while True:
+        state, serialize_id = serializer.checkSerializing()
+        if state == SERIALIZER_STATE.SUCCESS:
+            syncobj._SyncObj__deleteEntriesTo(serialize_id)
+            syncobj._SyncObj__lastSerializedEntry = serialize_id
+            return
+        if state != SERIALIZER_STATE.SERIALIZING or time.monotonic() > deadline:
+            return
+        gevent.sleep(0.01)

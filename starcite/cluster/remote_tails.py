@@ -22,7 +22,7 @@ import logging
 
 log = logging.getLogger("starcite.remote_tails")
 
-FORWARDED = ("events", "replay")
+FORWARDED = ("events", "replay", "close")  # a close from the replica: the session was deleted
 
 
 class PeerOutbox:

@@ -33,6 +33,25 @@ def parse_size(value) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value):
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``3600`` (seconds) -> whole seconds; ``"none"``, ``0``,
+    ``""`` -> None (no duration)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(f"not a duration: {value!r} (use whole seconds or e.g. 90m, 12h, 30d)")
+    if isinstance(value, int):
+        return value or None
+    if str(value).strip().lower() in ("", "none", "off", "0"):
+        return None
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use whole seconds or e.g. 90m, 12h, 30d)")
+    return int(match.group(1)) * _DURATION_UNITS[(match.group(2) or "").lower()] or None
+
+
 def parse_bool(value) -> bool:
     if isinstance(value, bool):
         return value
@@ -116,6 +135,9 @@ _SETTINGS = [
      "Archive flush interval"),
     ("archive_batch_size", "archive.batch_size", ["STARCITE_ARCHIVE_BATCH_SIZE"], _int, 5000,
      "Most events flushed per session per cycle"),
+    ("session_ttl_s", "sessions.ttl", ["STARCITE_SESSION_TTL"], parse_duration, None,
+     "Time to live of a new session that names no expires_at or ttl_seconds: whole seconds or e.g. 90m, 12h, "
+     "30d (from its creation; the session and its events are then deleted); default none, no expiry"),
     ("read_cache_ttl_ms", "archive.read_cache_ttl_ms", ["STARCITE_ARCHIVE_READ_CACHE_TTL_MS"], _int, 600000,
      "Archive read cache TTL"),
     ("read_cache_cleanup_interval_ms", "archive.read_cache_cleanup_interval_ms",
@@ -307,6 +329,8 @@ def _finish(config: Config) -> Config:
         ("cors_origins", v["cors_origins"] is None or all(o == "*" or _ORIGIN.match(o) for o in v["cors_origins"]),
          "each must be * or scheme://host[:port]"),
         ("archive_flush_interval_ms", v["archive_flush_interval_ms"] >= 10, "must be >= 10"),
+        ("session_ttl_s", v["session_ttl_s"] is None or v["session_ttl_s"] <= 3153600000,  # rules.TTL_SECONDS_MAX
+         "must be none or at most a century (3153600000 seconds)"),
         ("event_store_max_bytes", v["event_store_max_bytes"] > 0, "must be > 0"),
         ("max_body_bytes", v["max_body_bytes"] > 0, "must be > 0"),
         ("raft_timeout_ms", v["raft_timeout_ms"] >= 10, "must be >= 10"),

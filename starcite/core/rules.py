@@ -16,9 +16,10 @@ import json
 
 from starcite.core.errors import StarciteError
 from starcite.core.records import encode_event, render_event, tenant_of
-from starcite.core.shapes import Either, Field, Integer, Obj, Text, check_object
+from starcite.core.shapes import Either, Field, Integer, Obj, Text, Timestamp, check_object
 
 SEQ_LIMIT = 2**63 - 1
+TTL_SECONDS_MAX = 100 * 365 * 24 * 3600  # a century: past it, say "no expiry" by leaving the expiry out
 # Memory one hot event costs beyond its JSON characters: its objects (the (seq, json, cost) tuple 64,
 # the str header 49, two ints 56, the list slot: ~180 by CPython 3.11's sizes) plus what the bench
 # `memory` row measured beyond those and the Raft log (allocator rounding and fragmentation: ~140).
@@ -79,6 +80,8 @@ CREATE = Obj(closed=True, code="invalid_session", fields=(
     # Sent by the newest TypeScript SDK; accepted and ignored, as upstream does: the creator is the
     # token's principal (or none with auth off), never what the body claims.
     Field("creator_principal", Obj(), "creator_principal must be an object"),
+    Field("expires_at", Timestamp(), "expires_at must be an RFC 3339 time with an offset"),
+    Field("ttl_seconds", Integer(1, TTL_SECONDS_MAX), f"ttl_seconds must be an integer from 1 to {TTL_SECONDS_MAX}"),
 ))
 PATCH = Obj(closed=True, code="invalid_session", any_of=("title", "metadata"),
             any_of_message="a patch needs title or a non-empty metadata", fields=(
@@ -112,9 +115,11 @@ def validate_append(body) -> dict:
 
 
 def validate_create(body) -> dict:
-    """Check a create body (the API passes ``{}`` when there is none); return ``{id|None, title, metadata}``."""
+    """Check a create body (the API passes ``{}`` when there is none); return ``{id|None, title, metadata,
+    expires_at|None, ttl_seconds|None}`` (the expiry is worked out by the command: `deletion.expiry_of`)."""
     check_object(body, CREATE, "body must be a JSON object", RuleError)
-    return {"id": body.get("id"), "title": body.get("title"), "metadata": body.get("metadata") or {}}
+    return {"id": body.get("id"), "title": body.get("title"), "metadata": body.get("metadata") or {},
+            "expires_at": body.get("expires_at"), "ttl_seconds": body.get("ttl_seconds")}
 
 
 def validate_patch(body) -> dict:
@@ -153,7 +158,7 @@ class SessionState:
 
     __slots__ = ("id", "title", "metadata", "created_at", "updated_at", "creator_principal",
                  "last_seq", "archived_seq", "producers", "hot", "hot_bytes", "create_request",
-                 "version", "archived", "patch_request")
+                 "version", "archived", "patch_request", "expires_at")
 
     def __init__(self, session_id, title, metadata, created_at, creator_principal=None, create_request=None):
         self.id = session_id
@@ -171,13 +176,14 @@ class SessionState:
         self.version = 1          # +1 per patch (`patch_session`)
         self.archived = False     # hidden from the default listing (`set_archived`)
         self.patch_request = None  # the request token of the last patch (see `patch_session`)
+        self.expires_at = None  # when the session is deleted by expiry (`starcite.core.deletion`), or None
 
     def __getstate__(self):
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __setstate__(self, state):
         # Slots absent from snapshots written before they existed (the state is a prefix of the slots).
-        self.create_request = self.patch_request = None
+        self.create_request = self.patch_request = self.expires_at = None
         self.version, self.archived = 1, False
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
@@ -191,6 +197,8 @@ class SessionState:
             rec["tenant_id"] = tenant_id
         if self.creator_principal is not None:
             rec["creator_principal"] = self.creator_principal
+        if self.expires_at is not None:
+            rec["expires_at"] = self.expires_at
         return rec
 
     def hot_range(self, after_seq: int, limit: int) -> list:
@@ -207,21 +215,36 @@ class GroupState:
     def __init__(self):
         self.sessions = {}
         self.hot_bytes = 0
+        self.tombstones = {}  # deleted session id -> (deleted_at, request): see `starcite.core.deletion`
+        self.expiries = {}    # session id -> expires_at, for the sessions that expire
+
+    def __setstate__(self, state):
+        self.tombstones, self.expiries = {}, {}  # absent from snapshots written before deletion existed
+        self.__dict__.update(state)
 
     # -- commands ---------------------------------------------------------
 
-    def create_session(self, session_id, title, metadata, created_at, creator_principal=None, request=None):
+    def create_session(self, session_id, title, metadata, created_at, creator_principal=None, request=None,
+                       expires_at=None):
         """Returns ``("ok", record)`` or an error tuple.
 
         ``request`` is the token of the API request this create belongs to (`same_request`): a
         node that retries the create after a leader change, not knowing whether its first
-        attempt committed, finds its own session and answers it as created, not 409."""
+        attempt committed, finds its own session and answers it as created, not 409. A deleted
+        session's id is refused (409 ``session_deleted``) until its tombstone is dropped.
+        ``expires_at``: when it expires (already worked out, `deletion.expiry_of`), or None."""
         existing = self.sessions.get(session_id)
         if existing is not None:
             if same_request(existing.create_request, request):
                 return ("ok", existing.record())
             return RuleError(409, "session_exists", f"Session {session_id} already exists").as_tuple()
+        if session_id in self.tombstones:
+            return RuleError(409, "session_deleted", f"Session {session_id} was deleted and its archive copy is "
+                             f"not gone yet; the id can be used again once it is").as_tuple()
         state = SessionState(session_id, title, metadata, created_at, creator_principal, request)
+        if expires_at is not None:
+            state.expires_at = expires_at
+            self.expiries[session_id] = expires_at
         self.sessions[session_id] = state
         return ("ok", state.record())
 

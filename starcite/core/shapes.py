@@ -16,6 +16,7 @@ A JSON `null` counts as absent for an optional field (unless the field says
 """
 
 import dataclasses
+import datetime
 import functools
 import re
 
@@ -118,6 +119,38 @@ class Integer(Shape):
         except ValueError:  # more digits than Python converts
             return None
         return value if self.accepts(value) else None
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def utc_timestamp(value):
+    """An RFC 3339 time with its offset as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC (the one form the
+    node writes times in, so two of them compare as strings), or None when it is not one."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return None
+    text = value.replace("z", "Z").replace("t", "T")
+    head, dot, rest = text.partition(".")
+    if dot:  # Python parses at most 6 fraction digits: drop the rest (sub-microsecond)
+        digits = rest[:len(rest) - len(rest.lstrip("0123456789"))]
+        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = moment.astimezone(datetime.timezone.utc)
+    except (ValueError, OverflowError):
+        return None
+    return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S.%f}Z"  # %Y is not zero-padded before year 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Timestamp(Shape):
+    """An RFC 3339 date-time with an offset (``Z`` or ``+hh:mm``), e.g. ``2026-12-07T18:00:00Z``."""
+
+    def accepts(self, value) -> bool:
+        return utc_timestamp(value) is not None
+
+    def schema(self) -> dict:
+        return {"type": "string", "format": "date-time"}
 
 
 @dataclasses.dataclass(frozen=True)

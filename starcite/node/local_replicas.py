@@ -23,7 +23,8 @@ from starcite.actors.raft_errors import NotLeader
 
 COMMANDS = {"append": m.Append, "create": m.CreateSession, "ack": m.AckArchived, "control": m.ControlCommand}
 # Commands that are a method of the session group's state machine (`m.SessionCommand`), by kind.
-SESSION_COMMANDS = {"patch": "patch_session", "archive": "set_archived"}
+SESSION_COMMANDS = {"patch": "patch_session", "archive": "set_archived", "delete": "delete_session",
+                    "expire": "expire_sessions", "forget_deleted": "forget_deleted"}
 
 
 class LocalReplicas:
@@ -52,7 +53,7 @@ class LocalReplicas:
         if message is not None:
             if kind == "append":
                 self.check_backpressure()
-            return self.ask(address, message(*args, AsyncResult()), timeout)
+            return self.ask(address, message(*args, reply=AsyncResult()), timeout)
         if kind in SESSION_COMMANDS:
             return self.ask(address, m.SessionCommand(SESSION_COMMANDS[kind], tuple(args), AsyncResult()), timeout)
         if kind == "read_index":  # the leader's read index, once it has confirmed it still leads

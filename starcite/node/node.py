@@ -41,6 +41,7 @@ from starcite.core.rules import RuleError, parse_result
 from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
 from starcite.node.backup import ArchivePauses, serve_sibling_backups
+from starcite.node.deletions import EXPIRY_CHECK_INTERVAL_MS, SessionDeletions
 from starcite.node.event_store_cap import EventStoreCap
 from starcite.node.lifecycle_feed import LifecycleFeed, lifecycle_event
 from starcite.node.lifecycle_relay import LifecycleRelay
@@ -136,6 +137,8 @@ class Node:
         self.blocking_io = getattr(self.adapter, "blocking_io", False)
         self._io_slots = BoundedSemaphore(ARCHIVE_IO_THREADS)
         self.cold = ArchiveReadCache.from_config(config, self.adapter)
+        self.deletions = SessionDeletions(self.groups, self.router.command, self.tails, self.long_polls, self.cold,
+                                          self.reads, config)
         self.cap = EventStoreCap(self.replicas, self.cold, config.event_store_max_bytes, config.max_body_bytes,
                                  self.metrics.backpressure)
         self.asys = ActorSystem("simpleSystemBase")
@@ -169,6 +172,7 @@ class Node:
             gevent.spawn(self._every, config.archive_flush_interval_ms, self._archive_tick),
             gevent.spawn(self._every, config.tail_catchup_interval_ms, self.tails.catch_up_tick),
             gevent.spawn(self._every, config.read_cache_cleanup_interval_ms, self._cache_cleanup),
+            gevent.spawn(self._every, EXPIRY_CHECK_INTERVAL_MS, self._expiry_tick),
         ]
 
     # -- assembly -------------------------------------------------------------
@@ -196,9 +200,12 @@ class Node:
             if group is not None and not group.replaying_journal():
                 self.lifecycle_feed.publish(lifecycle_event(kind, record))
 
+        def on_deleted(session_id):  # inside the apply, as on_committed: the effects run from the hub
+            run_callback(self.deletions.forget_locally, session_id)
+
         peers = [p for p in replicas if p != self.name]
         group = RaftGroup(group_id, self.name, peers, self.config.raft_data_dir, self.config, on_committed,
-                          on_trimmed, raft_hub=self.raft_hub, on_lifecycle=on_lifecycle)
+                          on_trimmed, raft_hub=self.raft_hub, on_lifecycle=on_lifecycle, on_deleted=on_deleted)
         self.groups[group_id] = group
         self.group_actors[group_id] = address
         self.tell(address, m.StartGroup(group, group_id))
@@ -260,8 +267,13 @@ class Node:
 
     def create_session(self, spec: dict, creator_principal=None) -> dict:
         session_id = spec.get("id") or f"ses_{secrets.token_urlsafe(12)}"
+        expires_at, ttl_seconds = spec.get("expires_at"), spec.get("ttl_seconds")
+        if expires_at is None and ttl_seconds is None:
+            ttl_seconds = self.config.session_ttl_s  # STARCITE_SESSION_TTL: None, no expiry
         args = (session_id, spec.get("title"), spec.get("metadata") or {}, now_iso(), creator_principal,
                 request_token())
+        if expires_at is not None or ttl_seconds is not None:  # left out otherwise: see `messages.CreateSession`
+            args += (expires_at, ttl_seconds)
         record = parse_result(self.router.command(self.group_of(session_id), "create", args))[1]
         self._index_session(record)
         return record
@@ -307,10 +319,18 @@ class Node:
             raise RuleError(404, "session_not_found", f"Session {session_id} not found")
         return record
 
+    def delete_session(self, session_id: str) -> dict:
+        """Delete the session and all its events (a Raft command, ordered with the appends): ``{id,
+        deleted_at}``, or 404. The archive copy goes later (`starcite.actors.archiver.purge_deleted`)."""
+        args = (session_id, now_iso(), request_token())
+        return parse_result(self.router.command(self.group_of(session_id), "delete", args))[1]
+
     def list_sessions(self, limit, cursor=None, tenant_id=None, metadata_filters=None, archived="false"):
         """A page of the session index as this node's replicas know each record now, ``archived`` filtered
         (`records.listed`); the index is read for what the page lacks until it is full, the index ends, or
-        `LIST_PAGE_READS` reads (then a page holds fewer than ``limit``, and the cursor goes on)."""
+        `LIST_PAGE_READS` reads (then a page holds fewer than ``limit``, and the cursor goes on). Every
+        session lives in its group's memory: an index record without one is a deleted session whose
+        archive copy is not gone yet, and is left out."""
         page = []
         for _read in range(LIST_PAGE_READS):
             try:
@@ -320,8 +340,8 @@ class Node:
                 raise ArchiveReadError(f"Session index unavailable: {exc}") from None
             except InvalidCursor:
                 raise StarciteError(400, "invalid_cursor", "cursor is not one this service returned") from None
-            live = (self.get_session(record["id"], fresh=False) or complete_record(record) for record in records)
-            page.extend(record for record in live if listed(record, archived))
+            live = (self.get_session(record["id"], fresh=False) for record in records)
+            page.extend(record for record in live if record is not None and listed(record, archived))
             if len(page) >= limit or cursor is None:
                 break
         return page, cursor
@@ -383,6 +403,9 @@ class Node:
                 self.unindexed.discard(session_id)
             elif not self._index_session(record):
                 break  # the archive is still down: the rest waits for the next tick
+
+    def _expiry_tick(self):
+        self.deletions.expiry_tick(now_iso())
 
     def _cache_cleanup(self):
         self.cold.cleanup()

@@ -16,6 +16,7 @@ registry, `starcite.node.long_poll`, only holds waiters).
 """
 
 import collections
+import time
 
 from gevent.event import AsyncResult
 
@@ -36,13 +37,18 @@ class ColdMemo:
 
     SESSIONS = 64
     LINES = 256
+    MAX_AGE_S = 10.0  # a storm's resumes come within seconds; a tombstone outlives it (`node.deletions`)
 
-    def __init__(self):
-        self.entries = collections.OrderedDict()  # session_id -> (from_seq, to_seq, lines)
+    def __init__(self, clock=time.monotonic):
+        self.entries = collections.OrderedDict()  # session_id -> (from_seq, to_seq, lines, stored_at)
+        self.clock = clock
 
     def get(self, session_id, from_seq, to_seq):
         entry = self.entries.get(session_id)
         if entry is None or from_seq < entry[0] or to_seq > entry[1]:
+            return None
+        if self.clock() - entry[3] > self.MAX_AGE_S:
+            del self.entries[session_id]
             return None
         self.entries.move_to_end(session_id)
         if entry[0] == from_seq and entry[1] == to_seq:
@@ -52,7 +58,7 @@ class ColdMemo:
     def put(self, session_id, from_seq, to_seq, lines):
         if len(lines) > self.LINES:
             return
-        self.entries[session_id] = (from_seq, to_seq, lines)
+        self.entries[session_id] = (from_seq, to_seq, lines, self.clock())
         self.entries.move_to_end(session_id)
         while len(self.entries) > self.SESSIONS:
             self.entries.popitem(last=False)
@@ -71,6 +77,10 @@ class SessionReads:
         self.long_polls, self.holds_group, self.stopping = long_polls, holds_group, stopping
         self._cold_flights = {}  # (session, from, to) -> AsyncResult of the archive read in flight
         self._cold_memo = ColdMemo()  # the last small cold read per recently read session
+
+    def forget(self, session_id):
+        """Drop the cold memo of ``session_id`` (deleted)."""
+        self._cold_memo.entries.pop(session_id, None)
 
     def read_events(self, session_id: str, after_seq: int, limit: int) -> list:
         """Up to ``limit`` committed ``(seq, json)`` after ``after_seq``, cold then hot, gap-free."""

@@ -22,6 +22,7 @@ actor does, atomically), or block.
 import logging
 
 from starcite.actors.group_actor import admit_live, leave_live
+from starcite.node.deletions import CLOSE_SESSION_DELETED
 
 log = logging.getLogger("starcite.tails")
 
@@ -92,10 +93,20 @@ class NodeTails:
             except Exception as exc:  # e.g. no replica reachable: the others go on, this one waits a tick
                 log.warning("tail catch-up check of %s skipped: %s", session_id, exc)
                 continue
-            if hot is not None:
-                item = ("check", hot[1])
-                for handle in handles:
-                    handle.outbox.put(item)
+            # A session gone from an up-to-date replica was deleted (its tails closed when the delete was
+            # applied; this catches one that went live in between): its tails close the same way.
+            item = ("check", hot[1]) if hot is not None else ("close", CLOSE_SESSION_DELETED, "session_deleted")
+            for handle in handles:
+                handle.outbox.put(item)
+
+    def close_session(self, session_id, code, reason):
+        """Every tail of ``session_id`` this node holds or serves for a peer gets a close on its outbox."""
+        outboxes = {handle.outbox for handle in self.handles if handle.session_id == session_id}
+        group = self.groups.get(self.group_of(session_id))
+        if group is not None:
+            outboxes.update(group.live_tails.get(session_id, ()))  # a peer's tails served by this replica
+        for outbox in outboxes:
+            outbox.put(("close", code, reason))
 
     def close_all(self, code, reason):
         """Shutdown: every open tail gets a close on its outbox."""

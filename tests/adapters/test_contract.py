@@ -203,3 +203,43 @@ class TestArchiveContract:
 
     def test_check_passes_on_a_usable_archive(self, archive):
         archive.check()
+
+    def test_delete_session_removes_events_and_record(self, archive):
+        archive.write_events("gone", make_events(1, 600))  # three chunks
+        archive.upsert_session(make_session("gone", tenant="t"))
+        archive.write_events("kept", make_events(1, 10))
+        archive.upsert_session(make_session("kept", tenant="t"))
+        archive.delete_session("gone")
+        assert archive.read_events("gone", 1, 10_000) == []
+        assert archive.get_session("gone") is None
+        assert [r["id"] for r in walk(archive, 10, tenant_id="t")[0]] == ["kept"]
+        assert archive.read_events("kept", 1, 10) == make_events(1, 10)
+        assert archive.get_session("kept")["id"] == "kept"
+
+    def test_delete_session_is_idempotent(self, archive):
+        archive.delete_session("never-was")
+        archive.write_events("twice", make_events(1, 3))
+        archive.delete_session("twice")
+        archive.delete_session("twice")
+        assert archive.read_events("twice", 1, 3) == []
+        assert archive.write_events("twice", make_events(1, 3)) == 3  # the id can be written afresh
+
+    def test_delete_session_with_awkward_ids(self, archive):
+        for session_id in AWKWARD_IDS:
+            archive.write_events(session_id, make_events(1, 260))
+            archive.upsert_session(make_session(session_id, tenant="awk"))
+        for session_id in AWKWARD_IDS:
+            archive.delete_session(session_id)
+            assert archive.read_events(session_id, 1, 1000) == []
+            assert archive.get_session(session_id) is None
+        assert walk(archive, 5, tenant_id="awk")[0] == []
+
+    def test_a_deletion_is_seen_by_another_adapter_on_the_archive(self, archive, make_adapter, request):
+        other = make_adapter(request.node.callspec.params["archive"])
+        archive.write_events("shared", make_events(1, 5))
+        archive.upsert_session(make_session("shared", tenant="both"))
+        assert [r["id"] for r in walk(other, 10, tenant_id="both")[0]] == ["shared"]
+        archive.delete_session("shared")
+        assert other.get_session("shared") is None
+        assert walk(other, 10, tenant_id="both")[0] == []
+        assert other.read_events("shared", 1, 5) == []

@@ -28,6 +28,9 @@ class CountingArchive:
     def write_events(self, session_id, events):
         return self.inner.write_events(session_id, events)
 
+    def delete_session(self, session_id):
+        return self.inner.delete_session(session_id)
+
 
 class FakeClock:
     def __init__(self):
@@ -51,6 +54,19 @@ def test_complete_chunks_are_served_from_memory(archive):
     assert cache.read_events("s", 256, 257) == make_events(256, 257)
     assert len(archive.reads) == 1
     assert cache.hits >= 4
+
+
+def test_delete_session_drops_the_cached_chunks_and_the_archive_copy(archive):
+    archive.write_events("gone", make_events(1, 600))
+    archive.write_events("kept", make_events(1, 300))
+    cache = ArchiveReadCache(archive)
+    cache.read_events("gone", 1, 600)
+    cache.read_events("kept", 1, 300)
+    assert len(cache) == 3
+    cache.delete_session("gone")
+    assert len(cache) == 1  # kept's one complete chunk
+    assert cache.read_events("gone", 1, 600) == []
+    assert cache.read_events("kept", 1, 300) == make_events(1, 300)
 
 
 def test_partial_chunk_is_returned_but_never_cached(archive):

@@ -69,7 +69,7 @@ def test_principal_token_expiry(auth, mint, rsa_key):
     issue_body(principal={**PRINCIPAL, "id": ""}), issue_body(principal={**PRINCIPAL, "tenant_id": 3}),
     issue_body(principal={"id": "u1", "type": "user"}), issue_body(principal={**PRINCIPAL, "role": "x"}),
     issue_body(scopes=None), issue_body(scopes=[]), issue_body(scopes="session:read"),
-    issue_body(scopes=["session:delete"]), issue_body(scopes=["auth:issue"]), issue_body(scopes=[1]),
+    issue_body(scopes=["session:destroy"]), issue_body(scopes=["auth:issue"]), issue_body(scopes=[1]),
     issue_body(session_ids=[]), issue_body(session_ids=[""]), issue_body(session_ids="s1"),
     issue_body(session_id="s1"), issue_body(ttl_seconds=0), issue_body(ttl_seconds="60"),
     issue_body(ttl_seconds=True), issue_body(ttl_seconds=1.5),

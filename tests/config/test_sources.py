@@ -53,6 +53,7 @@ SAMPLES = {
     cfg.parse_size: (("3MB", "3MB", 3 * MiB), (5120, "5kb", 5 * KiB)),
     cfg.parse_bool: ((False, "false", False), (True, "yes", True)),
     cfg.parse_list: ((["a", "b"], "a,b", ["a", "b"]), (["c"], " c , d ", ["c", "d"])),
+    cfg.parse_duration: (("30d", "30d", 30 * 86400), (5400, " 90m ", 5400)),
 }
 FIELD_SAMPLES = {
     "archive_adapter": (("s3", "s3", "s3"), ("postgres", "postgres", "postgres")),

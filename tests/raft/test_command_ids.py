@@ -12,8 +12,8 @@ from starcite.actors.raft_group import SessionStateMachine
 
 # (name, id) of every command, in the order of their ids; the first three are what the builds before
 # PATCH (2026-12) wrote. Append new commands so that their names sort after every existing one.
-COMMAND_IDS = [("ack_archived", 0), ("append_events", 1), ("create_session", 2), ("patch_session", 3),
-               ("set_archived", 4)]
+COMMAND_IDS = [("ack_archived", 0), ("append_events", 1), ("create_session", 2), ("delete_session", 3),
+               ("expire_sessions", 4), ("forget_deleted", 5), ("patch_session", 6), ("set_archived", 7)]
 
 
 def replicated_names(machine):

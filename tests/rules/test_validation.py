@@ -121,14 +121,15 @@ def test_validate_append_requires_an_object(value):
 
 
 def test_validate_create_empty_body():
-    assert rules.validate_create({}) == {"id": None, "title": None, "metadata": {}}
+    assert rules.validate_create({}) == {"id": None, "title": None, "metadata": {}, "expires_at": None,
+                                         "ttl_seconds": None}
 
 
 @pytest.mark.parametrize("session_id", ["ses_1", "x" * 256, "with space", "...", ".a", "a.", "%2e%2e", "%2F",
                                         "tenant:acme|thread#42?x=1&y=2", "~!*'()[]{}<>;@$,+=^`\"|"])
 def test_validate_create_accepts(session_id):
     full = {"id": session_id, "title": "T", "metadata": {"tenant_id": "acme"}}
-    assert rules.validate_create(full) == full
+    assert rules.validate_create(full) == {**full, "expires_at": None, "ttl_seconds": None}
 
 
 @pytest.mark.parametrize("value, code", [

@@ -36,7 +36,7 @@ import dataclasses
 
 from starcite.core.errors import StarciteError
 
-SCOPES = frozenset({"session:create", "session:read", "session:append", "auth:issue"})
+SCOPES = frozenset({"session:create", "session:read", "session:append", "session:delete", "auth:issue"})
 # PATCH, archive and unarchive change a session's record, not its events: they need the scope that
 # creates records, as upstream Starcite's "manage" action does (so its tokens work unchanged here).
 MANAGE_SCOPE = "session:create"

@@ -75,7 +75,8 @@ _SSE = [
 _SSE_STREAM = (
     "Server-Sent Events (Accept: text/event-stream, no Upgrade header): `retry:` once, then per event `id: <seq>` and "
     "`data: <Event JSON>`; a `: keep-alive` comment every tail.sse_keepalive_ms; on token expiry "
-    "`event: error` with `data: {\"error\":\"token_expired\",...}`, then the end of the stream")
+    "`event: error` with `data: {\"error\":\"token_expired\",...}`, and when the session is deleted "
+    "`event: error` with `data: {\"error\":\"session_deleted\",...}`, each then the end of the stream")
 
 _SCHEMAS = {
     "Error": {"type": "object", "required": ["error", "message"], "additionalProperties": False,
@@ -101,7 +102,12 @@ _SCHEMAS = {
                     "updated_at": {"type": "string", "format": "date-time"},
                     "creator_principal": {"type": "object", "required": ["tenant_id", "id", "type"], "properties": {
                         "tenant_id": {"type": "string"}, "id": {"type": "string"},
-                        "type": {"type": "string", "enum": ["user", "agent", "service"]}}}}},
+                        "type": {"type": "string", "enum": ["user", "agent", "service"]}}},
+                    "expires_at": {"type": "string", "format": "date-time",
+                                   "description": "When the session expires and is deleted (absent: never)"}}},
+    "Deleted": {"type": "object", "required": ["id", "deleted", "deleted_at"], "properties": {
+        "id": {"type": "string"}, "deleted": {"type": "boolean", "enum": [True]},
+        "deleted_at": {"type": "string", "format": "date-time"}}},
     "SessionPage": {"type": "object", "required": ["sessions", "next_cursor"], "properties": {
         "sessions": {"type": "array", "items": _ref("Session")},
         "next_cursor": {"type": "string", "nullable": True, "pattern": CURSOR_PATTERN}}},
@@ -191,6 +197,9 @@ def build_spec(issue_body: Obj | None, session_token_body: Obj) -> dict:
                           "shallowly); version +1; 409 expected_version_conflict with current_version",
                           _ok(200, "Session", "The patched session"), 400, 404, 409, 413, 503,
                           parameters=[_SESSION_ID], requestBody=_body(PATCH, required=True)),
+            "delete": d.v1("deleteSession", "Delete a session and all its events (its tails close: WebSocket "
+                           "4410 session_deleted, SSE event: error); later reads are 404",
+                           _ok(200, "Deleted", "Deleted"), 404, 503, parameters=[_SESSION_ID]),
         },
         "/v1/sessions/{session_id}/archive": {
             "post": d.v1("archiveSession", "Archive a session: left out of the default listing; its events "

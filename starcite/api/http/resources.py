@@ -139,6 +139,14 @@ class SessionResource:
         body, _nbytes = read_json(req, self.max_body)
         send_json(resp, falcon.HTTP_200, self.node.patch_session(session_id, validate_patch(body)))
 
+    def on_delete(self, req, resp, session_id):
+        """The session and every event go (a Raft command); its tails close, later reads are 404."""
+        access = req.context.access
+        access.scope("session:delete")
+        if access.enabled:  # the tenant fence, before anything is deleted
+            access.session(self.node.require_session(session_id))
+        send_json(resp, falcon.HTTP_200, {**self.node.delete_session(session_id), "deleted": True})
+
 
 class ArchiveResource:
     """`POST /v1/sessions/:id/archive` (``archived`` True) or `/unarchive` (False). Any body is ignored

@@ -21,6 +21,7 @@ _MESSAGES = {
     "tail_unavailable": "No replica of this session can serve the tail right now; reconnect",
     "replica_unavailable": "The replica serving this tail went away; reconnect",
     "internal_error": "The tail failed on the server; reconnect",
+    "session_deleted": "The session was deleted; its events are gone",
 }
 
 

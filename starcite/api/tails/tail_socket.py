@@ -14,10 +14,13 @@ they make of inbound bytes, and what they send before closing.
 Must not: know about sessions, cursors, the node or the pump's state.
 """
 
+from starcite.node.deletions import CLOSE_SESSION_DELETED  # noqa: F401  (one of the codes below)
+
 # How a tail ends, in WebSocket close codes (the SSE wire maps them to its own ending).
 CLOSE_NORMAL = 1000         # shutdown, or the client's close
 CLOSE_INTERNAL = 1011       # the tail failed or cannot be served (the reason says why)
 CLOSE_TOKEN_EXPIRED = 4001  # the token expired
+# CLOSE_SESSION_DELETED = 4410: the session was deleted (reason "session_deleted"), put by `starcite.node.deletions`
 
 
 class WriteStalled(OSError):

@@ -24,7 +24,8 @@ import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from starcite_client.errors import (ConnectionFailed, ProducerReplayConflict, ProducerSeqConflict, RequestTimeout,
-                                    StarciteError, TokenExpired, Unavailable, error_for)
+                                    SessionDeleted, SessionNotFound, StarciteError, TokenExpired, Unavailable,
+                                    error_for)
 
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request
 DEFAULT_RETRY_FOR = 30.0  # seconds an append (or a page read) keeps retrying
@@ -73,7 +74,9 @@ def headers_for(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def create_body(session_id: str | None, title: str | None, metadata: Mapping[str, Any] | None) -> dict:
+def create_body(session_id: str | None, title: str | None, metadata: Mapping[str, Any] | None,
+                ttl_seconds: int | None = None, expires_at: str | None = None) -> dict:
+    """``expires_at``: an RFC 3339 time with an offset; with ``ttl_seconds`` too, the earlier wins."""
     body: dict[str, Any] = {}
     if session_id is not None:
         body["id"] = session_id
@@ -81,7 +84,21 @@ def create_body(session_id: str | None, title: str | None, metadata: Mapping[str
         body["title"] = title
     if metadata is not None:
         body["metadata"] = dict(metadata)
+    if ttl_seconds is not None:
+        body["ttl_seconds"] = ttl_seconds
+    if expires_at is not None:
+        body["expires_at"] = expires_at
     return body
+
+
+def deleted_by_earlier_try(session_id: str) -> Callable[[StarciteError], Any]:
+    """What a DELETE's error means after a retry: its 404 says an earlier try, whose answer was lost,
+    deleted the session (``deleted_at`` then unknown); anything else is raised."""
+    def settled(exc: StarciteError) -> Any:
+        if isinstance(exc, SessionNotFound):
+            return {"id": session_id, "deleted": True, "deleted_at": None}
+        return None
+    return settled
 
 
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "not given", where None means "clear"
@@ -197,6 +214,8 @@ def websocket_tail_ended(exc: InvalidStatus | ConnectionClosed) -> None:
             raise error from None
     elif exc.rcvd is not None and exc.rcvd.code == 4001:
         raise TokenExpired(401, "token_expired", exc.rcvd.reason or "token expired") from None
+    elif exc.rcvd is not None and exc.rcvd.code == 4410:
+        raise SessionDeleted(404, "session_deleted", exc.rcvd.reason or "session deleted") from None
 
 
 def retry_delay(exc: BaseException, backoff: Backoff, deadline: float) -> float | None:

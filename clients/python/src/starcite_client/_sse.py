@@ -23,7 +23,7 @@ import httpx
 
 from starcite_client import _core
 from starcite_client._core import Event
-from starcite_client.errors import StarciteError, TokenExpired
+from starcite_client.errors import SessionDeleted, StarciteError, TokenExpired
 
 EVENT_STREAM = "text/event-stream"
 SSE_READ_TIMEOUT = 45.0  # seconds without a byte before a stream counts as dead (keep-alives come every 15 s)
@@ -173,6 +173,8 @@ class SseTail:
         code, text = str(body.get("error") or "stream_error"), str(body.get("message") or "")
         if code == "token_expired":
             return TokenExpired(401, code, text or "token expired", body)
+        if code == "session_deleted":
+            return SessionDeleted(404, code, text or "session deleted", body)
         return _core.TailReconnect(f"{code}: {text}")  # archive_read_unavailable, tail_unavailable...
 
     def next_delay(self) -> float:

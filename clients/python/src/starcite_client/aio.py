@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import httpx
 from websockets.asyncio.client import connect
@@ -50,24 +50,37 @@ class AsyncStarcite(_core.ClientSettings):
             raise _core.transport_error(exc) from exc
         return _core.result_of(response)
 
-    async def request_retrying(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request_retrying(self, method: str, path: str, *,
+                         settled: Callable[[StarciteError], Any] | None = None, **kwargs: Any) -> Any:
         backoff, deadline = _core.Backoff(), time.monotonic() + self.retry_for
+        retried = False
         while True:
             try:
                 return await self.request(method, path, **kwargs)
             except StarciteError as exc:
+                answer = settled(exc) if retried and settled is not None else None
+                if answer is not None:
+                    return answer
                 delay = _core.retry_delay(exc, backoff, deadline)
                 if delay is None:
                     raise
+            retried = True
             await asyncio.sleep(delay)
 
     def session(self, session_id: str) -> "AsyncSession":
         return AsyncSession(self, session_id)
 
     async def create_session(self, id: str | None = None, title: str | None = None,
-                             metadata: Mapping[str, Any] | None = None) -> "AsyncSession":
-        record = await self.request("POST", "/v1/sessions", json=_core.create_body(id, title, metadata))
+                             metadata: Mapping[str, Any] | None = None, ttl_seconds: int | None = None,
+                             expires_at: str | None = None) -> "AsyncSession":
+        body = _core.create_body(id, title, metadata, ttl_seconds, expires_at)
+        record = await self.request("POST", "/v1/sessions", json=body)
         return AsyncSession(self, record["id"], record)
+
+    async def delete_session(self, session_id: str) -> dict:
+        """`Starcite.delete_session` for asyncio."""
+        return await self.request_retrying("DELETE", _core.session_path(session_id),
+                                           settled=_core.deleted_by_earlier_try(session_id))
 
     async def get_session(self, session_id: str) -> "AsyncSession":
         return AsyncSession(self, session_id, await self.request("GET", _core.session_path(session_id)))
@@ -108,6 +121,9 @@ class AsyncSession(_core.SessionHandle):
     async def unarchive(self) -> "AsyncSession":
         self.data = await self.client.request_retrying("POST", _core.session_path(self.id, "/unarchive"), json={})
         return self
+
+    async def delete(self) -> dict:
+        return await self.client.delete_session(self.id)
 
     def producer(self, producer_id: str, next_seq: int = 1, resume: bool = False) -> "AsyncProducer":
         return AsyncProducer(self, _core.ProducerSequence(producer_id, next_seq, resume))

@@ -1,5 +1,5 @@
 """`starcite-cli`: the SDK on the command line (tail over a WebSocket or SSE, append, sessions
-ls|get|create|patch|archive|unarchive).
+ls|get|create|patch|archive|unarchive|delete).
 
 Owns: argument parsing (``--url``/``--token``, or STARCITE_URL/STARCITE_TOKEN),
 output (JSON lines when stdout is not a terminal or with ``--json``; one
@@ -79,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     append.add_argument("--refs", type=json_arg)
     append.add_argument("--expected-seq", type=int)
 
-    sessions = commands.add_parser("sessions", help="ls | get | create | patch | archive | unarchive").add_subparsers(
-        dest="action", required=True)
+    sessions = commands.add_parser("sessions", help="ls | get | create | patch | archive | unarchive | delete"
+                                   ).add_subparsers(dest="action", required=True)
     ls = sessions.add_parser("ls", help="every session (all pages)")
     ls.add_argument("--metadata", "-m", type=key_value, action="append", default=[], help="KEY=VALUE filter")
     ls.add_argument("--page-size", type=int, default=100)
@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--id")
     create.add_argument("--title")
     create.add_argument("--metadata", type=json_arg, help="a JSON object")
+    create.add_argument("--ttl", type=duration, help="expire (and be deleted) this long after creation: "
+                                                      "seconds, or e.g. 90m, 12h, 30d")
+    create.add_argument("--expires-at", help="expire at this RFC 3339 time (with --ttl: the earlier)")
     patch = sessions.add_parser("patch", help="change the title and/or merge metadata (version +1)")
     patch.add_argument("session")
     title = patch.add_mutually_exclusive_group()
@@ -101,7 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
     patch.add_argument("--expected-version", type=int, help="refuse (exit 5) unless the session is at this version")
     for action in ("archive", "unarchive"):
         sessions.add_parser(action, help=f"{action} a session").add_argument("session")
+    delete = sessions.add_parser("delete", help="delete a session and all its events")
+    delete.add_argument("session")
     return parser
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> int:
+    """``"3600"``, ``"90m"``, ``"12h"``, ``"30d"`` -> whole seconds (at least 1)."""
+    text = text.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:]) if text[-1:].isalpha() else 1
+    digits = text[:-1] if text[-1:].isalpha() else text
+    if unit is None or not digits.isdigit() or int(digits) < 1:
+        raise argparse.ArgumentTypeError("expected whole seconds or e.g. 90m, 12h, 30d")
+    return int(digits) * unit
 
 
 # -- output ------------------------------------------------------------------------------------
@@ -165,7 +183,10 @@ def run_sessions(client: Starcite, args: argparse.Namespace, out: Printer) -> No
     elif args.action == "get":
         records = iter([client.get_session(args.session).data])
     elif args.action == "create":
-        records = iter([client.create_session(args.id, args.title, args.metadata).data])
+        records = iter([client.create_session(args.id, args.title, args.metadata, args.ttl, args.expires_at).data])
+    elif args.action == "delete":
+        out.items([client.delete_session(args.session)], lambda result: f"{result['id']} deleted")
+        return
     elif args.action == "patch":
         if args.metadata is not None and not isinstance(args.metadata, dict):
             raise SystemExit(_usage("--metadata must be a JSON object"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -53,16 +53,23 @@ class Starcite(_core.ClientSettings):
             raise _core.transport_error(exc) from exc
         return _core.result_of(response)
 
-    def request_retrying(self, method: str, path: str, **kwargs: Any) -> Any:
-        """`request`, retried on 503s and missing answers for up to `retry_for` seconds."""
+    def request_retrying(self, method: str, path: str, *,
+                         settled: Callable[[StarciteError], Any] | None = None, **kwargs: Any) -> Any:
+        """`request`, retried on 503s and missing answers for up to `retry_for` seconds. ``settled(error)``: after a
+        retry, what an error means instead (`_core.deleted_by_earlier_try`), or None to go on as usual."""
         backoff, deadline = _core.Backoff(), time.monotonic() + self.retry_for
+        retried = False
         while True:
             try:
                 return self.request(method, path, **kwargs)
             except StarciteError as exc:
+                answer = settled(exc) if retried and settled is not None else None
+                if answer is not None:
+                    return answer
                 delay = _core.retry_delay(exc, backoff, deadline)
                 if delay is None:
                     raise
+            retried = True
             time.sleep(delay)
 
     # -- sessions --------------------------------------------------------------------------------
@@ -72,9 +79,19 @@ class Starcite(_core.ClientSettings):
         return Session(self, session_id)
 
     def create_session(self, id: str | None = None, title: str | None = None,
-                       metadata: Mapping[str, Any] | None = None) -> "Session":
-        record = self.request("POST", "/v1/sessions", json=_core.create_body(id, title, metadata))
+                       metadata: Mapping[str, Any] | None = None, ttl_seconds: int | None = None,
+                       expires_at: str | None = None) -> "Session":
+        """A new session; ``ttl_seconds`` / ``expires_at`` (RFC 3339): when it expires and is deleted."""
+        body = _core.create_body(id, title, metadata, ttl_seconds, expires_at)
+        record = self.request("POST", "/v1/sessions", json=body)
         return Session(self, record["id"], record)
+
+    def delete_session(self, session_id: str) -> dict:
+        """Delete a session and all its events: ``{id, deleted, deleted_at}``. Retried on 503s and missing
+        answers; `SessionNotFound` when there was no such session (a 404 after a retry is taken as this
+        call's own earlier try having deleted it)."""
+        return self.request_retrying("DELETE", _core.session_path(session_id),
+                                     settled=_core.deleted_by_earlier_try(session_id))
 
     def get_session(self, session_id: str) -> "Session":
         return Session(self, session_id, self.request("GET", _core.session_path(session_id)))
@@ -121,6 +138,10 @@ class Session(_core.SessionHandle):
     def unarchive(self) -> "Session":
         self.data = self.client.request_retrying("POST", _core.session_path(self.id, "/unarchive"), json={})
         return self
+
+    def delete(self) -> dict:
+        """`Starcite.delete_session` of this session."""
+        return self.client.delete_session(self.id)
 
     def producer(self, producer_id: str, next_seq: int = 1, resume: bool = False) -> "Producer":
         return Producer(self, _core.ProducerSequence(producer_id, next_seq, resume))

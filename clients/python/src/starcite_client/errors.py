@@ -62,6 +62,12 @@ class SessionExists(Conflict):
     """409 session_exists."""
 
 
+class SessionDeleted(Conflict):
+    """409 session_deleted: the id belongs to a deleted session whose archive copy is not gone yet (a
+    create can use it again later); or a tail ended because its session was deleted (WebSocket close
+    4410, SSE ``event: error``; ``status`` 404 then)."""
+
+
 class ProducerSeqConflict(Conflict):
     """409 producer_seq_conflict: ``expected_producer_seq`` is the number the session expects next."""
 
@@ -135,6 +141,7 @@ class RequestTimeout(ConnectionFailed):
 
 BY_CODE: dict[str, type[StarciteError]] = {
     "token_expired": TokenExpired, "session_not_found": SessionNotFound, "session_exists": SessionExists,
+    "session_deleted": SessionDeleted,
     "producer_seq_conflict": ProducerSeqConflict, "producer_replay_conflict": ProducerReplayConflict,
     "expected_seq_conflict": ExpectedSeqConflict, "expected_version_conflict": ExpectedVersionConflict,
     "event_store_backpressure": Backpressure,
