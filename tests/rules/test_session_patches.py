@@ -54,7 +54,7 @@ def test_validate_patch_refuses(body, code):
 
 def test_create_accepts_and_ignores_creator_principal():
     spec = rules.validate_create({"id": "s", "creator_principal": {"tenant_id": "t", "id": "u", "type": "user"}})
-    assert spec == {"id": "s", "title": None, "metadata": {}}
+    assert spec == {"id": "s", "title": None, "metadata": {}, "expires_at": None, "ttl_seconds": None}
     assert_invalid(rules.validate_create, {"creator_principal": "me"}, "invalid_session")
 
 
@@ -141,7 +141,7 @@ def test_state_pickled_before_versions_loads_with_version_one_not_archived(group
     patched(group, {"title": "A"})
     group.set_archived("s1", True, T1)
     state = group.sessions["s1"]
-    old_state = state.__getstate__()[:-3]  # no version, archived, patch_request slots
+    old_state = state.__getstate__()[:-4]  # no version, archived, patch_request, expires_at slots
     restored = pickle.loads(pickle.dumps(group))
     restored.sessions["s1"].__setstate__(old_state)
     record = restored.sessions["s1"].record()
