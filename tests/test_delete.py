@@ -151,3 +151,25 @@ def test_create_refuses_a_bad_expiry(server, sid):
     for body in ({"ttl_seconds": 0}, {"expires_at": "soon"}, {"expires_at": "2000-01-01T00:00:00"}):
         response = server.request("POST", "/v1/sessions", {"id": sid, **body})
         assert response.status_code == 400 and response.json()["error"] == "invalid_session", (body, response.text)
+
+
+def test_a_patch_sets_and_moves_the_expiry(server, sid):
+    server.create(sid)
+    server.create(sid + "-kept", ttl_seconds=1)
+    response = server.request("PATCH", f"/v1/sessions/{sid}", {"ttl_seconds": 2})
+    assert response.status_code == 200, response.text
+    assert response.json()["expires_at"].endswith("Z") and response.json()["version"] == 2
+    # a later patch moves it: "-kept" would have expired after 1 s, a patch gives it an hour
+    moved = server.request("PATCH", f"/v1/sessions/{sid}-kept", {"ttl_seconds": 3600})
+    assert moved.status_code == 200, moved.text
+    wait_until(lambda: server.request("GET", f"/v1/sessions/{sid}").status_code == 404, timeout=20,
+               what="the patched session expired")
+    assert server.request("GET", f"/v1/sessions/{sid}-kept").status_code == 200
+
+
+def test_a_patch_refuses_a_bad_expiry(server, sid):
+    server.create(sid)
+    for body in ({"ttl_seconds": 0}, {"expires_at": "soon"}, {"expires_at": "2000-01-01T00:00:00"}):
+        response = server.request("PATCH", f"/v1/sessions/{sid}", body)
+        assert response.status_code == 400 and response.json()["error"] == "invalid_session", (body, response.text)
+    assert server.request("GET", f"/v1/sessions/{sid}").json()["version"] == 1

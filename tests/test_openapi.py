@@ -9,10 +9,11 @@ Must not: start a node of its own (the live checks use the shared one).
 """
 
 import datetime
+import json
 
 import jsonschema_rs
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from starcite.core import rules
@@ -138,8 +139,19 @@ def candidates(shape: Obj):
 @given(data=st.data())
 def test_check_and_schema_agree(shape, data):
     value = data.draw(candidates(shape))
+    # A lone surrogate ("\ud800" in JSON) is refused by every check (nothing downstream could encode it),
+    # which no JSON Schema can say: the one place where the check is stricter than its schema.
+    assume(_encodable(value))
     validator = jsonschema_rs.Draft4Validator(json_schema(shape.schema()))
     assert _passes(shape, value) == validator.is_valid(value), value
+
+
+def _encodable(value) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _passes(shape, value) -> bool:

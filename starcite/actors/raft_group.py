@@ -149,7 +149,7 @@ class SessionStateMachine(SyncObjConsumer):
 
     @replicated
     def patch_session(self, session_id, patch, updated_at, request=None):
-        result = self.state.patch_session(session_id, patch, updated_at, request)
+        result = deletion.patch_session(self.state, session_id, patch, updated_at, request)
         if result[0] == "ok" and result[2]:
             self._lifecycle("session.updated", result[1])
         return result

@@ -61,10 +61,25 @@ def _parse(iso: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
+def patch_session(group, session_id, patch: dict, updated_at: str, request=None):
+    """`GroupState.patch_session`, and a patch's ``expires_at`` / ``ttl_seconds``: the session's new expiry,
+    worked out from the patch's time (`expiry_of`), replaces the old one."""
+    expiring = "expires_at" in patch or "ttl_seconds" in patch
+    if expiring:
+        try:
+            expires_at = expiry_of(updated_at, patch.get("expires_at"), patch.get("ttl_seconds"))
+        except RuleError as exc:
+            return exc.as_tuple()
+    result = group.patch_session(session_id, patch, updated_at, request)
+    if expiring and result[0] == "ok" and result[2]:
+        set_expiry(group, session_id, expires_at)
+        result = ("ok", group.sessions[session_id].record(), True)
+    return result
+
+
 def set_expiry(group, session_id, expires_at) -> bool:
     """Give ``session_id`` a new ``expires_at`` (already worked out, `expiry_of`; None: it never expires).
-    The hook of `PATCH` (not built yet): a patch carrying ``expires_at`` / ``ttl_seconds`` works the time
-    out with `expiry_of(updated_at, ...)` and calls this. False when there is no such session."""
+    False when there is no such session."""
     state = group.sessions.get(session_id)
     if state is None:
         return False

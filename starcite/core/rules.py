@@ -83,11 +83,14 @@ CREATE = Obj(closed=True, code="invalid_session", fields=(
     Field("expires_at", Timestamp(), "expires_at must be an RFC 3339 time with an offset"),
     Field("ttl_seconds", Integer(1, TTL_SECONDS_MAX), f"ttl_seconds must be an integer from 1 to {TTL_SECONDS_MAX}"),
 ))
-PATCH = Obj(closed=True, code="invalid_session", any_of=("title", "metadata"),
-            any_of_message="a patch needs title or a non-empty metadata", fields=(
+PATCH = Obj(closed=True, code="invalid_session", any_of=("title", "metadata", "expires_at", "ttl_seconds"),
+            any_of_message="a patch needs title, a non-empty metadata, expires_at or ttl_seconds", fields=(
     Field("title", Text(), "title must be a string or null", null_is_value=True),
     Field("metadata", Obj(min_properties=1), "metadata must be a non-empty object", code="invalid_metadata"),
     Field("expected_version", Integer(1, SEQ_LIMIT), "expected_version must be an integer >= 1"),
+    # A new expiry, from the patch's time (the earlier of the two when both are given; `deletion.patch_session`).
+    Field("expires_at", Timestamp(), "expires_at must be an RFC 3339 time with an offset"),
+    Field("ttl_seconds", Integer(1, TTL_SECONDS_MAX), f"ttl_seconds must be an integer from 1 to {TTL_SECONDS_MAX}"),
 ))
 # Query parameters.
 LIST_LIMIT = Integer(1, 1000)
@@ -123,15 +126,19 @@ def validate_create(body) -> dict:
 
 
 def validate_patch(body) -> dict:
-    """Check a PATCH body; return ``{title?, metadata?, expected_version}``: ``title`` only when the body
-    has it (``None`` clears it), ``metadata`` only when given (merged shallowly). A patch that changes
-    nothing (neither title nor metadata; an empty metadata) is 400, as upstream has it."""
+    """Check a PATCH body; return ``{title?, metadata?, expires_at?, ttl_seconds?, expected_version}``:
+    ``title`` only when the body has it (``None`` clears it), ``metadata`` only when given (merged
+    shallowly), the expiry fields when given. A patch that changes nothing (none of those; an empty
+    metadata) is 400, as upstream has it."""
     check_object(body, PATCH, "body must be a JSON object", RuleError)
     patch = {"expected_version": body.get("expected_version")}
     if "title" in body:
         patch["title"] = body["title"]
     if body.get("metadata") is not None:
         patch["metadata"] = body["metadata"]
+    for field in ("expires_at", "ttl_seconds"):
+        if body.get(field) is not None:
+            patch[field] = body[field]
     return patch
 
 

@@ -138,6 +138,20 @@ def test_set_expiry_moves_or_clears_it():
     assert not deletion.set_expiry(group, "nope", T9)
 
 
+def test_a_patch_gives_a_new_expiry_from_its_own_time():
+    group = GroupState()
+    create(group, "e1", ttl_seconds=9)
+    result = deletion.patch_session(group, "e1", rules.validate_patch({"ttl_seconds": 1}), T1)
+    assert result[0] == "ok" and result[2] and result[1]["expires_at"] == T2 and result[1]["version"] == 2
+    assert deletion.expired(group, T2) == ["e1"]
+    both = rules.validate_patch({"ttl_seconds": 3600, "expires_at": T9})  # the earlier wins
+    assert deletion.patch_session(group, "e1", both, T1)[1]["expires_at"] == T9
+    plain = deletion.patch_session(group, "e1", rules.validate_patch({"title": "t"}), T2)
+    assert plain[1]["expires_at"] == T9  # a patch without expiry fields keeps the expiry
+    assert_error(deletion.patch_session(group, "nope", rules.validate_patch({"ttl_seconds": 5}), T1), 404,
+                 "session_not_found")
+
+
 # -- replicas -----------------------------------------------------------------------------------
 
 
