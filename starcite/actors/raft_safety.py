@@ -2,8 +2,10 @@
 
 Owns the follower's handling of append-entries (truncate only on a real term
 conflict, commit only what a message proves), holding a follower's success
-replies until its journal is synced, the bound on entries applied per tick, and
-the running digest of applied entries that replicas compare to detect divergence.
+replies until its journal is synced, the bound on entries applied per tick, the
+running digest of applied entries that replicas compare to detect divergence,
+and loading a snapshot newer than the journal's start without losing the
+journal's later entries (`_SyncObj__loadDumpFile`).
 
 Must not: copy pysyncobj's code (each override wraps or rewrites one message or
 one call and then defers to the stock method), touch the transport or the
@@ -60,6 +62,38 @@ class SafeSyncObj(SyncObj):
         self._applied_digest_index = 1
         self._applied_digest = b""
         self._digest_chain_start = 2   # the first index the chain covers
+
+    # --- (g) start: a snapshot newer than the journal's start ---------------------
+
+    def _SyncObj__loadDumpFile(self, clearJournal):
+        """Stock (1472) clears the journal whenever its first two entries are not the snapshot's last
+        two, and keeps only those. A snapshot is written by a forked child and renamed into place; the
+        journal is compacted to it by the parent at a later tick. A kill between the two (or a stop
+        before the parent saw the child finish) leaves a journal that starts before the snapshot and
+        holds committed, acknowledged entries after it: stock threw those away. Here, when the journal
+        holds the snapshot's last two entries, the entries before them are dropped instead (what the
+        parent's compaction would have done), and stock then finds the two in place and keeps the rest."""
+        serializer = self._SyncObj__serializer
+        stock_deserialize = serializer.deserialize
+        try:
+            data = stock_deserialize()
+        except Exception:  # no snapshot, or an unreadable one: stock reports it as before
+            return super()._SyncObj__loadDumpFile(clearJournal)
+        serializer.deserialize = lambda: data  # read once: a large snapshot is not unpickled twice
+        try:
+            if not clearJournal:
+                self._compact_journal_to(data[2], data[1])
+            return super()._SyncObj__loadDumpFile(clearJournal)
+        finally:
+            del serializer.deserialize
+
+    def _compact_journal_to(self, before_last, last):
+        journal = self._SyncObj__raftLog
+        if len(journal) < 2 or (journal[0] == before_last and journal[1] == last):
+            return
+        position = before_last[1] - journal[0][1]  # entries are (command, index, term)
+        if 0 < position < len(journal) - 1 and journal[position] == before_last and journal[position + 1] == last:
+            journal.deleteEntriesTo(position)
 
     # --- (a) + (b): follower append-entries ------------------------------------
 
