@@ -140,7 +140,7 @@ def test_session_token_tenant_is_the_api_keys(auth, mint, rsa_key, tokens):
     body(principal={"type": "agent"}), body(principal={"type": "agent", "id": ""}),
     body(principal={"type": "agent", "id": "x", "role": "admin"}),
     body(scopes=None), body(scopes=[]), body(scopes="session:read"), body(scopes=["auth:issue"]),
-    body(scopes=["session:delete"]), body(ttl_seconds=0), body(ttl_seconds=901), body(ttl_seconds="60"),
+    body(scopes=["session:destroy"]), body(ttl_seconds=0), body(ttl_seconds=901), body(ttl_seconds="60"),
     body(ttl_seconds=True), body(session_ids=["s1"]),
 ], ids=str)
 def test_bad_bodies_are_400(auth, mint, rsa_key, tokens, value):
