@@ -77,18 +77,13 @@ def headers_for(token: str | None) -> dict[str, str]:
 def create_body(session_id: str | None, title: str | None, metadata: Mapping[str, Any] | None,
                 ttl_seconds: int | None = None, expires_at: str | None = None) -> dict:
     """``expires_at``: an RFC 3339 time with an offset; with ``ttl_seconds`` too, the earlier wins."""
-    body: dict[str, Any] = {}
-    if session_id is not None:
-        body["id"] = session_id
-    if title is not None:
-        body["title"] = title
-    if metadata is not None:
-        body["metadata"] = dict(metadata)
-    if ttl_seconds is not None:
-        body["ttl_seconds"] = ttl_seconds
-    if expires_at is not None:
-        body["expires_at"] = expires_at
-    return body
+    return given(id=session_id, title=title, metadata=None if metadata is None else dict(metadata),
+                 ttl_seconds=ttl_seconds, expires_at=expires_at)
+
+
+def given(**fields: Any) -> dict[str, Any]:
+    """A request body of the fields that are not None."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def deleted_by_earlier_try(session_id: str) -> Callable[[StarciteError], Any]:
@@ -106,13 +101,9 @@ UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "not giv
 
 def patch_body(title: Any, metadata: Mapping[str, Any] | None, expected_version: int | None) -> dict:
     """A PATCH body: ``title`` unless `UNSET` (None clears it), ``metadata`` (merged shallowly) unless None."""
-    body: dict[str, Any] = {}
+    body = given(metadata=None if metadata is None else dict(metadata), expected_version=expected_version)
     if title is not UNSET:
         body["title"] = title
-    if metadata is not None:
-        body["metadata"] = dict(metadata)
-    if expected_version is not None:
-        body["expected_version"] = expected_version
     return body
 
 
