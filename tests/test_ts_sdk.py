@@ -190,3 +190,21 @@ def test_archive_and_unarchive_with_listing(shared_server, driver, sid):
     assert sid not in [record["id"] for record in sdk.call("list")["page"]["sessions"]]
     assert sid in [record["id"] for record in sdk.call("list", archived=True)["page"]["sessions"]]
     assert sdk.call("unarchive", session_id=sid)["record"]["archived"] is False
+
+
+def test_the_append_queue_retries_a_refused_append(sdk, make_server, sid):
+    """A hot store too small for the burst answers 429 (retryable for the SDK's queue) until the archive
+    frees it: every append lands once, in order, with the queue's retries in between."""
+    server = make_server({"STARCITE_EVENT_STORE_MAX_SIZE": "8KB", "STARCITE_ARCHIVE_FLUSH_INTERVAL_MS": "500"})
+    server.create(sid)
+    client = SdkDriver(sdk, server.base)
+    try:
+        client.call("open", name="a", session_id=sid)
+        results = [client.call("append", name="a", payload={"n": n, "pad": "x" * 1500}, timeout=60)["result"]
+                   for n in range(1, 13)]
+    finally:
+        client.close()
+    assert [result["seq"] for result in results] == list(range(1, 13))
+    assert server.metric("starcite_event_store_backpressure_total") >= 1  # the queue did retry
+    events = server.request("GET", f"/v1/sessions/{sid}/events?limit=100").json()["events"]
+    assert [(event["seq"], event["payload"]["n"]) for event in events] == [(n, n) for n in range(1, 13)]
