@@ -15,6 +15,7 @@ import pytest
 
 from tests.auth.conftest import claims, jwt_env, remember
 from tests.auth.node_helpers import OTHER, append, create, expiring_reader, principal
+from tests.cluster_helpers import Cluster
 from tests.phoenix_client import PhoenixClient, Refused
 from tests.test_ts_sdk import SdkDriver
 from tests.ts_sdk import NEWEST, install_sdk
@@ -100,24 +101,42 @@ def newest_sdk(tmp_path_factory):
     return shutil.which("node"), str(install_sdk(NEWEST, tmp_path_factory.mktemp("ts-sdk")))
 
 
+SHORT_TOKENS = {"STARCITE_AUTH_JWT_LEEWAY_SECONDS": "0", "STARCITE_AUTH_PRINCIPAL_TOKEN_DEFAULT_TTL_SECONDS": "2"}
+
+
 def test_the_sdk_refreshes_its_token_on_token_expired_and_resumes(make_server, module_jwks, rsa_key, newest_sdk,
                                                                   sid):
     """The newest TypeScript SDK following a tail channel: its session token (2 s) expires, the
     channel pushes token_expired, the SDK mints a new token and rejoins from its cursor."""
-    node = make_server(jwt_env(module_jwks.url, STARCITE_AUTH_JWT_LEEWAY_SECONDS="0",
-                               STARCITE_AUTH_PRINCIPAL_TOKEN_DEFAULT_TTL_SECONDS="2"))
+    node = make_server(jwt_env(module_jwks.url, **SHORT_TOKENS))
+    refreshing_follow(node, node, rsa_key, newest_sdk, sid)
+
+
+def test_on_a_cluster_the_sdk_refreshes_its_token_and_resumes(tmp_path, module_jwks, rsa_key, newest_sdk, sid):
+    """The same on a 3-node cluster: the SDK (its token minting, its channel) on n2, the appends
+    through n3."""
+    cluster = Cluster(tmp_path / "cluster", 3, env=jwt_env(module_jwks.url, **SHORT_TOKENS))
+    try:
+        cluster.start()
+        refreshing_follow(cluster["n2"], cluster["n3"], rsa_key, newest_sdk, sid)
+    finally:
+        cluster.stop()
+
+
+def refreshing_follow(node, writer, rsa_key, newest_sdk, sid):
+    """The SDK on ``node`` follows ``sid`` across its token's refresh; appends go through ``writer``."""
     api_key = remember(rsa_key.sign(claims()))
-    create(node, api_key, sid)
+    create(writer, api_key, sid)
     sdk = SdkDriver(newest_sdk, node.base, api_key)
     try:
         sdk.call("open_refreshing", name="a", session_id=sid)
         sdk.call("follow", name="a")
         node.wait_until(lambda: node.metric("starcite_phoenix_channels") == 1, 10, "the SDK's channel joined")
-        assert append(node, api_key, sid, 1).status_code == 201
+        assert append(writer, api_key, sid, 1).status_code == 201
         assert [e["seq"] for e in sdk.events("a", 1)] == [1]
         sdk.wait(lambda line: line.get("refreshed") == 2, timeout=15, what="a refreshed token")
         node.wait_until(lambda: node.metric("starcite_phoenix_channels") == 1, 10, "the SDK's channel rejoined")
-        assert append(node, api_key, sid, 2).status_code == 201
+        assert append(writer, api_key, sid, 2).status_code == 201
         assert [e["seq"] for e in sdk.events("a", 2)] == [1, 2]
         time.sleep(0.3)
         assert [e["seq"] for e in sdk._events("a")] == [1, 2]  # once each, across the refresh
