@@ -59,7 +59,7 @@ def test_the_event_carries_kind_session_tenant_and_the_record():
               "archived": False, "last_seq": 0, "created_at": T0, "updated_at": T1}
     event = lifecycle_event("session.updated", record)
     assert event == {"kind": "session.updated", "session_id": "s", **record}
-    assert lifecycle_event("session.created", {"id": "t", "metadata": {}})["tenant_id"] is None
+    assert lifecycle_event("session.created", {"id": "t", "metadata": {}})["tenant_id"] == "service"  # auth off
     assert KINDS == ("session.created", "session.updated", "session.archived", "session.unarchived")
 
 

@@ -174,6 +174,8 @@ def test_lifecycle_events(shared_server, driver, sid):
     shared_server.create(sid)
     line = sdk.wait(lambda line: "lifecycle" in line and line["lifecycle"]["session_id"] == sid, timeout=10)
     assert line["lifecycle"]["kind"] == "session.created"
+    typed = sdk.wait(lambda line: "typed" in line and line["typed"]["session_id"] == sid, timeout=10)
+    assert typed["typed"]["tenant_id"]  # a session made with auth off is the "service" tenant's, as upstream
 
 
 def test_patch_with_expected_version(shared_server, driver, sid):

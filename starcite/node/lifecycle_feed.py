@@ -20,9 +20,13 @@ log = logging.getLogger("starcite.lifecycle")
 KINDS = ("session.created", "session.updated", "session.archived", "session.unarchived")
 
 
+NO_TENANT = "service"  # the tenant of a session made with auth off, in lifecycle events (as upstream has it)
+
+
 def lifecycle_event(kind: str, record: dict) -> dict:
-    """The event of ``kind`` for a session whose record (after the command) is ``record``."""
-    return {"kind": kind, "session_id": record["id"], "tenant_id": record.get("tenant_id"), **record}
+    """The event of ``kind`` for a session whose record (after the command) is ``record``. A session
+    without a tenant (auth off) is `NO_TENANT`'s: the SDK's typed lifecycle events need a tenant."""
+    return {"kind": kind, "session_id": record["id"], **record, "tenant_id": record.get("tenant_id") or NO_TENANT}
 
 
 class LifecycleFeed:

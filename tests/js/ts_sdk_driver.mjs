@@ -67,6 +67,7 @@ const commands = {
   },
   lifecycle() {
     starcite.on("lifecycle", (event) => out({ lifecycle: event }));
+    starcite.on("session.created", (event) => out({ typed: event }));  // only events the SDK's schema accepts
     starcite.on("error", (error) => out({ error: String(error?.message ?? error), op: "lifecycle" }));
   },
   async list({ archived }) {
