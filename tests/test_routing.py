@@ -51,6 +51,10 @@ class Replica:
         self.leader = leader
         self.applied_waits = []
         self.hastened = 0
+        self.replaying = False  # `catching_up`: just restarted, its journal not applied yet
+
+    def catching_up(self):
+        return self.replaying
 
     def leader_name(self):
         return self.leader
@@ -83,7 +87,7 @@ class Local:
         return answer
 
     def read(self, group_id, kind, args):
-        return ("read", kind)
+        return None if self.group.replaying else ("read", kind)
 
 
 class Counter:
@@ -137,3 +141,16 @@ def test_a_stale_read_asks_nobody():
     router, a, b = two_nodes([17])
     assert router.read(0, "read_hot", ("s", 0, 1), fresh=False) == ("read", "read_hot")
     assert b.commands == [] and a.group.applied_waits == []
+
+
+def test_a_replica_still_replaying_its_journal_answers_503_not_not_found():
+    """A node without a replica reads from one that has just restarted: "nothing there" would be a
+    404 for a session that exists (a tail opened on the other worker of a node just restarted)."""
+    router, a, b = two_nodes([17])
+    a.replica = lambda group_id: None  # a holds no replica: it asks b
+    b.group.replaying = True
+    with pytest.raises(StarciteError) as raised:
+        router.read(0, "get_session", ("s",), fresh=False)
+    assert raised.value.status == 503 and raised.value.code == "raft_unavailable"
+    b.group.replaying = False
+    assert router.read(0, "get_session", ("s",), fresh=False) == ("read", "get_session")

@@ -205,7 +205,14 @@ class Router:
                               + (f" ({'; '.join(failures)})" if failures else ""))
 
     def _serve_read(self, peer, group_id, kind, args):
-        if self.local.replica(group_id) is None:
+        replica = self.local.replica(group_id)
+        if replica is None:
             raise PeerUnavailable(f"{self.name} holds no replica of group {group_id}")
         self.read_barrier(group_id)
-        return self.local.read(group_id, kind, args)
+        value = self.local.read(group_id, kind, args)
+        if value is None and replica.catching_up():
+            # Just restarted, the replica has not applied its journal yet: the asking node would answer
+            # 404 for a session that exists (a tail's open, a record read). 503: the client retries.
+            raise RaftUnavailable("raft_unavailable", f"{self.name}'s replica of group {group_id} is still "
+                                                      f"catching up; retry")
+        return value
