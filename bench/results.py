@@ -18,7 +18,7 @@ CEILING_SYSTEM = "loadgen-ceiling"
 ETCD_SYSTEM, CLUSTER_SYSTEM = "etcd-3node", "starcite-3node"
 CEILING_WARN_FRACTION = 0.7
 GENERATOR_BUSY_FRACTION = 0.85
-HTTP_SYSTEMS = ("hello", "starcite", "starcite-1w", CLUSTER_SYSTEM, ETCD_SYSTEM)  # driven by the same HTTP client as the ceiling
+HTTP_SYSTEMS = ("hello", "starcite", "starcite-2w", CLUSTER_SYSTEM, ETCD_SYSTEM)  # driven by the same HTTP client as the ceiling
 
 # The peers every Starcite row of a workload is compared with (Starcite ÷ peer).
 RATIO_PEERS = {

@@ -49,7 +49,7 @@ SPECS = [
     Spec("append", "redis-everysec", functools.partial(append.redis, fsync="everysec")),
     Spec("append", "postgres", append.postgres),
     Spec("append", "starcite", append.starcite_single),
-    Spec("append", "starcite-1w", functools.partial(append.starcite_single, workers=1)),
+    Spec("append", "starcite-2w", functools.partial(append.starcite_single, workers=2)),
     Spec("append", results.ETCD_SYSTEM, append.etcd),
     Spec("append", results.CLUSTER_SYSTEM, append.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),
     Spec("failover", results.CLUSTER_SYSTEM, failover.starcite_cluster, shares=(results.CLUSTER_SYSTEM,)),

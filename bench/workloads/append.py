@@ -5,7 +5,7 @@ Systems: the load generator's own ceiling (trivial endpoint), the Falcon +
 gunicorn gevent "hello" ceiling, Redis Streams XADD (appendfsync always and
 everysec), the Postgres one-statement append, a 3-member etcd cluster (PUT
 through its JSON gateway, clients spread over the members), Starcite single
-node (its default workers, and one worker: `starcite-1w`), and the Starcite 3-node cluster (each client on its own session through
+node (its default, one worker, and two workers: `starcite-2w`), and the Starcite 3-node cluster (each client on its own session through
 one member, round-robin over the members).
 
 Owns: one client factory per system and one workload function per system.
