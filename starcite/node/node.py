@@ -18,9 +18,7 @@ Must not: parse HTTP, know about auth, or decide session rules.
 """
 
 import logging
-import random
 import secrets
-import time
 
 import gevent
 from gevent.event import AsyncResult
@@ -49,6 +47,7 @@ from starcite.node.local_replicas import LocalReplicas
 from starcite.node.long_poll import LongPolls
 from starcite.node.reads import SessionReads
 from starcite.node.tails import NodeTails
+from starcite.node.command_stamps import now_iso, request_token
 from starcite.node.tier_reads import ArchiveReadError
 from starcite.node.views import NodeViews
 from starcite.peers.link import PeerHub
@@ -70,28 +69,6 @@ def _outcome(fn, args):
         return True, fn(*args)
     except Exception as exc:  # handed back to the caller's greenlet, which re-raises it
         return False, exc
-
-
-_iso_second = [None, ""]  # [the last whole UTC second formatted, its "YYYY-MM-DDTHH:MM:SS"]
-
-
-def now_iso() -> str:
-    """The UTC time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (an event's ``inserted_at``). The whole second is
-    formatted once per second: `datetime`'s isoformat per append was ~2% of the worker at 16 clients."""
-    now = time.time()
-    second = int(now)
-    if second != _iso_second[0]:
-        _iso_second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_iso_second[1]}.{int((now - second) * 1e6):06d}Z"
-
-
-_tokens = random.Random()  # seeded from os.urandom
-
-
-def request_token() -> int:
-    """A random token naming one API request's command, so that the router's retry of it finds its
-    own earlier commit (`rules.same_request`); unique enough within one producer's one seq."""
-    return _tokens.getrandbits(63)
 
 
 class Node:
