@@ -26,7 +26,7 @@ from starcite.api.tails.keeper import forget
 from starcite.api.tails.phoenix_channels import (LIFECYCLE_TOPIC, TAIL_PREFIX, UNMATCHED_TOPIC, JoinRefused,
                                                  LifecycleChannel, TailChannel)
 from starcite.api.tails.phoenix_wire import MAX_MESSAGE_BYTES, PHOENIX_TOPIC, BadMessage, decode, reply_frame
-from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED, close_watchers
+from starcite.api.tails.tail_socket import CLOSE_NORMAL, CLOSE_TOKEN_EXPIRED, close_watchers, received, watch
 from starcite.api.tails.ws_wire import OP_CLOSE, OP_PING, OP_TEXT, OP_TOO_BIG, InboundFrames
 
 log = logging.getLogger("starcite.phoenix")
@@ -59,12 +59,7 @@ class PhoenixSocket:
     def start(self):
         self.sockets.add(self)
         self.node.connections.moved(None, self.conn.kind)
-        loop = gevent.get_hub().loop
-        reader = loop.io(self.conn.sock.fileno(), 1)
-        reader.start(self._readable)
-        self.watchers.append(reader)
-        if self.expires_at is not None:
-            self._arm_expiry(loop)
+        watch(self)
         self.worker = gevent.getcurrent()  # the request's greenlet writes the 101 and ends
         self._run()
 
@@ -190,13 +185,11 @@ class PhoenixSocket:
     # -- hub callbacks (never block) ------------------------------------------
 
     def _readable(self):
-        data = self.conn.recv_now()
-        if data is None:
-            return
+        data = received(self)
         if not data:
-            self.watchers[0].stop()
-            return self.put(("close", None, ""))
-        self.heard_at = time.monotonic()
+            if data == b"":  # the peer has gone
+                self.put(("close", None, ""))
+            return
         for opcode, payload in self.frames_in.feed(data):
             if opcode == OP_TEXT:
                 self.put(("message", payload))

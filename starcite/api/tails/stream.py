@@ -23,7 +23,7 @@ import gevent
 
 from starcite.api.tails.keeper import forget
 from starcite.api.tails.live_fanout import FANOUT
-from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled, close_watchers
+from starcite.api.tails.tail_socket import CLOSE_INTERNAL, CLOSE_TOKEN_EXPIRED, WriteStalled, close_watchers, received, watch
 from starcite.node.tier_reads import ArchiveReadError
 
 log = logging.getLogger("starcite.tail")
@@ -122,12 +122,7 @@ class TailStream:
         """Open the tail in the node and start reading; ``registry`` holds the stream until it finishes."""
         if not self.open_in_node(registry):
             return
-        loop = gevent.get_hub().loop
-        reader = loop.io(self.conn.sock.fileno(), 1)
-        reader.start(self._readable)
-        self.watchers.append(reader)
-        if self.expires_at is not None:
-            self._arm_expiry(loop)
+        watch(self)
         # The first replay runs in the request's greenlet, which exists anyway (no spawn per
         # tail); caught up and idle, it returns and the request greenlet ends.
         self.pump_here()
@@ -291,14 +286,11 @@ class TailStream:
     # -- hub callbacks (never block) ------------------------------------------
 
     def _readable(self):
-        data = self.conn.recv_now()
-        if data is None:
-            return
+        data = received(self)
         if not data:
-            self.outbox.put(("gone",))
-            self.watchers[0].stop()
+            if data == b"":  # the peer has gone
+                self.outbox.put(("gone",))
             return
-        self.heard_at = time.monotonic()
         for item in self.conn.inbound(data):
             self.outbox.put(item)
             if item[0] == "close":

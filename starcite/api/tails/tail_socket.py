@@ -7,12 +7,17 @@ for ``stall_s`` raises, and the pump ends the tail), a non-blocking send for
 the hub (what the kernel could not take waits in ``unsent``), the claim of
 the live fan-out (``in_flight``: a `starcite.api.tails.live_fanout` job is
 sending on the fd; every other write and the close wait for it), and the
-close (and `close_watchers`, the end of the watchers on its fd). The wires (`starcite.api.tails.ws_wire`,
+close (and `close_watchers`, the end of the watchers on its fd; `received`, a
+stream's read of what came in; `watch`, its watchers started). The wires (`starcite.api.tails.ws_wire`,
 `starcite.api.tails.sse_wire`) subclass `TailSocket` with their encoding, what
 they make of inbound bytes, and what they send before closing.
 
 Must not: know about sessions, cursors, the node or the pump's state.
 """
+
+import time
+
+import gevent
 
 from starcite.node.deletions import CLOSE_SESSION_DELETED  # noqa: F401  (one of the codes below)
 
@@ -139,6 +144,30 @@ class TailSocket:
         self.send_quietly(self.goodbye(code, reason))
         self.closed = True
         self.sock.close()
+
+
+def watch(stream):
+    """Hub context: start ``stream``'s read watcher (``watchers[0]``, calling its ``_readable``) and, when
+    its token expires, the expiry timer (its ``_arm_expiry``). Returns the loop."""
+    loop = gevent.get_hub().loop
+    reader = loop.io(stream.conn.sock.fileno(), 1)
+    reader.start(stream._readable)
+    stream.watchers.append(reader)
+    if stream.expires_at is not None:
+        stream._arm_expiry(loop)
+    return loop
+
+
+def received(stream):
+    """Hub context, a stream's read callback: the bytes waiting on ``stream.conn`` (None: nothing yet).
+    At the peer's end (``b""``) the stream's read watcher (``watchers[0]``) is stopped; otherwise the
+    peer has just been heard from (``heard_at``, what the keeper's pings go by)."""
+    data = stream.conn.recv_now()
+    if data == b"":
+        stream.watchers[0].stop()
+    elif data is not None:
+        stream.heard_at = time.monotonic()
+    return data
 
 
 def close_watchers(watchers: list):
