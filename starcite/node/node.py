@@ -34,7 +34,7 @@ from starcite.adapters import ArchiveUnavailable, build_adapter
 from starcite.adapters.chunks import InvalidCursor
 from starcite.adapters.read_cache import ArchiveReadCache
 from starcite.core.errors import StarciteError
-from starcite.core.records import complete_record, listed
+from starcite.core.records import listed
 from starcite.core.rules import RuleError, parse_result
 from starcite.telemetry.connections import ConnectionCounts
 from starcite.telemetry.metrics import Metrics
